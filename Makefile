@@ -1,0 +1,52 @@
+# Teaclave: two set-up commands, `make demo` and `make test`, each installing what is missing.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced-stamp
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export GRPC_VERBOSITY := ERROR
+
+.PHONY: all demo test lint typecheck imports pytest proto bench clean
+
+all: test
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes -r scripts/bootstrap-requirements.txt
+
+# The virtual environment, exactly as uv.lock says (hashes checked).
+$(STAMP): $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --python $(PYTHON)
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/teaclave demo
+
+test: lint typecheck imports pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+# Regenerate src/teaclave/proto from proto/ (tests check the committed copy is current).
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Attestation evidence: formats, pure verifiers and the code measurement."""

@@ -1,0 +1,195 @@
+"""Platform configuration: one TOML file, every setting with a documented default.
+
+See ``docs/configuration.md`` and ``config/teaclave.toml`` for the annotated
+file. Values are validated on load; a bad file is a :class:`ConfigError` that
+names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SERVICES = (
+    "authentication",
+    "frontend",
+    "management",
+    "storage",
+    "access_control",
+    "scheduler",
+    "execution",
+)
+"""Every service of the platform, in start-up order (dependencies first)."""
+
+ADMIN_PASSWORD_ENV = "TEACLAVE_ADMIN_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Listen addresses (``host:port``). Public APIs first, then internal ones."""
+
+    authentication_api: str = "127.0.0.1:7776"
+    frontend_api: str = "127.0.0.1:7777"
+    authentication: str = "127.0.0.1:17776"
+    management: str = "127.0.0.1:17777"
+    storage: str = "127.0.0.1:17778"
+    access_control: str = "127.0.0.1:17779"
+    scheduler: str = "127.0.0.1:17780"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Users, passwords and tokens."""
+
+    admin_user: str = "admin"
+    # The first PlatformAdmin's password; if empty, read from $TEACLAVE_ADMIN_PASSWORD.
+    # With neither, no admin is created.
+    admin_password: str = ""
+    # Development only: create Teaclave's well-known admin/teaclave account.
+    dev_teaclave_admin: bool = False
+    token_lifetime_secs: int = 24 * 3600
+    # argon2id cost (RFC 9106 second recommended option by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Executor liveness and polling."""
+
+    # An executor silent this long is lost; its task becomes Failed.
+    executor_timeout_secs: float = 30.0
+    # How often executors heartbeat (and poll for work).
+    heartbeat_interval_secs: float = 1.0
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """The execution worker."""
+
+    # file:// URLs may only name files below these directories.
+    file_roots: tuple[str, ...] = ()
+    # Largest input or output file handled, in bytes.
+    max_file_bytes: int = 1 << 30
+    # Largest task summary (return value), in bytes.
+    max_summary_bytes: int = 20480
+
+
+@dataclass(frozen=True)
+class AttestationConfig:
+    """Evidence for this platform's services and what peers must show."""
+
+    # Evidence provider: only "simulation" is available without TEE hardware.
+    provider: str = "simulation"
+    # Accept simulation evidence from peer services (required with the simulation provider).
+    allow_simulation: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole platform configuration."""
+
+    data_dir: str = "teaclave-data"
+    # Largest gRPC message, both directions.
+    max_message_bytes: int = 4 * 1024 * 1024
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    attestation: AttestationConfig = field(default_factory=AttestationConfig)
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).resolve()
+
+    def admin_password(self) -> str:
+        """The first admin's password from the file or the environment ('' = none)."""
+        return self.auth.admin_password or os.environ.get(ADMIN_PASSWORD_ENV, "")
+
+    def with_data_dir(self, data_dir: str | Path) -> Config:
+        """A copy using another data directory."""
+        return replace(self, data_dir=str(data_dir))
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "endpoints": Endpoints,
+    "auth": AuthConfig,
+    "scheduler": SchedulerConfig,
+    "execution": ExecutionConfig,
+    "attestation": AttestationConfig,
+}
+
+
+def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {where}{key}")
+        if key in _SECTIONS and cls is Config:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table")
+            values[key] = _build(_SECTIONS[key], value, f"{key}.")
+            continue
+        default = getattr(cls(), key)
+        values[key] = _coerce(value, default, f"{where}{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int | float) and not isinstance(
+        value, bool
+    ):
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive")
+        return float(value)
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string")
+    return value
+
+
+def parse_config(text: str) -> Config:
+    """Parse TOML text into a :class:`Config` (missing keys take defaults)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}") from exc
+    config: Config = _build(Config, raw, "")
+    if config.attestation.provider != "simulation":
+        raise ConfigError(
+            f"attestation.provider {config.attestation.provider!r} is not available; "
+            "use \"simulation\""
+        )
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the config file at ``path`` (``None``: all defaults)."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    return parse_config(text)

@@ -1,0 +1,1 @@
+"""Attested gRPC channels (RA-TLS): certificates, servers and client channels."""

@@ -1,0 +1,127 @@
+"""Wiring shared by every service: identity, the simulated platform, peers and servers."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from teaclave.attestation.evidence import AttestationPolicy
+from teaclave.attestation.measure import local_measurements, service_measurement
+from teaclave.attestation.simulation import SimulatedPlatform
+from teaclave.config import SERVICES, Config
+from teaclave.rpc import certs
+from teaclave.rpc.channel import Peer
+from teaclave.rpc.identity import ServiceIdentity
+from teaclave.rpc.server import start_server
+from teaclave.services.topology import INBOUND
+
+log = logging.getLogger(__name__)
+
+_PLATFORM_KEY = "simulated-platform-key.pem"
+_PLATFORM_CA = "simulated-platform-ca.pem"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def load_simulated_platform(data_dir: Path) -> tuple[SimulatedPlatform, x509.Certificate]:
+    """The simulated platform key and CA of this data directory (created on first use)."""
+    sim = data_dir / "simulation"
+    sim.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = sim / ".lock"
+    with open(lock, "a+b") as handle:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        key_path, ca_path = sim / _PLATFORM_KEY, sim / _PLATFORM_CA
+        if not key_path.exists():
+            key = ec.generate_private_key(ec.SECP256R1())
+            now = datetime.datetime.now(datetime.UTC)
+            _write_private(key_path, certs.key_to_pem(key))
+            _write_private(ca_path, certs.to_pem(certs.make_platform_ca(key, now)))
+        loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} is not an EC key")
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    return SimulatedPlatform(loaded), ca
+
+
+@dataclass
+class ServiceEnv:
+    """Everything a service needs to serve and to reach its peers."""
+
+    config: Config
+    identity: ServiceIdentity
+    policy: AttestationPolicy
+
+    @classmethod
+    def create(cls, config: Config, service: str) -> ServiceEnv:
+        """Attest ``service`` on this platform and build its environment."""
+        platform, ca = load_simulated_platform(config.data_path)
+        identity = ServiceIdentity.create(
+            service,
+            service_measurement(service),
+            platform,
+            ca,
+            datetime.datetime.now(datetime.UTC),
+        )
+        policy = AttestationPolicy(
+            measurements=local_measurements(SERVICES),
+            allow_simulation=config.attestation.allow_simulation,
+        )
+        return cls(config, identity, policy)
+
+    @property
+    def service(self) -> str:
+        """This service's name."""
+        return self.identity.service
+
+    def peer(self, service: str) -> Peer:
+        """An attested channel to an internal ``service`` (dialed on first use)."""
+        address = getattr(self.config.endpoints, service)
+        return Peer(
+            address,
+            service,
+            policy=self.policy,
+            identity=self.identity,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+
+    def serve(
+        self, endpoint: str, register: Callable[[grpc.Server], None], *, public: bool = False
+    ) -> grpc.Server:
+        """Serve on the configured address of ``endpoint``.
+
+        Internal endpoints admit only the peers in ``topology.INBOUND[endpoint]``.
+        """
+        address = getattr(self.config.endpoints, endpoint)
+        server = start_server(
+            self.identity,
+            address,
+            register,
+            peers=None if public else INBOUND[endpoint],
+            policy=self.policy,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+        log.info("%s listening on %s (%s)", self.service, address,
+                 "public" if public else "internal")
+        return server
+
+
+ServiceMain = Callable[[ServiceEnv, threading.Event], None]
+"""A service's entry point: serve until the event is set, then shut down cleanly."""

@@ -1,0 +1,1 @@
+"""Persistence: the versioned key/value store interface and its backends."""

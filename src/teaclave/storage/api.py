@@ -1,0 +1,66 @@
+"""The storage interface every backend and the remote client implement.
+
+A versioned key/value store with atomic conditional commits (optimistic
+concurrency): read records with their versions, then commit writes on the
+condition that those versions are unchanged. Version 0 means "absent".
+
+Key layout (one namespace per record kind; see :mod:`teaclave.storage.keys`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from teaclave.core.errors import Status, TeaclaveError
+
+
+@dataclass(frozen=True)
+class Record:
+    """A key's value and version (version 0 and empty value: absent)."""
+
+    key: str
+    value: bytes
+    version: int
+
+    @property
+    def exists(self) -> bool:
+        """Whether the key is present."""
+        return self.version != 0
+
+
+@dataclass(frozen=True)
+class Write:
+    """Put ``value`` at ``key``, or delete the key when ``value`` is None."""
+
+    key: str
+    value: bytes | None
+
+
+class Conflict(TeaclaveError):
+    """A commit's check failed: someone else wrote first. Re-read and retry."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(Status.ABORTED, f"concurrent update of {key}")
+        self.key = key
+
+
+class Store(Protocol):
+    """A versioned key/value store."""
+
+    def get(self, keys: Sequence[str]) -> list[Record]:
+        """One record per key, in order (absent keys have version 0)."""
+        ...
+
+    def scan(self, prefix: str, *, start_after: str = "", limit: int = 0) -> list[Record]:
+        """Records whose key starts with ``prefix``, in key order (``limit`` 0: all)."""
+        ...
+
+    def commit(self, checks: Sequence[tuple[str, int]], writes: Sequence[Write]) -> int:
+        """Apply ``writes`` atomically if every ``(key, version)`` check holds.
+
+        Returns the new version given to the written keys; raises
+        :class:`Conflict` (nothing written) when a check fails.
+        """
+        ...
