@@ -150,8 +150,10 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false")
         return value
-    if isinstance(default, float) and isinstance(value, int | float) and not isinstance(
-        value, bool
+    if (
+        isinstance(default, float)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
     ):
         if value <= 0:
             raise ConfigError(f"{name} must be positive")
@@ -179,7 +181,7 @@ def parse_config(text: str) -> Config:
     if config.attestation.provider != "simulation":
         raise ConfigError(
             f"attestation.provider {config.attestation.provider!r} is not available; "
-            "use \"simulation\""
+            'use "simulation"'
         )
     return config
 

@@ -109,8 +109,10 @@ def _from_plain(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911
         return {k: _from_plain(vtype, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if isinstance(tp, type) and isinstance(value, tp) and not (
-        tp is int and isinstance(value, bool)
+    if (
+        isinstance(tp, type)
+        and isinstance(value, tp)
+        and not (tp is int and isinstance(value, bool))
     ):
         return value
     raise CodecError(f"{where}: expected {getattr(tp, '__name__', tp)}")

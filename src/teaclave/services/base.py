@@ -118,8 +118,9 @@ class ServiceEnv:
             policy=self.policy,
             max_message_bytes=self.config.max_message_bytes,
         )
-        log.info("%s listening on %s (%s)", self.service, address,
-                 "public" if public else "internal")
+        log.info(
+            "%s listening on %s (%s)", self.service, address, "public" if public else "internal"
+        )
         return server
 
 
