@@ -82,7 +82,7 @@ def _from_plain(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911
                     continue
                 raise CodecError(f"{where}.{f.name}: missing")
             kwargs[f.name] = _from_plain(hints[f.name], value[f.name], f"{where}.{f.name}")
-        return tp(**kwargs)
+        return tp(**kwargs)  # type: ignore[operator]
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)

@@ -147,7 +147,7 @@ class Peer:
         try:
             return fn(self.channel())
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             self.reset()
             return fn(self.channel())

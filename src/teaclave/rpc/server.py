@@ -50,10 +50,10 @@ class _PeerCheck:
         self._lock = threading.Lock()
 
     def service_of(self, context: grpc.ServicerContext) -> str:
-        pems = context.auth_context().get("x509_pem_cert") or []
-        if not pems:
+        pems = context.auth_context().get("x509_pem_cert")
+        if not isinstance(pems, list) or not pems:
             raise AttestationError("no client certificate")
-        pem = pems[0]
+        pem = bytes(pems[0])
         with self._lock:
             cached = self._cache.get(pem)
         if cached is not None:
@@ -67,7 +67,7 @@ class _PeerCheck:
         return verdict.service
 
 
-class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
+class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, name: str, check: _PeerCheck | None) -> None:
         self._name = name
         self._check = check

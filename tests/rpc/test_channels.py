@@ -1,0 +1,146 @@
+"""Attested channels: mutual attestation, allow-lists, pinning and error translation."""
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from teaclave.attestation.evidence import AttestationError
+from teaclave.config import Config, Endpoints
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.proto import teaclave_access_control_service_pb2 as pb
+from teaclave.proto import teaclave_access_control_service_pb2_grpc as pb_grpc
+from teaclave.rpc.channel import attested_channel
+from teaclave.rpc.server import peer_service
+from teaclave.services.base import ServiceEnv
+
+
+class Echo(pb_grpc.TeaclaveAccessControlServicer):
+    """Answers with the caller's attested service name; fails on request."""
+
+    def AuthorizeApi(self, request: pb.AuthorizeApiRequest, context: object) -> pb.AuthorizeApiResponse:
+        if request.api == "fail":
+            raise TeaclaveError(Status.INVALID_ARGUMENT, "bad api name")
+        if request.api == "crash":
+            raise RuntimeError("secret detail")
+        return pb.AuthorizeApiResponse(accept=peer_service() == request.user_role)
+
+
+@pytest.fixture
+def config(tmp_path: Path, free_port: int) -> Config:
+    return Config(
+        data_dir=str(tmp_path),
+        endpoints=Endpoints(access_control=f"127.0.0.1:{free_port}"),
+    )
+
+
+@pytest.fixture
+def server(config: Config) -> Iterator[ServiceEnv]:
+    env = ServiceEnv.create(config, "access_control")
+    srv = env.serve(
+        "access_control", lambda s: pb_grpc.add_TeaclaveAccessControlServicer_to_server(Echo(), s)
+    )
+    yield env
+    srv.stop(0)
+
+
+def call(env: ServiceEnv, api: str, role: str = "") -> bool:
+    peer = env.peer("access_control")
+    try:
+        reply = peer.call(
+            lambda ch: pb_grpc.TeaclaveAccessControlStub(ch).AuthorizeApi(
+                pb.AuthorizeApiRequest(api=api, user_role=role), timeout=5
+            )
+        )
+        return bool(reply.accept)
+    finally:
+        peer.close()
+
+
+def test_allowed_peer_is_identified(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    assert call(frontend, "x", role="frontend")
+    management = ServiceEnv.create(config, "management")
+    assert call(management, "x", role="management")
+
+
+def test_peer_outside_allow_list_is_refused(server: ServiceEnv, config: Config) -> None:
+    execution = ServiceEnv.create(config, "execution")
+    with pytest.raises(grpc.RpcError) as info:
+        call(execution, "x")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "peer is 'execution'" in info.value.details()
+
+
+def test_errors_are_translated(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    with pytest.raises(grpc.RpcError) as info:
+        call(frontend, "fail")
+    assert (info.value.code(), info.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "bad api name"
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        call(frontend, "crash")
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details() == "service internal error"
+
+
+def test_client_refuses_unexpected_measurement_before_sending(
+    server: ServiceEnv, config: Config
+) -> None:
+    calls: list[str] = []
+    original = Echo.AuthorizeApi
+
+    def spy(self: Echo, request: pb.AuthorizeApiRequest, context: object) -> pb.AuthorizeApiResponse:
+        calls.append(request.api)
+        return original(self, request, context)
+
+    frontend = ServiceEnv.create(config, "frontend")
+    wrong = dataclasses.replace(
+        frontend.policy, measurements={"access_control": frozenset({b"\0" * 32})}
+    )
+    Echo.AuthorizeApi = spy  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AttestationError, match="unexpected measurement"):
+            attested_channel(
+                config.endpoints.access_control,
+                "access_control",
+                policy=wrong,
+                identity=frontend.identity,
+            )
+    finally:
+        Echo.AuthorizeApi = original  # type: ignore[method-assign]
+    assert calls == []
+
+
+def test_client_refuses_simulation_unless_allowed(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    strict = dataclasses.replace(frontend.policy, allow_simulation=False)
+    with pytest.raises(AttestationError, match="simulation is not allowed"):
+        attested_channel(
+            config.endpoints.access_control, "access_control", policy=strict,
+            identity=frontend.identity,
+        )
+
+
+def test_pinned_channel_survives_many_threads(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    peer = frontend.peer("access_control")
+    results: list[bool] = []
+
+    def work() -> None:
+        for _ in range(20):
+            results.append(bool(peer.call(lambda ch: pb_grpc.TeaclaveAccessControlStub(ch)
+                                          .AuthorizeApi(pb.AuthorizeApiRequest(
+                                              user_role="frontend"), timeout=5)).accept))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    peer.close()
+    assert results == [True] * 80
