@@ -1,0 +1,105 @@
+"""User accounts in the store: argon2id password hashes and token generations.
+
+Every account carries a token generation. Tokens name the generation they were
+issued for; any change of credentials (password, role) moves it on, so older
+tokens stop working. A new account starts at a random generation, so tokens of
+a deleted account never work for a re-created account of the same id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from teaclave.config import AuthConfig
+from teaclave.core import codec
+from teaclave.core.roles import Role
+from teaclave.storage import keys
+from teaclave.storage.api import Conflict, Store, Write
+
+
+@dataclass(frozen=True)
+class User:
+    """A stored account."""
+
+    id: str
+    role: str
+    password_hash: str
+    generation: int
+
+    def with_credentials(self, password_hash: str, role: str) -> User:
+        """This account with a new password hash and role (older tokens revoked)."""
+        return replace(self, password_hash=password_hash, role=role, generation=self.generation + 1)
+
+
+Change = Callable[[User | None], User | None]
+"""Given the current account (None: absent), the account to store (None: delete)."""
+
+
+class Users:
+    """The account table, over a :class:`Store` with optimistic concurrency."""
+
+    def __init__(self, store: Store, config: AuthConfig) -> None:
+        self._store = store
+        self._hasher = PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+        )
+        # Verified for unknown ids, so a login's timing does not reveal whether an id exists.
+        self._decoy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    def hash_password(self, password: str) -> str:
+        """An argon2id hash of ``password`` with a fresh salt."""
+        return self._hasher.hash(password)
+
+    def new_user(self, user_id: str, password: str, role: Role) -> User:
+        """A new account record (not yet stored)."""
+        return User(user_id, str(role), self.hash_password(password), secrets.randbits(62))
+
+    def check_password(self, user: User | None, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (always False, in the same time, for None)."""
+        try:
+            return self._hasher.verify(
+                user.password_hash if user else self._decoy_hash, password
+            ) and (user is not None)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def get(self, user_id: str) -> User | None:
+        """The account ``user_id``, if any."""
+        return self._read(user_id)[0]
+
+    def all(self) -> list[User]:
+        """Every account, in id order."""
+        return [codec.decode(User, r.value) for r in self._store.scan(keys.USER)]
+
+    def change(self, user_id: str, change: Change) -> User | None:
+        """Apply ``change`` to the current account atomically and return the result.
+
+        ``change`` may raise to refuse; it is re-run on the fresh account whenever
+        a concurrent writer got in first. Nothing is written when it returns the
+        account unchanged.
+        """
+        key = keys.USER + user_id
+        while True:
+            current, version = self._read(user_id)
+            updated = change(current)
+            if updated == current:
+                return current
+            value = None if updated is None else codec.encode(updated)
+            try:
+                self._store.commit([(key, version)], [Write(key, value)])
+            except Conflict:
+                continue
+            return updated
+
+    def _read(self, user_id: str) -> tuple[User | None, int]:
+        record = self._store.get([keys.USER + user_id])[0]
+        if not record.exists:
+            return None, 0
+        return codec.decode(User, record.value), record.version

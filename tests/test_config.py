@@ -1,0 +1,45 @@
+"""The configuration file: defaults, the example file, and precise errors."""
+
+from pathlib import Path
+
+import pytest
+
+from teaclave.config import Config, ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_file_equals_the_defaults() -> None:
+    assert load_config(ROOT / "config" / "teaclave.toml") == Config()
+
+
+def test_values_override_defaults() -> None:
+    config = parse_config(
+        '[execution]\nfile_roots = ["/srv/data"]\n[scheduler]\nexecutor_timeout_secs = 2\n'
+    )
+    assert config.execution.file_roots == ("/srv/data",)
+    assert config.scheduler.executor_timeout_secs == 2.0
+    assert config.endpoints == Config().endpoints
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense = 1", "unknown setting nonsense"),
+        ("[auth]\ntoken_lifetime_secs = -1", "auth.token_lifetime_secs must be a positive"),
+        ("[auth]\ndev_teaclave_admin = 1", "auth.dev_teaclave_admin must be true or false"),
+        ("[execution]\nfile_roots = '/x'", "execution.file_roots must be a list"),
+        ("auth = 3", r"\[auth\] must be a table"),
+        ("[attestation]\nprovider = 'sgx'", "not available"),
+        ("x = [", "invalid TOML"),
+    ],
+)
+def test_bad_settings_are_named(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text)
+
+
+def test_admin_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEACLAVE_ADMIN_PASSWORD", "s3cret")
+    assert Config().admin_password() == "s3cret"
+    assert parse_config('[auth]\nadmin_password = "file"').admin_password() == "file"
