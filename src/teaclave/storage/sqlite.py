@@ -113,9 +113,9 @@ class SqliteStore:
                 row = db.execute("SELECT version FROM records WHERE key = ?", (key,)).fetchone()
                 if (row[0] if row else 0) != expected:
                     raise Conflict(key)
-            (version,) = db.execute(
+            [(version,)] = db.execute(
                 "UPDATE counter SET version = version + 1 WHERE id = 0 RETURNING version"
-            ).fetchone()
+            ).fetchall()
             for key, value in sealed:
                 if value is None:
                     db.execute("DELETE FROM records WHERE key = ?", (key,))

@@ -64,11 +64,10 @@ class Users:
     def check_password(self, user: User | None, password: str) -> bool:
         """Whether ``password`` is ``user``'s (always False, in the same time, for None)."""
         try:
-            return self._hasher.verify(
-                user.password_hash if user else self._decoy_hash, password
-            ) and (user is not None)
+            self._hasher.verify(user.password_hash if user else self._decoy_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+        return user is not None
 
     def get(self, user_id: str) -> User | None:
         """The account ``user_id``, if any."""

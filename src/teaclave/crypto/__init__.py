@@ -1,0 +1,1 @@
+"""File crypto formats (reference §5), over streams and bytes handed in; no I/O."""

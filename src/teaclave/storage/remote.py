@@ -1,0 +1,91 @@
+"""The storage client: :class:`~teaclave.storage.api.Store` over the storage service's gRPC API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import grpc
+
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.proto import teaclave_storage_service_pb2 as pb
+from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
+from teaclave.rpc.channel import Peer
+from teaclave.storage.api import Conflict, Record, Write
+
+T = TypeVar("T")
+
+CALL_TIMEOUT_SECS = 30.0
+SCAN_PAGE = 256
+_STATUSES = {int(s) for s in Status}
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn gRPC errors into :class:`TeaclaveError` (ABORTED into :class:`Conflict`)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+        details: str = exc.details() or ""  # type: ignore[attr-defined]
+        number = code.value[0]
+        if code == grpc.StatusCode.ABORTED:
+            raise Conflict(details.removeprefix("concurrent update of ")) from None
+        status = Status(number) if number in _STATUSES else Status.INTERNAL
+        raise TeaclaveError(status, details or code.name) from None
+
+
+def _record(message: pb.Record) -> Record:
+    return Record(message.key, message.value, message.version)
+
+
+class RemoteStore:
+    """A store served by the storage service at ``peer``."""
+
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+
+    def _call(self, fn: Callable[[pb_grpc.TeaclaveStorageStub], T]) -> T:
+        with _translated():
+            return self._peer.call(lambda channel: fn(pb_grpc.TeaclaveStorageStub(channel)))
+
+    def get(self, keys: Sequence[str]) -> list[Record]:
+        """One record per key, in order (absent keys have version 0)."""
+        request = pb.GetRequest(keys=keys)
+        response = self._call(lambda stub: stub.Get(request, timeout=CALL_TIMEOUT_SECS))
+        return [_record(r) for r in response.records]
+
+    def scan(self, prefix: str, *, start_after: str = "", limit: int = 0) -> list[Record]:
+        """Records whose key starts with ``prefix``, in key order (``limit`` 0: all).
+
+        Fetched in pages; the service may return short pages to bound message sizes.
+        """
+        records: list[Record] = []
+        while limit <= 0 or len(records) < limit:
+            want = SCAN_PAGE if limit <= 0 else min(SCAN_PAGE, limit - len(records))
+            request = pb.ScanRequest(prefix=prefix, start_after=start_after, limit=want)
+            response = self._call(lambda stub, r=request: stub.Scan(r, timeout=CALL_TIMEOUT_SECS))
+            if not response.records:
+                break
+            records.extend(_record(r) for r in response.records)
+            start_after = records[-1].key
+        return records
+
+    def commit(self, checks: Sequence[tuple[str, int]], writes: Sequence[Write]) -> int:
+        """Apply ``writes`` atomically if every ``(key, version)`` check holds.
+
+        Returns the new version; raises :class:`Conflict` (nothing written) otherwise.
+        """
+        request = pb.CommitRequest(
+            checks=[pb.Check(key=k, version=v) for k, v in checks],
+            writes=[
+                pb.Write(key=w.key, delete=True)
+                if w.value is None
+                else pb.Write(key=w.key, value=w.value)
+                for w in writes
+            ],
+        )
+        response = self._call(lambda stub: stub.Commit(request, timeout=CALL_TIMEOUT_SECS))
+        version: int = response.version
+        return version
