@@ -1,0 +1,109 @@
+"""Opening attested channels to the public endpoints, and calling them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from teaclave.attestation.evidence import AttestationPolicy, Verdict
+from teaclave.attestation.measure import local_measurements
+from teaclave.client.errors import from_platform_error, from_rpc_error
+from teaclave.config import SERVICES
+from teaclave.core.errors import TeaclaveError
+from teaclave.rpc.channel import attested_channel
+
+T = TypeVar("T")
+
+Address = str | tuple[str, int]
+"""``"host:port"`` or Teaclave's ``(host, port)`` tuple."""
+
+DEFAULT_RPC_TIMEOUT = 30.0
+
+
+def default_policy(allow_simulation: bool) -> AttestationPolicy:
+    """Accept exactly the measurements of this installation's code.
+
+    ``allow_simulation`` must be set explicitly to accept simulated evidence
+    (which proves nothing about hardware).
+    """
+    return AttestationPolicy(
+        measurements=local_measurements(SERVICES), allow_simulation=allow_simulation
+    )
+
+
+def format_address(address: Address) -> str:
+    """``address`` as ``host:port``."""
+    if isinstance(address, tuple):
+        host, port = address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return address
+
+
+class Connection:
+    """An attested channel to one public endpoint plus the caller's credentials.
+
+    Construction verifies the endpoint's attestation evidence; the verdict is
+    kept in :attr:`verdict`. Usable as a context manager (closes the channel).
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        service: str,
+        *,
+        allow_simulation: bool = False,
+        policy: AttestationPolicy | None = None,
+        timeout: float = DEFAULT_RPC_TIMEOUT,
+        max_message_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.address = format_address(address)
+        self.timeout = timeout
+        self.user_id = ""
+        self.token = ""
+        try:
+            self._channel, self.verdict = attested_channel(
+                self.address,
+                service,
+                policy=policy or default_policy(allow_simulation),
+                max_message_bytes=max_message_bytes,
+                timeout=min(timeout, 10.0),
+            )
+        except TeaclaveError as exc:
+            raise from_platform_error(exc) from None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The credentials sent with each call (Teaclave's ``{"id", "token"}`` dict)."""
+        return {"id": self.user_id, "token": self.token}
+
+    @metadata.setter
+    def metadata(self, value: dict[str, str]) -> None:
+        self.user_id = value.get("id", "")
+        self.token = value.get("token", "")
+
+    def _invoke(self, method: Callable[..., T], request: Any, *, credentials: bool = True) -> T:
+        """Call a stub method, translating gRPC errors to :class:`TeaclaveException`."""
+        metadata = (("id", self.user_id), ("token", self.token)) if credentials else None
+        try:
+            return method(request, metadata=metadata, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        """The verified attestation verdict, one line."""
+        return self.verdict.describe()
+
+
+__all__ = ["Address", "Connection", "Verdict", "default_policy", "format_address"]

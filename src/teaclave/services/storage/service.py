@@ -1,0 +1,78 @@
+"""The storage servicer: the versioned key/value API, each peer confined to its namespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+
+from teaclave.core.errors import invalid_argument, permission_denied
+from teaclave.proto import teaclave_storage_service_pb2 as pb
+from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
+from teaclave.rpc.server import peer_service
+from teaclave.storage import keys
+from teaclave.storage.api import Record, Store, Write
+
+MAX_ITEMS = 1000
+"""Most keys per Get, checks or writes per Commit, and records per Scan page."""
+MAX_KEY_CHARS = 1024
+
+
+def _check_count(what: str, count: int) -> None:
+    if count > MAX_ITEMS:
+        raise invalid_argument(f"too many {what}: {count} (at most {MAX_ITEMS})")
+
+
+def _check_keys(names: Iterable[str]) -> None:
+    """INVALID_ARGUMENT for a malformed key; PERMISSION_DENIED outside the peer's namespaces."""
+    peer = peer_service()
+    for key in names:
+        if not key:
+            raise invalid_argument("empty key")
+        if len(key) > MAX_KEY_CHARS:
+            raise invalid_argument(f"key longer than {MAX_KEY_CHARS} characters")
+        if not keys.allowed(peer, key):
+            raise permission_denied(f"{peer or 'caller'} may not access key {key!r}")
+
+
+def _message(record: Record) -> pb.Record:
+    return pb.Record(key=record.key, value=record.value, version=record.version)
+
+
+class StorageServicer(pb_grpc.TeaclaveStorageServicer):
+    """Serves one :class:`Store`; pages are cut at ``page_bytes`` of values."""
+
+    def __init__(self, store: Store, page_bytes: int) -> None:
+        self._store = store
+        self._page_bytes = page_bytes
+
+    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:
+        _check_count("keys", len(request.keys))
+        _check_keys(request.keys)
+        records = self._store.get(list(request.keys))
+        return pb.GetResponse(records=[_message(r) for r in records])
+
+    def Scan(self, request: pb.ScanRequest, context: grpc.ServicerContext) -> pb.ScanResponse:
+        _check_keys([request.prefix])
+        limit = min(request.limit or MAX_ITEMS, MAX_ITEMS)
+        records = self._store.scan(request.prefix, start_after=request.start_after, limit=limit)
+        page: list[pb.Record] = []
+        size = 0
+        for record in records:
+            size += len(record.key) + len(record.value)
+            if page and size > self._page_bytes:
+                break
+            page.append(_message(record))
+        return pb.ScanResponse(records=page)
+
+    def Commit(
+        self, request: pb.CommitRequest, context: grpc.ServicerContext
+    ) -> pb.CommitResponse:
+        _check_count("checks", len(request.checks))
+        _check_count("writes", len(request.writes))
+        _check_keys([c.key for c in request.checks] + [w.key for w in request.writes])
+        version = self._store.commit(
+            [(c.key, c.version) for c in request.checks],
+            [Write(w.key, None if w.delete else w.value) for w in request.writes],
+        )
+        return pb.CommitResponse(version=version)
