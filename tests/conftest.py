@@ -1,13 +1,15 @@
 """Shared fixtures: free loopback ports and services running in threads."""
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from teaclave.config import Endpoints
 from teaclave.services.base import ServiceEnv, ServiceMain
 
 
@@ -21,6 +23,16 @@ def pick_free_port() -> int:
 @pytest.fixture
 def free_port() -> int:
     return pick_free_port()
+
+
+@pytest.fixture
+def loopback_endpoints() -> Endpoints:
+    """Every endpoint on its own free 127.0.0.1 port."""
+    names = [f.name for f in dataclasses.fields(Endpoints)]
+    ports: set[int] = set()
+    while len(ports) < len(names):
+        ports.add(pick_free_port())
+    return Endpoints(**{n: f"127.0.0.1:{p}" for n, p in zip(names, sorted(ports), strict=True)})
 
 
 def wait_for_port(address: str, timeout: float = 10.0) -> None:
@@ -66,3 +78,9 @@ def run_service(
     assert not thread.is_alive(), f"{env.service} did not stop"
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def service_runner() -> Callable[..., contextlib.AbstractContextManager[threading.Event]]:
+    """:func:`run_service` for test packages (their modules cannot import this conftest)."""
+    return run_service

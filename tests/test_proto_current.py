@@ -43,5 +43,6 @@ def test_public_api_names_match_the_reference() -> None:
         "ListUsers",
     ]
     fields = {f.name: (f.number, f.type) for f in fe.GetTaskResponse.DESCRIPTOR.fields}
-    assert fields["status"][0] == 20 and fields["result"][0] == 21
+    assert fields["status"][0] == 20
+    assert fields["result"][0] == 21
     assert fe.RegisterFunctionRequest.DESCRIPTOR.fields_by_name["usage_quota"].number == 13

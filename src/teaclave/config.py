@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 SERVICES = (
-    "authentication",
-    "frontend",
-    "management",
     "storage",
     "access_control",
+    "authentication",
+    "management",
+    "frontend",
     "scheduler",
     "execution",
 )
 """Every service of the platform, in start-up order (dependencies first)."""
 
-ADMIN_PASSWORD_ENV = "TEACLAVE_ADMIN_PASSWORD"
+ADMIN_PASSWORD_ENV = "TEACLAVE_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
 
 
 class ConfigError(ValueError):

@@ -61,12 +61,11 @@ def test_refuses_other_service_and_other_key(platform: SimulatedPlatform) -> Non
 def test_refuses_forged_and_malformed_evidence(platform: SimulatedPlatform) -> None:
     genuine = Evidence.from_bytes(platform.attest("frontend", MEASUREMENT, REPORT))
     forged = dataclasses.replace(genuine, measurement=hashlib.sha256(b"evil").digest())
-    policy = dataclasses.replace(
-        POLICY, measurements={"frontend": frozenset({forged.measurement})}
-    )
+    policy = dataclasses.replace(POLICY, measurements={"frontend": frozenset({forged.measurement})})
     with pytest.raises(AttestationError, match="signature does not verify"):
-        verify(forged.to_bytes(), report_data=REPORT, services=frozenset({"frontend"}),
-               policy=policy)
+        verify(
+            forged.to_bytes(), report_data=REPORT, services=frozenset({"frontend"}), policy=policy
+        )
     for junk in (b"", b"{}", b"not json", b'{"tee": 1}', b"x" * 20000):
         with pytest.raises(AttestationError):
             verify(junk, report_data=REPORT, services=frozenset({"frontend"}), policy=POLICY)

@@ -21,7 +21,9 @@ from teaclave.services.base import ServiceEnv
 class Echo(pb_grpc.TeaclaveAccessControlServicer):
     """Answers with the caller's attested service name; fails on request."""
 
-    def AuthorizeApi(self, request: pb.AuthorizeApiRequest, context: object) -> pb.AuthorizeApiResponse:
+    def AuthorizeApi(
+        self, request: pb.AuthorizeApiRequest, context: object
+    ) -> pb.AuthorizeApiResponse:
         if request.api == "fail":
             raise TeaclaveError(Status.INVALID_ARGUMENT, "bad api name")
         if request.api == "crash":
@@ -80,7 +82,8 @@ def test_errors_are_translated(server: ServiceEnv, config: Config) -> None:
     with pytest.raises(grpc.RpcError) as info:
         call(frontend, "fail")
     assert (info.value.code(), info.value.details()) == (
-        grpc.StatusCode.INVALID_ARGUMENT, "bad api name"
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "bad api name",
     )
     with pytest.raises(grpc.RpcError) as info:
         call(frontend, "crash")
@@ -94,7 +97,9 @@ def test_client_refuses_unexpected_measurement_before_sending(
     calls: list[str] = []
     original = Echo.AuthorizeApi
 
-    def spy(self: Echo, request: pb.AuthorizeApiRequest, context: object) -> pb.AuthorizeApiResponse:
+    def spy(
+        self: Echo, request: pb.AuthorizeApiRequest, context: object
+    ) -> pb.AuthorizeApiResponse:
         calls.append(request.api)
         return original(self, request, context)
 
@@ -121,7 +126,9 @@ def test_client_refuses_simulation_unless_allowed(server: ServiceEnv, config: Co
     strict = dataclasses.replace(frontend.policy, allow_simulation=False)
     with pytest.raises(AttestationError, match="simulation is not allowed"):
         attested_channel(
-            config.endpoints.access_control, "access_control", policy=strict,
+            config.endpoints.access_control,
+            "access_control",
+            policy=strict,
             identity=frontend.identity,
         )
 
@@ -133,9 +140,15 @@ def test_pinned_channel_survives_many_threads(server: ServiceEnv, config: Config
 
     def work() -> None:
         for _ in range(20):
-            results.append(bool(peer.call(lambda ch: pb_grpc.TeaclaveAccessControlStub(ch)
-                                          .AuthorizeApi(pb.AuthorizeApiRequest(
-                                              user_role="frontend"), timeout=5)).accept))
+            results.append(
+                bool(
+                    peer.call(
+                        lambda ch: pb_grpc.TeaclaveAccessControlStub(ch).AuthorizeApi(
+                            pb.AuthorizeApiRequest(user_role="frontend"), timeout=5
+                        )
+                    ).accept
+                )
+            )
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:

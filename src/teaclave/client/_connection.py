@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from teaclave.attestation.evidence import AttestationPolicy, Verdict
+from teaclave.attestation.evidence import AttestationPolicy
 from teaclave.attestation.measure import local_measurements
 from teaclave.client.errors import from_platform_error, from_rpc_error
 from teaclave.config import SERVICES
@@ -100,10 +100,3 @@ class Connection:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def describe(self) -> str:
-        """The verified attestation verdict, one line."""
-        return self.verdict.describe()
-
-
-__all__ = ["Address", "Connection", "Verdict", "default_policy", "format_address"]

@@ -114,7 +114,6 @@ _BY_CODE: dict[grpc.StatusCode, type[TeaclaveException]] = {
     grpc.StatusCode.UNAVAILABLE: ServiceUnavailable,
     grpc.StatusCode.INTERNAL: InternalError,
 }
-_KNOWN_STATUS = {int(s) for s in Status}
 
 
 def from_rpc_error(error: grpc.RpcError) -> TeaclaveException:
@@ -124,10 +123,7 @@ def from_rpc_error(error: grpc.RpcError) -> TeaclaveException:
     cls = _BY_CODE.get(code)
     if cls is not None:
         return cls(message)
-    number = int(code.value[0])
-    if number in _KNOWN_STATUS:
-        return TeaclaveException(message, Status(number))
-    return TeaclaveException(f"{code.name}: {message}")
+    return TeaclaveException(message, Status(code.value[0]))
 
 
 def from_platform_error(error: TeaclaveError) -> TeaclaveException:

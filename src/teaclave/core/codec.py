@@ -53,7 +53,7 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-def _from_plain(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911
+def _from_plain(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         options = get_args(tp)

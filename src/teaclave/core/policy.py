@@ -1,4 +1,4 @@
-"""The role × API matrix (reference §4.1–4.2): which roles may call which public API.
+"""The role x API matrix (reference §4.1-4.2): which roles may call which public API.
 
 PlatformAdmin may call every API (even unknown names); ``Invalid`` none;
 other roles exactly the APIs listed for their kind.

@@ -85,6 +85,7 @@ def make_client_cert(
     service: str,
     key: ec.EllipticCurvePrivateKey,
     evidence: bytes,
+    *,
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     now: datetime.datetime,

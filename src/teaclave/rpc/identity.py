@@ -35,7 +35,9 @@ class ServiceIdentity:
         key = ec.generate_private_key(ec.SECP256R1())
         evidence = platform.attest(service, measurement, certs.report_data_for(key.public_key()))
         server = certs.make_server_cert(service, key, evidence, now)
-        client = certs.make_client_cert(service, key, evidence, platform.key, platform_ca, now)
+        client = certs.make_client_cert(
+            service, key, evidence, ca_key=platform.key, ca_cert=platform_ca, now=now
+        )
         return cls(
             service=service,
             key_pem=certs.key_to_pem(key),

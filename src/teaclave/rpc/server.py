@@ -98,6 +98,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 log.exception("%s %s: unexpected error", self._name, method)
                 failure = TeaclaveError(Status.INTERNAL, "service internal error")
             context.abort(grpc_code(failure.status), failure.message)
+            return None
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

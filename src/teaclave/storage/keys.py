@@ -7,7 +7,7 @@ the namespaces granted to the calling peer service.
 from __future__ import annotations
 
 USER = "user/"  # authentication: one user account per key, by user id
-AUTH_SECRET = "auth/"  # authentication: token signing key
+AUTH_SECRET = "auth/"  # noqa: S105 (authentication: token signing key)
 FUNCTION = "function/"  # management: Function by uuid
 USAGE = "usage/"  # management: FunctionUsage by function uuid
 USER_FUNCTIONS = "userfn/"  # management: UserFunctions by user id

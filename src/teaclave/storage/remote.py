@@ -27,8 +27,8 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as exc:
-        code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-        details: str = exc.details() or ""  # type: ignore[attr-defined]
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
         number = code.value[0]
         if code == grpc.StatusCode.ABORTED:
             raise Conflict(details.removeprefix("concurrent update of ")) from None
@@ -48,7 +48,15 @@ class RemoteStore:
 
     def _call(self, fn: Callable[[pb_grpc.TeaclaveStorageStub], T]) -> T:
         with _translated():
-            return self._peer.call(lambda channel: fn(pb_grpc.TeaclaveStorageStub(channel)))
+            return self._peer.call(
+                lambda channel: fn(pb_grpc.TeaclaveStorageStub(channel))  # type: ignore[no-untyped-call]
+            )
+
+    def _scan_page(self, request: pb.ScanRequest) -> pb.ScanResponse:
+        response: pb.ScanResponse = self._call(
+            lambda stub: stub.Scan(request, timeout=CALL_TIMEOUT_SECS)
+        )
+        return response
 
     def get(self, keys: Sequence[str]) -> list[Record]:
         """One record per key, in order (absent keys have version 0)."""
@@ -64,8 +72,9 @@ class RemoteStore:
         records: list[Record] = []
         while limit <= 0 or len(records) < limit:
             want = SCAN_PAGE if limit <= 0 else min(SCAN_PAGE, limit - len(records))
-            request = pb.ScanRequest(prefix=prefix, start_after=start_after, limit=want)
-            response = self._call(lambda stub, r=request: stub.Scan(r, timeout=CALL_TIMEOUT_SECS))
+            response = self._scan_page(
+                pb.ScanRequest(prefix=prefix, start_after=start_after, limit=want)
+            )
             if not response.records:
                 break
             records.extend(_record(r) for r in response.records)

@@ -8,6 +8,7 @@ key) as associated data, so a sealed value cannot be moved to another key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -34,10 +35,8 @@ def load_or_create_sealing_key(data_dir: Path) -> bytes:
                 f.write(os.urandom(KEY_SIZE))
                 f.flush()
                 os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)  # fails if another process created the key first
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # another process was first
+                os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     key = path.read_bytes()

@@ -105,8 +105,7 @@ class SqliteStore:
         Returns the new version; raises :class:`Conflict` (nothing written) otherwise.
         """
         sealed = [
-            (w.key, None if w.value is None else self._sealer.seal(w.key, w.value))
-            for w in writes
+            (w.key, None if w.value is None else self._sealer.seal(w.key, w.value)) for w in writes
         ]
         with self._transaction("BEGIN IMMEDIATE") as db:
             for key, expected in checks:

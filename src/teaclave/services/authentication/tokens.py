@@ -6,6 +6,7 @@ token generation when the token was issued (see :mod:`.users`).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,8 @@ def load_signing_key(store: Store) -> bytes:
     """The platform's token signing key, created on first use (first writer wins)."""
     record = store.get([SIGNING_KEY])[0]
     if not record.exists:
-        try:
+        with contextlib.suppress(Conflict):  # another instance created it: use theirs
             store.commit([(SIGNING_KEY, 0)], [Write(SIGNING_KEY, secrets.token_bytes(KEY_BYTES))])
-        except Conflict:
-            pass
         record = store.get([SIGNING_KEY])[0]
     if len(record.value) != KEY_BYTES:
         raise TeaclaveError(Status.INTERNAL, "stored token signing key is malformed")

@@ -25,7 +25,7 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
         servicer = StorageServicer(store, page_bytes=env.config.max_message_bytes // 2)
 
         def register(server: grpc.Server) -> None:
-            pb_grpc.add_TeaclaveStorageServicer_to_server(servicer, server)
+            pb_grpc.add_TeaclaveStorageServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
         server = env.serve("storage", register)
         stop.wait()

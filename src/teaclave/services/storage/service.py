@@ -23,14 +23,14 @@ def _check_count(what: str, count: int) -> None:
         raise invalid_argument(f"too many {what}: {count} (at most {MAX_ITEMS})")
 
 
-def _check_keys(names: Iterable[str]) -> None:
+def _check_keys(names: Iterable[str], what: str = "key") -> None:
     """INVALID_ARGUMENT for a malformed key; PERMISSION_DENIED outside the peer's namespaces."""
     peer = peer_service()
     for key in names:
         if not key:
-            raise invalid_argument("empty key")
+            raise invalid_argument(f"empty {what}")
         if len(key) > MAX_KEY_CHARS:
-            raise invalid_argument(f"key longer than {MAX_KEY_CHARS} characters")
+            raise invalid_argument(f"{what} longer than {MAX_KEY_CHARS} characters")
         if not keys.allowed(peer, key):
             raise permission_denied(f"{peer or 'caller'} may not access key {key!r}")
 
@@ -46,14 +46,18 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
         self._store = store
         self._page_bytes = page_bytes
 
-    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:
+    def Get(  # noqa: N802
+        self, request: pb.GetRequest, context: grpc.ServicerContext
+    ) -> pb.GetResponse:
         _check_count("keys", len(request.keys))
         _check_keys(request.keys)
         records = self._store.get(list(request.keys))
         return pb.GetResponse(records=[_message(r) for r in records])
 
-    def Scan(self, request: pb.ScanRequest, context: grpc.ServicerContext) -> pb.ScanResponse:
-        _check_keys([request.prefix])
+    def Scan(  # noqa: N802
+        self, request: pb.ScanRequest, context: grpc.ServicerContext
+    ) -> pb.ScanResponse:
+        _check_keys([request.prefix], what="prefix")
         limit = min(request.limit or MAX_ITEMS, MAX_ITEMS)
         records = self._store.scan(request.prefix, start_after=request.start_after, limit=limit)
         page: list[pb.Record] = []
@@ -65,7 +69,7 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
             page.append(_message(record))
         return pb.ScanResponse(records=page)
 
-    def Commit(
+    def Commit(  # noqa: N802
         self, request: pb.CommitRequest, context: grpc.ServicerContext
     ) -> pb.CommitResponse:
         _check_count("checks", len(request.checks))

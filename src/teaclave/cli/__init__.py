@@ -1,0 +1,1 @@
+"""The ``teaclave`` command: run the platform, use it, encrypt files, check attestation."""

@@ -1,0 +1,139 @@
+"""``teaclave task ...``: creating, approving, running tasks and reading results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from teaclave.cli.context import (
+    Context,
+    Subcommands,
+    UsageError,
+    add_command,
+    add_group,
+    key_value,
+)
+from teaclave.client import DataMap, OwnerList
+
+
+def _owners(pairs: list[tuple[str, str]]) -> list[OwnerList]:
+    return [OwnerList(name, [u for u in users.split(",") if u]) for name, users in pairs]
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        arguments = json.loads(args.args_json) if args.args_json else {}
+    except ValueError as exc:
+        raise UsageError(f"--args-json is not JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise UsageError("--args-json must be a JSON object")
+    arguments.update(args.arg)
+    return arguments
+
+
+def _create(args: argparse.Namespace, ctx: Context) -> None:
+    arguments = _arguments(args)
+    with ctx.frontend() as fe:
+        task_id = fe.create_task(
+            args.function_id,
+            arguments,
+            args.executor,
+            _owners(args.input_owner),
+            _owners(args.output_owner),
+        )
+    ctx.emit({"task_id": task_id}, task_id)
+
+
+def _get(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        ctx.emit(fe.get_task(args.task_id))
+
+
+def _assign(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        fe.assign_data_to_task(
+            args.task_id,
+            [DataMap(name, data_id) for name, data_id in args.input],
+            [DataMap(name, data_id) for name, data_id in args.output],
+        )
+    ctx.emit({"task_id": args.task_id}, f"Assigned data to {args.task_id}")
+
+
+def _approve(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        fe.approve_task(args.task_id)
+    ctx.emit({"task_id": args.task_id}, f"Approved {args.task_id}")
+
+
+def _invoke(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        fe.invoke_task(args.task_id)
+    ctx.emit({"task_id": args.task_id}, f"Invoked {args.task_id}")
+
+
+def _cancel(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        fe.cancel_task(args.task_id)
+    ctx.emit({"task_id": args.task_id}, f"Cancel requested for {args.task_id}")
+
+
+def _result(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        outputs = fe.get_task_outputs(args.task_id, timeout=args.timeout)
+    summary = outputs.return_value.decode("utf-8", "replace")
+    lines = [summary]
+    lines += [f"cmac of {name}: {cmac.hex()}" for name, cmac in outputs.tags_map.items()]
+    lines += [f"log: {line}" for line in outputs.log]
+    ctx.emit(
+        {"return_value": summary, "tags_map": outputs.tags_map, "log": outputs.log},
+        "\n".join(lines),
+    )
+
+
+def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
+    """Register ``task`` and its subcommands."""
+    group = add_group(sub, "task", "tasks")
+    parser = add_command(group, parent, "create", _create, "create a task of a function")
+    parser.add_argument("function_id")
+    parser.add_argument("--executor", default="builtin", help="builtin, mesapy or wamr")
+    parser.add_argument(
+        "--arg",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a string argument (repeatable)",
+    )
+    parser.add_argument("--args-json", metavar="JSON", help="arguments as a JSON object")
+    for kind in ("input", "output"):
+        parser.add_argument(
+            f"--{kind}-owner",
+            type=key_value,
+            action="append",
+            default=[],
+            metavar="NAME=USER[,USER...]",
+            help=f"owners of the {kind} NAME (repeatable)",
+        )
+
+    parser = add_command(group, parent, "assign", _assign, "assign your files to a task")
+    parser.add_argument("task_id")
+    for kind in ("input", "output"):
+        parser.add_argument(
+            f"--{kind}",
+            type=key_value,
+            action="append",
+            default=[],
+            metavar="NAME=DATA_ID",
+            help=f"bind a registered {kind} file to NAME (repeatable)",
+        )
+    for name, handler, help_text in (
+        ("get", _get, "show a task"),
+        ("approve", _approve, "approve a task"),
+        ("invoke", _invoke, "start a task (creator only)"),
+        ("cancel", _cancel, "cancel a task"),
+    ):
+        add_command(group, parent, name, handler, help_text).add_argument("task_id")
+    parser = add_command(group, parent, "result", _result, "wait for a task's result")
+    parser.add_argument("task_id")
+    parser.add_argument("--timeout", type=float, help="give up after this many seconds")

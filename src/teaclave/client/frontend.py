@@ -1,0 +1,335 @@
+"""Client of the frontend API (functions, files, tasks, audit logs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from teaclave.attestation.evidence import AttestationPolicy
+from teaclave.client._connection import DEFAULT_RPC_TIMEOUT, Address, Connection
+from teaclave.client.errors import TaskCanceled, TaskFailed
+from teaclave.client.types import (
+    AuditEntry,
+    ByteString,
+    CryptoInfo,
+    DataFile,
+    DataMap,
+    Function,
+    FunctionArgument,
+    FunctionInput,
+    FunctionList,
+    FunctionOutput,
+    FunctionUsage,
+    OwnerList,
+    Task,
+    TaskFailure,
+    TaskOutputs,
+    to_protos,
+)
+from teaclave.core.model import TaskStatus
+from teaclave.proto import teaclave_frontend_service_pb2 as pb
+from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
+
+POLL_FIRST_DELAY = 0.02
+POLL_MAX_DELAY = 0.5
+
+
+def task_outcome(task: Task) -> TaskOutputs | None:
+    """The outputs of an ended task, None while it runs.
+
+    Raises :class:`TaskFailed` (function error or platform failure) or
+    :class:`TaskCanceled` when the task ended without a result.
+    """
+    reason = task.result.reason if isinstance(task.result, TaskFailure) else ""
+    if task.status is TaskStatus.CANCELED:
+        raise TaskCanceled(reason or "canceled")
+    if task.status is TaskStatus.FAILED:
+        raise TaskFailed(reason or "failed")
+    if task.status is not TaskStatus.FINISHED:
+        return None
+    if isinstance(task.result, TaskOutputs):
+        return task.result
+    raise TaskFailed(reason or "finished without a result")
+
+
+class FrontendApi(Connection):
+    """The calls shared by :class:`FrontendClient` and Teaclave's ``FrontendService``."""
+
+    def __init__(
+        self,
+        address: Address,
+        user_id: str = "",
+        token: str = "",
+        *,
+        allow_simulation: bool = False,
+        policy: AttestationPolicy | None = None,
+        timeout: float = DEFAULT_RPC_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            address, "frontend", allow_simulation=allow_simulation, policy=policy, timeout=timeout
+        )
+        self.user_id, self.token = user_id, token
+        self._stub = pb_grpc.TeaclaveFrontendStub(self._channel)  # type: ignore[no-untyped-call]
+
+    # Files
+
+    def register_input_file(
+        self, url: str, schema: str, key: ByteString, iv: ByteString, cmac: ByteString
+    ) -> str:
+        """Register an encrypted input file at ``url`` with its ``cmac``; returns its id."""
+        request = pb.RegisterInputFileRequest(
+            url=url, cmac=bytes(cmac), crypto_info=CryptoInfo(schema, key, iv).to_proto()
+        )
+        return str(self._invoke(self._stub.RegisterInputFile, request).data_id)
+
+    def register_output_file(self, url: str, schema: str, key: ByteString, iv: ByteString) -> str:
+        """Register where (and with which key) a task writes an output; returns its id."""
+        request = pb.RegisterOutputFileRequest(
+            url=url, crypto_info=CryptoInfo(schema, key, iv).to_proto()
+        )
+        return str(self._invoke(self._stub.RegisterOutputFile, request).data_id)
+
+    def update_input_file(self, data_id: str, url: str) -> str:
+        """Register a copy of an input file at a new ``url``; returns the new id."""
+        request = pb.UpdateInputFileRequest(data_id=data_id, url=url)
+        return str(self._invoke(self._stub.UpdateInputFile, request).data_id)
+
+    def update_output_file(self, data_id: str, url: str) -> str:
+        """Register a copy of an output file at a new ``url``; returns the new id."""
+        request = pb.UpdateOutputFileRequest(data_id=data_id, url=url)
+        return str(self._invoke(self._stub.UpdateOutputFile, request).data_id)
+
+    def register_fusion_output(self, owners: Sequence[str]) -> str:
+        """Register a platform-encrypted output owned jointly by ``owners``; returns its id."""
+        request = pb.RegisterFusionOutputRequest(owner_list=list(owners))
+        return str(self._invoke(self._stub.RegisterFusionOutput, request).data_id)
+
+    def register_input_from_output(self, data_id: str) -> str:
+        """Register a written output file as an input; returns the input's id."""
+        request = pb.RegisterInputFromOutputRequest(data_id=data_id)
+        return str(self._invoke(self._stub.RegisterInputFromOutput, request).data_id)
+
+    def get_input_file(self, data_id: str) -> DataFile:
+        """An input file's owners and cmac."""
+        reply = self._invoke(self._stub.GetInputFile, pb.GetInputFileRequest(data_id=data_id))
+        return DataFile(tuple(reply.owner), reply.cmac)
+
+    def get_output_file(self, data_id: str) -> DataFile:
+        """An output file's owners and cmac (empty until a task wrote it)."""
+        reply = self._invoke(self._stub.GetOutputFile, pb.GetOutputFileRequest(data_id=data_id))
+        return DataFile(tuple(reply.owner), reply.cmac)
+
+    # Functions
+
+    def register_function(  # noqa: PLR0917 (Teaclave's signature)
+        self,
+        name: str,
+        description: str,
+        executor_type: str,
+        public: bool = True,
+        payload: ByteString = b"",
+        arguments: Iterable[FunctionArgument] = (),
+        inputs: Iterable[FunctionInput] = (),
+        outputs: Iterable[FunctionOutput] = (),
+        user_allowlist: Iterable[str] = (),
+        usage_quota: int = -1,
+    ) -> str:
+        """Register a function (``usage_quota`` < 0: unlimited); returns its id."""
+        request = pb.RegisterFunctionRequest(
+            **_function_fields(
+                name=name,
+                description=description,
+                executor_type=executor_type,
+                public=public,
+                payload=payload,
+                arguments=arguments,
+                inputs=inputs,
+                outputs=outputs,
+                user_allowlist=user_allowlist,
+                usage_quota=usage_quota,
+            )
+        )
+        return str(self._invoke(self._stub.RegisterFunction, request).function_id)
+
+    def update_function(  # noqa: PLR0917 (Teaclave's signature)
+        self,
+        function_id: str,
+        name: str,
+        description: str,
+        executor_type: str,
+        public: bool = True,
+        payload: ByteString = b"",
+        arguments: Iterable[FunctionArgument] = (),
+        inputs: Iterable[FunctionInput] = (),
+        outputs: Iterable[FunctionOutput] = (),
+        user_allowlist: Iterable[str] = (),
+        usage_quota: int = -1,
+    ) -> str:
+        """Replace a function's definition; returns its id."""
+        request = pb.UpdateFunctionRequest(
+            function_id=function_id,
+            **_function_fields(
+                name=name,
+                description=description,
+                executor_type=executor_type,
+                public=public,
+                payload=payload,
+                arguments=arguments,
+                inputs=inputs,
+                outputs=outputs,
+                user_allowlist=user_allowlist,
+                usage_quota=usage_quota,
+            ),
+        )
+        return str(self._invoke(self._stub.UpdateFunction, request).function_id)
+
+    def get_function(self, function_id: str) -> Function:
+        """A function's definition."""
+        reply = self._invoke(self._stub.GetFunction, pb.GetFunctionRequest(function_id=function_id))
+        return Function.from_proto(function_id, reply)
+
+    def get_function_usage_stats(self, function_id: str) -> FunctionUsage:
+        """A function's quota and usage count."""
+        request = pb.GetFunctionUsageStatsRequest(function_id=function_id)
+        reply = self._invoke(self._stub.GetFunctionUsageStats, request)
+        return FunctionUsage(reply.function_quota, reply.current_usage)
+
+    def delete_function(self, function_id: str) -> None:
+        """Delete a function."""
+        self._invoke(self._stub.DeleteFunction, pb.DeleteFunctionRequest(function_id=function_id))
+
+    def disable_function(self, function_id: str) -> None:
+        """Disable a function (it stays registered but is no longer listed)."""
+        request = pb.DisableFunctionRequest(function_id=function_id)
+        self._invoke(self._stub.DisableFunction, request)
+
+    def _list_functions(self, user_id: str) -> pb.ListFunctionsResponse:
+        reply: pb.ListFunctionsResponse = self._invoke(
+            self._stub.ListFunctions, pb.ListFunctionsRequest(user_id=user_id)
+        )
+        return reply
+
+    # Tasks
+
+    def create_task(
+        self,
+        function_id: str,
+        function_arguments: Mapping[str, Any],
+        executor: str,
+        inputs_ownership: Iterable[OwnerList] = (),
+        outputs_ownership: Iterable[OwnerList] = (),
+    ) -> str:
+        """Create a task of a function with arguments and file owners; returns its id."""
+        request = pb.CreateTaskRequest(
+            function_id=function_id,
+            function_arguments=json.dumps(dict(function_arguments)),
+            executor=executor,
+            inputs_ownership=to_protos(inputs_ownership),
+            outputs_ownership=to_protos(outputs_ownership),
+        )
+        return str(self._invoke(self._stub.CreateTask, request).task_id)
+
+    def assign_data_to_task(
+        self, task_id: str, inputs: Iterable[DataMap], outputs: Iterable[DataMap]
+    ) -> None:
+        """Bind the caller's registered files to the task's input and output names."""
+        request = pb.AssignDataRequest(
+            task_id=task_id, inputs=to_protos(inputs), outputs=to_protos(outputs)
+        )
+        self._invoke(self._stub.AssignData, request)
+
+    def approve_task(self, task_id: str) -> None:
+        """Approve the task as one of its participants."""
+        self._invoke(self._stub.ApproveTask, pb.ApproveTaskRequest(task_id=task_id))
+
+    def invoke_task(self, task_id: str) -> None:
+        """Queue the task for execution (creator only, once everyone approved)."""
+        self._invoke(self._stub.InvokeTask, pb.InvokeTaskRequest(task_id=task_id))
+
+    def cancel_task(self, task_id: str) -> None:
+        """Cancel the task (creator or platform admin)."""
+        self._invoke(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id))
+
+    def _get_task(self, task_id: str) -> pb.GetTaskResponse:
+        reply: pb.GetTaskResponse = self._invoke(
+            self._stub.GetTask, pb.GetTaskRequest(task_id=task_id)
+        )
+        return reply
+
+    def get_task_outputs(self, task_id: str, timeout: float | None = None) -> TaskOutputs:
+        """Wait for the task to end; its summary, output cmacs and log.
+
+        Polls GetTask with backoff (20 ms doubling up to 0.5 s). Raises
+        :class:`TaskFailed` or :class:`TaskCanceled` when the task ended
+        without a result, :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_FIRST_DELAY
+        while True:
+            outputs = task_outcome(Task.from_proto(self._get_task(task_id)))
+            if outputs is not None:
+                return outputs
+            pause = delay
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"task {task_id} has no result after {timeout:g} s")
+                pause = min(delay, remaining)
+            time.sleep(pause)
+            delay = min(delay * 2, POLL_MAX_DELAY)
+
+    def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:
+        """Wait for the task to end; its summary (return value). See :meth:`get_task_outputs`."""
+        return self.get_task_outputs(task_id, timeout).return_value
+
+    def _query_audit_logs(self, query: str, limit: int) -> pb.QueryAuditLogsResponse:
+        reply: pb.QueryAuditLogsResponse = self._invoke(
+            self._stub.QueryAuditLogs, pb.QueryAuditLogsRequest(query=query, limit=limit)
+        )
+        return reply
+
+
+def _function_fields(
+    *,
+    name: str,
+    description: str,
+    executor_type: str,
+    public: bool,
+    payload: ByteString,
+    arguments: Iterable[FunctionArgument],
+    inputs: Iterable[FunctionInput],
+    outputs: Iterable[FunctionOutput],
+    user_allowlist: Iterable[str],
+    usage_quota: int,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "executor_type": executor_type,
+        "public": public,
+        "payload": bytes(payload),
+        "arguments": to_protos(arguments),
+        "inputs": to_protos(inputs),
+        "outputs": to_protos(outputs),
+        "user_allowlist": list(user_allowlist),
+        "usage_quota": usage_quota,
+    }
+
+
+class FrontendClient(FrontendApi):
+    """The ``TeaclaveFrontend`` API, as ``user_id`` with ``token``, with typed replies."""
+
+    def list_functions(self, user_id: str) -> FunctionList:
+        """Functions ``user_id`` registered and private functions they may use."""
+        reply = self._list_functions(user_id)
+        return FunctionList(tuple(reply.registered_functions), tuple(reply.allowed_functions))
+
+    def get_task(self, task_id: str) -> Task:
+        """The task's state (participants only)."""
+        return Task.from_proto(self._get_task(task_id))
+
+    def query_audit_logs(self, query: str, limit: int) -> list[AuditEntry]:
+        """At most ``limit`` audit entries matching ``query``, newest first (admins only)."""
+        return [AuditEntry.from_proto(e) for e in self._query_audit_logs(query, limit).logs]

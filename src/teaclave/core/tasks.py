@@ -1,0 +1,284 @@
+"""Task rules (reference §3.5-3.6): creation, data assignment, approval, invocation, cancel.
+
+Pure functions over :mod:`teaclave.core.model` records: each returns the
+updated record or raises :class:`TeaclaveError` with Teaclave's status and
+message, followed after ": " by the precise reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from teaclave.core.errors import Status, TeaclaveError, invalid_argument, permission_denied
+from teaclave.core.model import (
+    Function,
+    FunctionArgument,
+    FunctionFile,
+    FunctionUsage,
+    InputFile,
+    OutputFile,
+    Task,
+    TaskResult,
+    TaskStatus,
+    parse_executor,
+)
+from teaclave.core.roles import Role
+
+CANCELED_BEFORE_STAGING = "Task canceled"
+CANCELED_BY_USER = "Task Canceled by the user"
+
+OwnerLists = Sequence[tuple[str, Sequence[str]]]
+"""``(data_name, owner ids)`` pairs as a CreateTask request lists them."""
+
+
+def status_name(status: TaskStatus) -> str:
+    """The wire name of a status (``DataAssigned``)."""
+    return "".join(part.capitalize() for part in status.name.split("_"))
+
+
+def _unknown(message: str) -> TeaclaveError:
+    return TeaclaveError(Status.UNKNOWN, message)
+
+
+# --- functions ---------------------------------------------------------------
+
+
+def is_allow_listed(function: Function, user_id: str, role: Role) -> bool:
+    """Whether the caller's user id or role attribute is in the function's allow-list."""
+    allowlist = function.user_allowlist
+    return user_id in allowlist or (bool(role.attribute) and role.attribute in allowlist)
+
+
+def check_may_create_task(function: Function, user_id: str, role: Role) -> None:
+    """CreateTask's function gate: public, owner, allow-listed or PlatformAdmin; not disabled."""
+    if not (
+        role.is_admin
+        or function.public
+        or function.owner == user_id
+        or is_allow_listed(function, user_id, role)
+    ):
+        raise permission_denied("permission denied: function is private and not shared with you")
+    if function.disabled:
+        raise permission_denied("permission denied: function is disabled")
+
+
+# --- creation ----------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def merge_arguments(declared: Sequence[FunctionArgument], text: str) -> str:
+    """The task's arguments: the request's overwritable values plus every other default.
+
+    The request's keys must be exactly the overwritable arguments; supplied
+    values keep their JSON type, defaults are JSON strings. Returns compact
+    JSON with keys sorted.
+    """
+    try:
+        supplied = json.loads(text or "{}", parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise invalid_argument(f"invalid function arguments: not JSON ({exc})") from None
+    if not isinstance(supplied, dict):
+        raise invalid_argument("invalid function arguments: must be a JSON object")
+    by_key = {arg.key: arg for arg in declared}
+    for key in sorted(supplied):
+        if key not in by_key:
+            raise invalid_argument(f"invalid task: unknown argument {key!r}")
+        if not by_key[key].allow_overwrite:
+            raise invalid_argument(f"invalid task: argument {key!r} cannot be overwritten")
+    for arg in declared:
+        if arg.allow_overwrite and arg.key not in supplied:
+            raise invalid_argument(f"invalid task: missing argument {arg.key!r}")
+    merged: dict[str, Any] = {arg.key: arg.default_value for arg in declared}
+    merged.update(supplied)
+    return json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ownership(
+    what: str, requested: OwnerLists, declared: Sequence[FunctionFile]
+) -> dict[str, frozenset[str]]:
+    ownership: dict[str, frozenset[str]] = {}
+    for name, uids in requested:
+        if name in ownership:
+            raise invalid_argument(f"invalid task: {what} {name!r} listed twice")
+        if not uids:
+            raise invalid_argument(f"invalid task: {what} {name!r} has no owners")
+        ownership[name] = frozenset(uids)
+    names = {file.name for file in declared}
+    for name in sorted(ownership):
+        if name not in names:
+            raise invalid_argument(f"invalid task: function has no {what} {name!r}")
+    for file in declared:
+        if not file.optional and file.name not in ownership:
+            raise invalid_argument(f"invalid task: missing owners of {what} {file.name!r}")
+    return ownership
+
+
+def create_task(
+    *,
+    task_uuid: str,
+    function: Function,
+    creator: str,
+    role: Role,
+    executor: str,
+    arguments: str,
+    inputs_ownership: OwnerLists,
+    outputs_ownership: OwnerLists,
+) -> Task:
+    """A new Created task, validated in Teaclave's order (reference §3.5)."""
+    check_may_create_task(function, creator, role)
+    parsed_executor = parse_executor(executor)
+    merged = merge_arguments(function.arguments, arguments)
+    inputs = _ownership("input", inputs_ownership, function.inputs)
+    outputs = _ownership("output", outputs_ownership, function.outputs)
+    participants = {creator}
+    for owners in (*inputs.values(), *outputs.values()):
+        participants |= owners
+    if not function.public:
+        participants.add(function.owner)
+    return Task(
+        uuid=task_uuid,
+        creator=creator,
+        function_id=function.uuid,
+        function_owner=function.owner,
+        function_arguments=merged,
+        executor=parsed_executor,
+        inputs_ownership=inputs,
+        outputs_ownership=outputs,
+        participants=frozenset(participants),
+    )
+
+
+# --- predicates --------------------------------------------------------------
+
+
+def all_data_assigned(task: Task) -> bool:
+    """Every file named in the ownership maps is assigned."""
+    return set(task.assigned_inputs) == set(task.inputs_ownership) and set(
+        task.assigned_outputs
+    ) == set(task.outputs_ownership)
+
+
+def everyone_approved(task: Task) -> bool:
+    """The only participant, or every participant, has approved."""
+    return len(task.participants) == 1 or task.participants == task.approved_users
+
+
+def check_participant(task: Task, user_id: str) -> None:
+    """PERMISSION_DENIED unless ``user_id`` takes part in the task."""
+    if user_id not in task.participants:
+        raise permission_denied("permission denied: not a participant of the task")
+
+
+# --- transitions -------------------------------------------------------------
+
+
+def _check_file(
+    what: str,
+    name: str,
+    *,
+    owners: frozenset[str],
+    declared: Mapping[str, frozenset[str]],
+    assigned: Mapping[str, object],
+    caller: str,
+) -> None:
+    if caller not in owners:
+        raise permission_denied(f"permission denied: you do not own the file for {what} {name!r}")
+    if name not in declared:
+        raise permission_denied(f"permission denied: task has no {what} {name!r}")
+    if owners != declared[name]:
+        raise permission_denied(
+            f"permission denied: owners of the file differ from those of {what} {name!r}"
+        )
+    if name in assigned:
+        raise permission_denied(f"permission denied: {what} {name!r} is already assigned")
+
+
+def assign_data(
+    task: Task,
+    caller: str,
+    inputs: Sequence[tuple[str, InputFile]],
+    outputs: Sequence[tuple[str, OutputFile]],
+) -> Task:
+    """AssignData: attach files to a Created task; DataAssigned once all are attached."""
+    check_participant(task, caller)
+    if task.status is not TaskStatus.CREATED:
+        raise _unknown(f"failed to assign data to task: task is {status_name(task.status)}")
+    assigned_inputs = dict(task.assigned_inputs)
+    for name, input_file in inputs:
+        _check_file(
+            "input",
+            name,
+            owners=input_file.owners,
+            declared=task.inputs_ownership,
+            assigned=assigned_inputs,
+            caller=caller,
+        )
+        assigned_inputs[name] = input_file
+    assigned_outputs = dict(task.assigned_outputs)
+    for name, output_file in outputs:
+        _check_file(
+            "output",
+            name,
+            owners=output_file.owners,
+            declared=task.outputs_ownership,
+            assigned=assigned_outputs,
+            caller=caller,
+        )
+        if output_file.cmac is not None:
+            raise permission_denied(f"permission denied: output {name!r} was already written")
+        assigned_outputs[name] = output_file
+    updated = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
+    if all_data_assigned(updated):
+        updated = replace(updated, status=TaskStatus.DATA_ASSIGNED)
+    return updated
+
+
+def approve(task: Task, caller: str) -> Task:
+    """ApproveTask: record the caller's approval; Approved once everyone approved."""
+    check_participant(task, caller)
+    if task.status is TaskStatus.CREATED and not all_data_assigned(task):
+        raise _unknown("failed to approve task: data is not fully assigned")
+    if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED):
+        raise _unknown(f"failed to approve task: task is {status_name(task.status)}")
+    updated = replace(task, approved_users=task.approved_users | {caller})
+    status = TaskStatus.APPROVED if everyone_approved(updated) else TaskStatus.DATA_ASSIGNED
+    return replace(updated, status=status)
+
+
+def invoke(
+    task: Task, caller: str, function: Function, usage: FunctionUsage
+) -> tuple[Task, FunctionUsage]:
+    """InvokeTask: stage a ready task and count one use of its function."""
+    if caller != task.creator:
+        raise permission_denied("permission denied: only the task's creator can invoke it")
+    if function.usage_quota is not None and function.usage_quota <= usage.use_numbers:
+        raise _unknown("function quota has been used up")
+    if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED):
+        raise _unknown(f"failed to invoke task: task is {status_name(task.status)}")
+    if not all_data_assigned(task):
+        raise _unknown("failed to invoke task: data is not fully assigned")
+    if not everyone_approved(task):
+        missing = ", ".join(sorted(task.participants - task.approved_users))
+        raise _unknown(f"failed to invoke task: not yet approved by {missing}")
+    return (
+        replace(task, status=TaskStatus.STAGED),
+        replace(usage, use_numbers=usage.use_numbers + 1),
+    )
+
+
+def cancel(task: Task, caller: str, role: Role) -> Task:
+    """CancelTask: cancel now unless Running, where the scheduler is asked to stop it."""
+    if not (role.is_admin or caller == task.creator):
+        raise permission_denied("permission denied: only the task's creator can cancel it")
+    if task.status.ended:
+        raise _unknown("failed to cancel task, reason: task has already been canceled")
+    if task.status is TaskStatus.RUNNING:
+        return replace(task, cancel_requested=True)
+    reason = CANCELED_BY_USER if task.status is TaskStatus.STAGED else CANCELED_BEFORE_STAGING
+    return replace(task, status=TaskStatus.CANCELED, result=TaskResult.failure(reason))

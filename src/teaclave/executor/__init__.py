@@ -1,0 +1,1 @@
+"""Runs one staged task: fetch, verify and decrypt inputs, run, encrypt and upload outputs."""

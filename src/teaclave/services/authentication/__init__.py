@@ -1,0 +1,80 @@
+"""The authentication service: users, login and token checks (reference §1.1).
+
+Serves the public ``authentication_api`` endpoint and the internal
+``authentication`` endpoint (for the frontend) over one account table in the
+storage service. The token signing key lives in storage too, so tokens stay
+valid across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from teaclave.config import Config
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.roles import Role, RoleKind
+from teaclave.services.authentication.accounts import Accounts
+from teaclave.services.authentication.service import register_api, register_internal
+from teaclave.services.authentication.throttle import LoginThrottle
+from teaclave.services.authentication.tokens import TokenSigner, load_signing_key
+from teaclave.services.authentication.users import Users
+from teaclave.services.base import ServiceEnv
+from teaclave.storage.api import Store
+from teaclave.storage.remote import RemoteStore
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECS = 5.0
+STORAGE_RETRY_SECS = 0.5
+DEV_ADMIN = ("admin", "teaclave")
+
+
+def open_accounts(store: Store, config: Config) -> Accounts:
+    """The account logic over ``store``, with the configured first admin in place."""
+    signer = TokenSigner(load_signing_key(store), config.auth.token_lifetime_secs)
+    accounts = Accounts(Users(store, config.auth), signer, LoginThrottle())
+    admin = Role(RoleKind.PLATFORM_ADMIN)
+    password = config.admin_password()
+    if password and accounts.ensure_user(config.auth.admin_user, password, admin):
+        log.info("created platform admin %r", config.auth.admin_user)
+    if config.auth.dev_teaclave_admin:
+        log.warning(
+            "auth.dev_teaclave_admin is on: the well-known account %s/%s is a PlatformAdmin. "
+            "Never use this outside development.",
+            *DEV_ADMIN,
+        )
+        accounts.ensure_user(*DEV_ADMIN, admin)
+    return accounts
+
+
+def _open_when_storage_is_up(
+    store: Store, config: Config, stop: threading.Event
+) -> Accounts | None:
+    while True:
+        try:
+            return open_accounts(store, config)
+        except TeaclaveError as exc:
+            if exc.status is not Status.UNAVAILABLE:
+                raise
+            log.info("waiting for storage: %s", exc.message)
+        if stop.wait(STORAGE_RETRY_SECS):
+            return None
+
+
+def main(env: ServiceEnv, stop: threading.Event) -> None:
+    """Serve both endpoints until ``stop`` is set."""
+    storage = env.peer("storage")
+    try:
+        accounts = _open_when_storage_is_up(RemoteStore(storage), env.config, stop)
+        if accounts is None:
+            return
+        servers = [
+            env.serve("authentication_api", register_api(accounts), public=True),
+            env.serve("authentication", register_internal(accounts)),
+        ]
+        stop.wait()
+        for server in servers:
+            server.stop(STOP_GRACE_SECS).wait()
+    finally:
+        storage.close()

@@ -1,0 +1,197 @@
+"""The execution service: heartbeats the scheduler and runs each task in a child process.
+
+It serves nothing. Every ``scheduler.heartbeat_interval_secs`` it reports its
+status; on ``NewTask`` while idle it pulls a task and starts a worker child
+(:mod:`teaclave.executor.worker`) in its own process group. A thread waits
+for the child and reports the result; on ``Stop`` for that task only the
+child's process group is killed and nothing is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from teaclave.config import Config
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.executor import worker
+from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
+from teaclave.proto.teaclave_scheduler_service_pb2 import (
+    Executing,
+    HeartbeatRequest,
+    Idle,
+    NewTask,
+    PullTaskRequest,
+    StagedTask,
+    Stop,
+    UpdateTaskResultRequest,
+)
+from teaclave.proto.teaclave_scheduler_service_pb2_grpc import TeaclaveSchedulerStub
+from teaclave.rpc.channel import Peer
+from teaclave.services.base import ServiceEnv
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RPC_TIMEOUT_SECS = 10.0
+_INHERITED_ENV = ("PYTHONPATH",)
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed scheduler call may succeed if tried again later."""
+    if isinstance(exc, grpc.Call):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return isinstance(exc, TeaclaveError) and exc.status is Status.UNAVAILABLE
+
+
+class _Task:
+    """A task running in a worker child; a thread feeds it and collects its result.
+
+    The child is started by the caller's thread, which must outlive it:
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.
+    """
+
+    def __init__(
+        self, staged: StagedTask, config: Config, on_done: Callable[[_Task, TaskResult], None]
+    ) -> None:
+        self.task_id = staged.task_id
+        self.canceled = threading.Event()
+        env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
+        self._process = subprocess.Popen(
+            worker.command(os.getpid()),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+        )
+        self._thread = threading.Thread(
+            target=self._wait,
+            args=(worker.encode_envelope(config.execution, staged), on_done),
+            name=f"task-{self.task_id}",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        """Hand the task to the child and wait for it in the background."""
+        self._thread.start()
+
+    def _wait(self, envelope: bytes, on_done: Callable[[_Task, TaskResult], None]) -> None:
+        stdout, _ = self._process.communicate(envelope)
+        if not self.canceled.is_set():
+            on_done(self, worker.read_result(self._process.returncode, stdout))
+
+    def kill(self) -> None:
+        """Kill the child's process group and wait until the task is over."""
+        self.canceled.set()
+        if self._process.returncode is None:  # not reaped yet, so the group id is still ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+        self._thread.join()
+
+
+class _Executor:
+    """One executor: its id, the scheduler and the task it runs (if any)."""
+
+    def __init__(self, env: ServiceEnv, stop: threading.Event) -> None:
+        self.executor_id = str(uuid.uuid4())
+        self._config = env.config
+        self._scheduler: Peer = env.peer("scheduler")
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._task: _Task | None = None
+
+    def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
+        return self._scheduler.call(
+            lambda channel: rpc(TeaclaveSchedulerStub(channel))  # type: ignore[no-untyped-call]
+        )
+
+    def run(self) -> None:
+        """Heartbeat until ``stop`` is set, then kill a running child."""
+        log.info("executor %s started", self.executor_id)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._tick()
+                except (grpc.RpcError, TeaclaveError) as exc:
+                    log.warning("scheduler call failed (retrying next heartbeat): %s", exc)
+                self._stop.wait(self._config.scheduler.heartbeat_interval_secs)
+        finally:
+            with self._lock:
+                task = self._task
+            if task is not None:
+                task.kill()
+            self._scheduler.close()
+
+    def _tick(self) -> None:
+        with self._lock:
+            task = self._task
+        request = HeartbeatRequest(
+            executor_id=self.executor_id,
+            status=Idle if task is None else Executing,
+            task_id="" if task is None else task.task_id,
+        )
+        reply = self._call(lambda stub: stub.Heartbeat(request, timeout=_RPC_TIMEOUT_SECS))
+        if reply.command == Stop and task is not None and reply.task_id == task.task_id:
+            log.info("task %s canceled: killing its process", task.task_id)
+            task.kill()
+            self._clear(task)
+        elif reply.command == NewTask and task is None:
+            self._pull()
+
+    def _pull(self) -> None:
+        request = PullTaskRequest(executor_id=self.executor_id)
+        response = self._call(lambda stub: stub.PullTask(request, timeout=_RPC_TIMEOUT_SECS))
+        if not response.HasField("staged_task"):
+            return
+        staged = response.staged_task
+        log.info("executor %s runs task %s", self.executor_id, staged.task_id)
+        try:
+            task = _Task(staged, self._config, self._finish)
+        except OSError as exc:
+            reason = f"cannot start executor process: {exc.strerror}"
+            self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))
+            return
+        with self._lock:
+            self._task = task
+        task.start()
+
+    def _finish(self, task: _Task, result: TaskResult) -> None:
+        """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""
+        while not (self._stop.is_set() or task.canceled.is_set()):
+            try:
+                self._report(task.task_id, result)
+                break
+            except (grpc.RpcError, TeaclaveError) as exc:
+                if not _transient(exc):
+                    log.error("result of task %s rejected: %s", task.task_id, exc)
+                    break
+                log.warning("cannot report task %s yet: %s", task.task_id, exc)
+                self._stop.wait(self._config.scheduler.heartbeat_interval_secs)
+        self._clear(task)
+
+    def _report(self, task_id: str, result: TaskResult) -> None:
+        request = UpdateTaskResultRequest(
+            executor_id=self.executor_id, task_id=task_id, result=result
+        )
+        self._call(lambda stub: stub.UpdateTaskResult(request, timeout=_RPC_TIMEOUT_SECS))
+        log.info("task %s reported (%s)", task_id, result.WhichOneof("result"))
+
+    def _clear(self, task: _Task) -> None:
+        with self._lock:
+            if self._task is task:
+                self._task = None
+
+
+def main(env: ServiceEnv, stop: threading.Event) -> None:
+    """Run the execution service until ``stop`` is set."""
+    _Executor(env, stop).run()

@@ -1,0 +1,36 @@
+"""The scheduler service: hands staged tasks to executors and watches their liveness."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from teaclave.proto import teaclave_scheduler_service_pb2_grpc as pb_grpc
+from teaclave.services.base import ServiceEnv
+from teaclave.services.scheduler.liveness import Liveness
+from teaclave.services.scheduler.service import SchedulerServicer
+from teaclave.services.scheduler.tasks import Scheduler
+from teaclave.storage.remote import RemoteStore
+
+STOP_GRACE_SECS = 5.0
+
+
+def main(env: ServiceEnv, stop: threading.Event) -> None:
+    """Serve the scheduler API until ``stop`` is set."""
+    storage = env.peer("storage")
+    scheduler = Scheduler(
+        RemoteStore(storage), Liveness(env.config.scheduler.executor_timeout_secs)
+    )
+    servicer = SchedulerServicer(scheduler)
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_TeaclaveSchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+
+    server = env.serve("scheduler", register)
+    watcher = threading.Thread(target=scheduler.watch, args=(stop,), name="scheduler-liveness")
+    watcher.start()
+    stop.wait()
+    server.stop(STOP_GRACE_SECS).wait()
+    watcher.join()
+    storage.close()

@@ -1,0 +1,228 @@
+"""Scheduling over the store: the staged queue, task transitions and lost executors.
+
+Every transition is a conditional commit on the versions just read; on
+:class:`Conflict` the whole step (read, check, commit) is retried, a bounded
+number of times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
+
+from teaclave.core.codec import decode, encode
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.model import CMAC_SIZE, OutputFile, Task, TaskResult, TaskStatus
+from teaclave.proto import teaclave_scheduler_service_pb2 as pb
+from teaclave.services.scheduler.liveness import Liveness
+from teaclave.storage import keys
+from teaclave.storage.api import Conflict, Record, Store, Write
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 16
+WATCH_INTERVAL_SECS = 0.5
+CANCELED_REASON = "Task Canceled by the user"
+TIMEOUT_REASON = "Runtime Error: Executor Timeout"
+
+
+def _retrying(step: Callable[[], T]) -> T:
+    """Run ``step``, again on :class:`Conflict`; the last attempt's conflict propagates."""
+    for _ in range(MAX_ATTEMPTS - 1):
+        try:
+            return step()
+        except Conflict as exc:
+            log.debug("retrying after a concurrent update of %s", exc.key)
+    return step()
+
+
+def _parse_staged(value: bytes, task_uuid: str) -> pb.StagedTask | None:
+    """The queued ``StagedTask`` of ``task_uuid``; None if the record is malformed."""
+    staged = pb.StagedTask()
+    try:
+        staged.ParseFromString(value)
+    except DecodeError:
+        return None
+    return staged if staged.task_id == task_uuid else None
+
+
+class Scheduler:
+    """Hands staged tasks to executors and records their outcomes."""
+
+    def __init__(self, store: Store, liveness: Liveness) -> None:
+        self._store = store
+        self._liveness = liveness
+        self._started = liveness.now()
+        self._orphans: set[tuple[str, str]] = set()
+
+    def _load(self, task_uuid: str) -> tuple[Task | None, int]:
+        record = self._store.get([keys.TASK + task_uuid])[0]
+        return (decode(Task, record.value) if record.exists else None), record.version
+
+    def _queue_head(self) -> Record | None:
+        head = self._store.scan(keys.STAGED, limit=1)
+        return head[0] if head else None
+
+    def pull(self, executor_id: str) -> pb.StagedTask | None:
+        """Take the oldest staged task and mark it Running for ``executor_id`` (None: none)."""
+        self._liveness.seen(executor_id)
+        staged = _retrying(lambda: self._pull_once(executor_id))
+        if staged is not None:
+            self._liveness.assign(executor_id, staged.task_id)
+        return staged
+
+    def _pull_once(self, executor_id: str) -> pb.StagedTask | None:
+        """Dequeue until a task is handed out; queue entries of tasks not Staged are dropped."""
+        while entry := self._queue_head():
+            task_uuid = entry.key.removeprefix(keys.STAGED).partition("-")[2]
+            task, version = self._load(task_uuid)
+            task_key = keys.TASK + task_uuid
+            staged = _parse_staged(entry.value, task_uuid)
+            writes = [Write(entry.key, None)]
+            handed_out = None
+            if task is not None and task.status is TaskStatus.STAGED:
+                if task.cancel_requested:
+                    task = _end(task, TaskStatus.CANCELED, CANCELED_REASON)
+                elif staged is None:
+                    log.error("staged record %s is malformed", entry.key)
+                    task = _failed(task, "Runtime Error: invalid staged task")
+                else:
+                    task = replace(task, status=TaskStatus.RUNNING, executor_id=executor_id)
+                    handed_out = staged
+                writes.append(Write(task_key, encode(task)))
+            self._store.commit([(entry.key, entry.version), (task_key, version)], writes)
+            if handed_out is not None:
+                return handed_out
+        return None
+
+    def heartbeat(self, executor_id: str, running: str) -> tuple[pb.ExecutorCommand, str]:
+        """Record a heartbeat; the command for the executor and the task it concerns.
+
+        ``running``: the task the executor reports executing ('' when idle).
+        """
+        self._liveness.seen(executor_id)
+        if running and _retrying(lambda: self._must_stop(executor_id, running)):
+            self._liveness.release(executor_id, running)
+            return pb.Stop, running
+        return (pb.NoAction if self._queue_head() is None else pb.NewTask), ""
+
+    def _must_stop(self, executor_id: str, task_uuid: str) -> bool:
+        """Whether the executor must stop the task; cancels it if that was requested."""
+        task, version = self._load(task_uuid)
+        if task is None:
+            return True
+        if task.status is not TaskStatus.RUNNING or task.executor_id != executor_id:
+            return task.status is not TaskStatus.FINISHED
+        if not task.cancel_requested:
+            return False
+        canceled = _end(task, TaskStatus.CANCELED, CANCELED_REASON)
+        self._store.commit(
+            [(keys.TASK + task_uuid, version)], [Write(keys.TASK + task_uuid, encode(canceled))]
+        )
+        return True
+
+    def report(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
+        """Record the outcome ``executor_id`` reports for ``task_uuid``."""
+        self._liveness.seen(executor_id)
+        _retrying(lambda: self._report_once(executor_id, task_uuid, result))
+        self._liveness.release(executor_id, task_uuid)
+
+    def _report_once(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
+        task, version = self._load(task_uuid)
+        if task is None:
+            raise TeaclaveError(Status.NOT_FOUND, f"task {task_uuid} not found")
+        if task.status is TaskStatus.CANCELED:
+            return
+        if task.status is not TaskStatus.RUNNING or task.executor_id != executor_id:
+            raise TeaclaveError(
+                Status.FAILED_PRECONDITION,
+                f"task {task_uuid} is not running on executor {executor_id}",
+            )
+        task_key = keys.TASK + task_uuid
+        checks = [(task_key, version)]
+        writes: list[Write] = []
+        if result.ok:
+            task = self._store_cmacs(task, result, checks, writes)
+        else:
+            task = replace(task, status=TaskStatus.FINISHED, result=result)
+        writes.append(Write(task_key, encode(task)))
+        self._store.commit(checks, writes)
+
+    def _store_cmacs(
+        self, task: Task, result: TaskResult, checks: list[tuple[str, int]], writes: list[Write]
+    ) -> Task:
+        """The finished task, adding the output files' cmac writes (Failed if one cannot be set)."""
+        names = sorted(result.tags)
+        unknown = [name for name in names if name not in task.assigned_outputs]
+        if unknown:
+            return _failed(task, f"Runtime Error: no output named {unknown[0]!r}")
+        outputs = dict(task.assigned_outputs)
+        records = self._store.get([keys.OUTPUT + outputs[name].uuid for name in names])
+        for name, record in zip(names, records, strict=True):
+            cmac = result.tags[name]
+            if not record.exists:
+                return _failed(task, f"Runtime Error: output {name!r} is not registered")
+            output = decode(OutputFile, record.value)
+            if output.cmac is not None:
+                return _failed(task, f"Runtime Error: output {name!r} already has a cmac")
+            if len(cmac) != CMAC_SIZE:
+                return _failed(task, f"Runtime Error: cmac of output {name!r} is malformed")
+            outputs[name] = replace(output, cmac=cmac)
+            checks.append((record.key, record.version))
+            writes.append(Write(record.key, encode(outputs[name])))
+        return replace(task, status=TaskStatus.FINISHED, result=result, assigned_outputs=outputs)
+
+    def fail_lost(self, executor_id: str, task_uuid: str) -> None:
+        """Fail ``task_uuid`` if it is still Running on the lost ``executor_id``."""
+
+        def step() -> bool:
+            task, version = self._load(task_uuid)
+            if task is None or task.status is not TaskStatus.RUNNING:
+                return False
+            if task.executor_id != executor_id:
+                return False
+            self._store.commit(
+                [(keys.TASK + task_uuid, version)],
+                [Write(keys.TASK + task_uuid, encode(_failed(task, TIMEOUT_REASON)))],
+            )
+            return True
+
+        if _retrying(step):
+            log.warning("task %s failed: executor %s timed out", task_uuid, executor_id)
+
+    def recover(self) -> None:
+        """Adopt the Running tasks found in storage, as if their executors were seen at start."""
+        for record in self._store.scan(keys.TASK):
+            task = decode(Task, record.value)
+            if task.status is TaskStatus.RUNNING:
+                self._liveness.assign(task.executor_id, task.uuid, since=self._started)
+
+    def watch(self, stop: threading.Event) -> None:
+        """Until ``stop``: recover once, then fail the tasks of executors that went silent."""
+        recovered = False
+        while not stop.wait(WATCH_INTERVAL_SECS):
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                self._orphans.update(self._liveness.expire())
+                for orphan in sorted(self._orphans):
+                    self.fail_lost(*orphan)
+                    self._orphans.discard(orphan)
+            except Exception:
+                log.exception("scheduler liveness check failed; retrying")
+
+
+def _end(task: Task, status: TaskStatus, reason: str) -> Task:
+    return replace(task, status=status, result=TaskResult.failure(reason))
+
+
+def _failed(task: Task, reason: str) -> Task:
+    return _end(task, TaskStatus.FAILED, reason)

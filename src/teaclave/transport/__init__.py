@@ -1,0 +1,1 @@
+"""Moving files between user URLs and the executor."""

@@ -1,0 +1,64 @@
+"""Commands that need no running platform: measurements, sessions, argument errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from teaclave.attestation.measure import service_measurement
+from teaclave.cli.main import main
+from teaclave.config import SERVICES
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_measurements(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "attestation", "measurements", "--json")
+    assert code == 0
+    assert json.loads(out) == {name: service_measurement(name).hex() for name in SERVICES}
+    code, out, _ = run(capsys, "attestation", "measurements")
+    assert f"storage         {service_measurement('storage').hex()}" in out.splitlines()
+
+
+def test_commands_need_a_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "task", "get", "task-1", "--session", str(tmp_path / "none.json"))
+    assert (code, out) == (1, "")
+    assert err == "teaclave: error: not logged in: run `teaclave user login USER_ID` first\n"
+
+
+def test_unreachable_endpoint_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], free_port: int
+) -> None:
+    argv = ["user", "login", "alice", "--password", "pw", "--session", str(tmp_path / "s.json")]
+    code, _, err = run(capsys, *argv, "--auth-address", f"127.0.0.1:{free_port}")
+    assert code == 1
+    assert err.startswith(f"teaclave: error: UNAVAILABLE: cannot reach 127.0.0.1:{free_port}")
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["user", "register", "bob", "--role", "King"], "argument --role: invalid choice"),
+        (["task", "assign", "t", "--input", "novalue"], "want KEY=VALUE"),
+        (["task", "create", "f", "--args-json", "[1]"], "--args-json must be a JSON object"),
+        (["attestation", "verify", "127.0.0.1:1", "nobody"], "invalid choice: 'nobody'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_argument_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    session = tmp_path / "s.json"
+    session.write_text('{"id": "u", "token": "t"}')
+    code, _, err = run(capsys, *argv, "--session", str(session))
+    assert code == 2
+    assert message in err

@@ -1,0 +1,145 @@
+"""The clients against a real attested endpoint serving a scripted frontend."""
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from teaclave.client import (
+    AttestationFailed,
+    FrontendClient,
+    FrontendService,
+    PermissionDenied,
+    TaskFailed,
+    TaskStatus,
+)
+from teaclave.config import Config, Endpoints
+from teaclave.core.errors import TeaclaveError, permission_denied
+from teaclave.proto import teaclave_common_pb2 as common_pb
+from teaclave.proto import teaclave_frontend_service_pb2 as pb
+from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
+from teaclave.services.base import ServiceEnv
+
+
+class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
+    """GetTask: Running for ``running_polls`` calls, then ``final``. Records caller metadata."""
+
+    def __init__(self) -> None:
+        self.running_polls = 0
+        self.final = common_pb.TaskResult()
+        self.final_status = TaskStatus.FINISHED
+        self.polls: list[float] = []
+        self.metadata: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    def GetTask(
+        self, request: pb.GetTaskRequest, context: grpc.ServicerContext
+    ) -> pb.GetTaskResponse:
+        with self.lock:
+            self.metadata.append({k: str(v) for k, v in context.invocation_metadata()})
+            self.polls.append(time.monotonic())
+            running = len(self.polls) <= self.running_polls
+        status = TaskStatus.RUNNING if running else self.final_status
+        return pb.GetTaskResponse(
+            task_id=request.task_id,
+            function_arguments="{}",
+            status=int(status),  # type: ignore[arg-type]
+            result=common_pb.TaskResult() if running else self.final,
+        )
+
+    def ListFunctions(
+        self, request: pb.ListFunctionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListFunctionsResponse:
+        caller = dict(context.invocation_metadata()).get("id")
+        if request.user_id != caller:
+            raise permission_denied()
+        return pb.ListFunctionsResponse(registered_functions=["function-1"])
+
+
+@pytest.fixture
+def frontend(tmp_path: Path, free_port: int) -> Iterator[tuple[str, ScriptedFrontend]]:
+    address = f"127.0.0.1:{free_port}"
+    config = Config(data_dir=str(tmp_path), endpoints=Endpoints(frontend_api=address))
+    env = ServiceEnv.create(config, "frontend")
+    servicer = ScriptedFrontend()
+    server = env.serve(
+        "frontend_api",
+        lambda s: pb_grpc.add_TeaclaveFrontendServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
+        public=True,
+    )
+    yield address, servicer
+    server.stop(0)
+
+
+def ok(value: bytes) -> common_pb.TaskResult:
+    return common_pb.TaskResult(Ok=common_pb.TaskOutputs(return_value=value))
+
+
+def test_simulation_must_be_allowed_explicitly(frontend: tuple[str, ScriptedFrontend]) -> None:
+    address, _ = frontend
+    with pytest.raises(AttestationFailed) as info:
+        FrontendClient(address, "alice", "t")
+    assert "SIMULATED evidence and simulation is not allowed" in info.value.message
+
+
+def test_result_polls_with_backoff_and_sends_credentials(
+    frontend: tuple[str, ScriptedFrontend],
+) -> None:
+    address, servicer = frontend
+    servicer.running_polls = 5
+    servicer.final = ok(b"3 common items")
+    with FrontendClient(address, "alice", "tok", allow_simulation=True) as client:
+        assert client.verdict.service == "frontend"
+        assert client.get_task_result("task-1") == b"3 common items"
+    assert len(servicer.polls) == 6
+    gaps = [b - a for a, b in zip(servicer.polls, servicer.polls[1:], strict=False)]
+    assert gaps[0] < 0.2  # first retry after ~20 ms
+    assert gaps[-1] > gaps[0]  # backing off
+    assert all(m["id"] == "alice" and m["token"] == "tok" for m in servicer.metadata)
+
+
+def test_function_error_raises_task_failed(frontend: tuple[str, ScriptedFrontend]) -> None:
+    address, servicer = frontend
+    servicer.final = common_pb.TaskResult(Err=common_pb.TaskFailure(reason="Invalid order"))
+    with (
+        FrontendClient(address, "alice", "tok", allow_simulation=True) as client,
+        pytest.raises(TaskFailed) as info,
+    ):
+        client.get_task_result("task-1")
+    assert info.value.reason == "Invalid order"
+
+
+def test_timeout(frontend: tuple[str, ScriptedFrontend]) -> None:
+    address, servicer = frontend
+    servicer.running_polls = 10**6
+    with FrontendClient(address, "alice", "tok", allow_simulation=True) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no result after 0\.3 s"):
+            client.get_task_result("task-1", timeout=0.3)
+        assert time.monotonic() - started < 1.5
+
+
+def test_server_errors_are_typed(frontend: tuple[str, ScriptedFrontend]) -> None:
+    address, _ = frontend
+    with FrontendClient(address, "bob", "tok", allow_simulation=True) as client:
+        with pytest.raises(PermissionDenied) as info:
+            client.list_functions("alice")
+        assert isinstance(info.value, TeaclaveError)
+        assert info.value.message == "permission denied"
+
+
+def test_teaclave_compatible_service(frontend: tuple[str, ScriptedFrontend]) -> None:
+    host, port = frontend[0].rsplit(":", 1)
+    servicer = frontend[1]
+    servicer.final = ok(b"done")
+    client = FrontendService((host, int(port)), allow_simulation=True).connect()
+    client.metadata = {"id": "alice", "token": "tok"}
+    with client:
+        assert client.list_functions("alice") == {"registered_functions": ["function-1"]}
+        task = client.get_task("task-1")
+        assert task["status"] == int(TaskStatus.FINISHED)
+        assert bytes(client.get_task_result("task-1")) == b"done"
+    assert servicer.metadata[-1]["id"] == "alice"

@@ -1,0 +1,54 @@
+"""Building staged tasks over real files for the executor tests."""
+
+import io
+from pathlib import Path
+
+from teaclave.crypto import aesgcm
+from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
+
+PSI = Path("/work/shared/fixtures/teaclave/functions/ordered_set_intersect")
+KEY, IV = bytes(range(16)), b"\x07" * 12
+
+
+def encrypt_file(plaintext: bytes, path: Path, key: bytes = KEY, iv: bytes = IV) -> bytes:
+    """Write ``plaintext`` aes-gcm encrypted to ``path``; returns its cmac."""
+    with path.open("xb") as sink:
+        return aesgcm.encrypt(key, iv, io.BytesIO(plaintext), sink)
+
+
+def decrypt_file(path: Path, cmac: bytes, key: bytes = KEY, iv: bytes = IV) -> bytes:
+    sink = io.BytesIO()
+    with path.open("rb") as source:
+        aesgcm.decrypt_to(key, iv, source, sink, role=str(path), cmac=cmac)
+    return sink.getvalue()
+
+
+def aes(key: bytes = KEY, iv: bytes = IV) -> FileCryptoInfo:
+    schema = "aes-gcm-128" if len(key) == 16 else "aes-gcm-256"
+    return FileCryptoInfo(schema=schema, key=key, iv=iv)
+
+
+def psi_task(root: Path) -> StagedTask:
+    """builtin-ordered-set-intersect on the PSI fixture, encrypted below ``root``."""
+    cmac0 = encrypt_file((PSI / "psi0.txt").read_bytes(), root / "psi0.enc")
+    cmac1 = encrypt_file((PSI / "psi1.txt").read_bytes(), root / "psi1.enc")
+    return StagedTask(
+        task_id="4a0f3b5e-6f55-4d6b-9a43-0c3b1d2e8f11",
+        function_name="builtin-ordered-set-intersect",
+        executor_type="builtin",
+        executor="builtin",
+        function_arguments='{"order":"ascending"}',
+        inputs=[
+            StagedInput(
+                name="input_data1", url=f"file://{root}/psi0.enc", cmac=cmac0, crypto_info=aes()
+            ),
+            StagedInput(
+                name="input_data2", url=f"file://{root}/psi1.enc", cmac=cmac1, crypto_info=aes()
+            ),
+        ],
+        outputs=[
+            StagedOutput(name="output_result1", url=f"file://{root}/out1.enc", crypto_info=aes()),
+            StagedOutput(name="output_result2", url=f"file://{root}/out2.enc", crypto_info=aes()),
+        ],
+    )

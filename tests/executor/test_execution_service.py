@@ -1,0 +1,189 @@
+"""The execution service against real storage and scheduler services (threads, loopback)."""
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from executor_helpers import IV, KEY, decrypt_file, psi_task
+
+from teaclave.config import Config, Endpoints, ExecutionConfig, SchedulerConfig
+from teaclave.core.codec import decode, encode
+from teaclave.core.ids import new_uuid
+from teaclave.core.model import (
+    CryptoSchema,
+    Executor,
+    FileCrypto,
+    OutputFile,
+    Task,
+    TaskStatus,
+)
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
+from teaclave.services import execution, scheduler, storage
+from teaclave.services.base import ServiceEnv
+from teaclave.storage import keys
+from teaclave.storage.api import Conflict, Write
+from teaclave.storage.remote import RemoteStore
+
+Runner = Callable[..., AbstractContextManager[Any]]
+
+
+@pytest.fixture
+def config(tmp_path: Path, loopback_endpoints: Endpoints) -> Config:
+    (tmp_path / "files").mkdir()
+    return Config(
+        data_dir=str(tmp_path / "data"),
+        endpoints=loopback_endpoints,
+        scheduler=SchedulerConfig(heartbeat_interval_secs=0.05),
+        execution=ExecutionConfig(file_roots=(str(tmp_path / "files"),)),
+    )
+
+
+@pytest.fixture
+def store(config: Config, service_runner: Runner) -> Iterator[RemoteStore]:
+    """Storage, scheduler and execution running; the store as the management service."""
+    peer = ServiceEnv.create(config, "management").peer("storage")
+    with (
+        service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)),
+        service_runner(scheduler.main, ServiceEnv.create(config, "scheduler"), ("scheduler",)),
+        service_runner(execution.main, ServiceEnv.create(config, "execution")),
+    ):
+        yield RemoteStore(peer)
+    peer.close()
+
+
+def stage(store: RemoteStore, staged: StagedTask, sequence: int) -> str:
+    """Commit ``staged`` as a Staged task with its outputs, as InvokeTask would."""
+    staged.task_id = new_uuid()
+    crypto = FileCrypto(CryptoSchema.AES_GCM_128, KEY, IV)
+    outputs = {
+        output.name: OutputFile(new_uuid(), output.url, crypto, frozenset({"user"}))
+        for output in staged.outputs
+    }
+    task = Task(
+        uuid=staged.task_id,
+        creator="user",
+        function_id=new_uuid(),
+        function_owner="user",
+        function_arguments=staged.function_arguments,
+        executor=Executor.BUILTIN,
+        inputs_ownership={i.name: frozenset({"user"}) for i in staged.inputs},
+        outputs_ownership={name: frozenset({"user"}) for name in outputs},
+        participants=frozenset({"user"}),
+        assigned_outputs=outputs,
+        status=TaskStatus.STAGED,
+    )
+    writes = [Write(keys.OUTPUT + o.uuid, encode(o)) for o in outputs.values()]
+    writes.append(Write(keys.TASK + task.uuid, encode(task)))
+    writes.append(Write(keys.staged_key(sequence, task.uuid), staged.SerializeToString()))
+    store.commit([], writes)
+    return task.uuid
+
+
+def load(store: RemoteStore, task_uuid: str) -> Task:
+    return decode(Task, store.get([keys.TASK + task_uuid])[0].value)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return value
+
+
+def ended(store: RemoteStore, task_uuid: str) -> Callable[[], Task | None]:
+    def check() -> Task | None:
+        task = load(store, task_uuid)
+        return task if task.status.ended else None
+
+    return check
+
+
+def worker_children() -> list[int]:
+    """Our worker child processes (the execution service runs in this process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        is_ours = int(fields[1]) == os.getpid() and b"teaclave.executor.worker" in cmdline
+        if is_ours and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_runs_a_staged_task(tmp_path: Path, store: RemoteStore) -> None:
+    files = tmp_path / "files"
+    task_uuid = stage(store, psi_task(files), 1)
+    task = wait_for(ended(store, task_uuid))
+    assert task.status is TaskStatus.FINISHED, task.result
+    assert task.result.ok
+    assert task.result.return_value == b"3 common items"
+    output = task.assigned_outputs["output_result1"]
+    assert output.cmac == task.result.tags["output_result1"]
+    assert decrypt_file(files / "out1.enc", output.cmac) == b"0101010"
+
+
+def test_failures_are_reported(tmp_path: Path, store: RemoteStore) -> None:
+    staged = psi_task(tmp_path / "files")
+    staged.inputs[0].cmac = bytes(16)
+    task = wait_for(ended(store, stage(store, staged, 1)))
+    assert task.status is TaskStatus.FINISHED
+    assert task.result.reason == "input 'input_data1': cmac mismatch"
+
+
+def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None:
+    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
+    first.mkdir()
+    second.mkdir()
+    canceled = stage(store, psi_task(first), 1)
+    finished = stage(store, psi_task(second), 2)
+    # Freeze the first task's child, as if it were a long computation.
+    child = wait_for(worker_children, timeout=30)[0]
+    os.kill(child, signal.SIGSTOP)
+    assert load(store, canceled).status is TaskStatus.RUNNING
+
+    def request_cancel() -> bool:
+        record = store.get([keys.TASK + canceled])[0]
+        task = dataclasses.replace(decode(Task, record.value), cancel_requested=True)
+        try:
+            store.commit([(record.key, record.version)], [Write(record.key, encode(task))])
+        except Conflict:
+            return False
+        return True
+
+    wait_for(request_cancel)
+    task = wait_for(ended(store, canceled))
+    assert task.status is TaskStatus.CANCELED
+    assert task.result.reason == "Task Canceled by the user"
+    wait_for(lambda: child not in worker_children())
+    assert wait_for(ended(store, finished)).result.return_value == b"3 common items"
+    assert not (first / "out1.enc").exists()
+    assert (second / "out1.enc").exists()
+
+
+def test_survives_an_unreachable_scheduler(
+    tmp_path: Path, config: Config, service_runner: Runner
+) -> None:
+    peer = ServiceEnv.create(config, "management").peer("storage")
+    with service_runner(execution.main, ServiceEnv.create(config, "execution")):
+        time.sleep(0.5)  # several heartbeats fail: nothing listens yet
+        with (
+            service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)),
+            service_runner(scheduler.main, ServiceEnv.create(config, "scheduler"), ("scheduler",)),
+        ):
+            store = RemoteStore(peer)
+            task = wait_for(ended(store, stage(store, psi_task(tmp_path / "files"), 1)))
+            assert task.result.return_value == b"3 common items"
+    peer.close()

@@ -1,0 +1,98 @@
+"""The worker child: envelope in, result out, and death with its parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from executor_helpers import decrypt_file, psi_task
+
+from teaclave.config import ExecutionConfig
+from teaclave.executor import worker
+from teaclave.proto.teaclave_common_pb2 import TaskResult
+
+
+def run_worker(envelope: bytes) -> tuple[int, bytes]:
+    process = subprocess.run(
+        worker.command(os.getpid()),
+        check=False,
+        input=envelope,
+        capture_output=True,
+        timeout=60,
+        env={},
+    )
+    return process.returncode, process.stdout
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    config = ExecutionConfig(file_roots=(str(tmp_path),), max_summary_bytes=100)
+    staged = psi_task(tmp_path)
+    assert worker.decode_envelope(worker.encode_envelope(config, staged)) == (config, staged)
+    result = worker.read_result(*run_worker(worker.encode_envelope(config, staged)))
+    assert result.Ok.return_value == b"3 common items"
+    assert decrypt_file(tmp_path / "out1.enc", result.Ok.tags_map["output_result1"]) == b"0101010"
+
+
+def test_failures_become_results(tmp_path: Path) -> None:
+    denied = worker.encode_envelope(ExecutionConfig(), psi_task(tmp_path))
+    result = worker.read_result(*run_worker(denied))
+    assert "file_roots is empty" in result.Err.reason
+    returncode, stdout = run_worker(b"garbage")
+    assert returncode == 1
+    assert worker.read_result(returncode, stdout).Err.reason == (
+        "executor process exited with code 1"
+    )
+
+
+def test_read_result() -> None:
+    ok = TaskResult(Ok={"return_value": b"x"})
+    assert worker.read_result(0, ok.SerializeToString()) == ok
+    malformed = "executor process returned a malformed result"
+    assert worker.read_result(0, b"").Err.reason == malformed
+    assert worker.read_result(0, b"\xff\xff").Err.reason == malformed
+    assert worker.read_result(-9, b"").Err.reason == "executor process exited with code -9"
+
+
+_MIDDLE = """
+import os, subprocess, sys, time
+from teaclave.executor import worker
+child = subprocess.Popen(worker.command(os.getpid()), stdin=int(sys.argv[1]))
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_worker_dies_with_its_parent() -> None:
+    # The worker's stdin stays open (we hold the write end): only its parent's death ends it.
+    read_end, write_end = os.pipe()
+    middle = subprocess.Popen(
+        [sys.executable, "-c", _MIDDLE, str(read_end)], stdout=subprocess.PIPE, pass_fds=(read_end,)
+    )
+    os.close(read_end)
+    try:
+        assert middle.stdout is not None
+        child = int(middle.stdout.readline())
+        time.sleep(1)  # let the worker start
+        assert not gone(child)
+        middle.send_signal(signal.SIGKILL)
+        middle.wait()
+        deadline = time.monotonic() + 10
+        while not gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(child)
+    finally:
+        os.close(write_end)
+        middle.kill()
+        middle.wait()
+        if middle.stdout is not None:
+            middle.stdout.close()

@@ -1,0 +1,148 @@
+"""The generic frontend path: routes from the descriptors, audit formatting and buffering."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from teaclave.config import Config
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.proto import teaclave_common_pb2 as common
+from teaclave.services.base import ServiceEnv
+from teaclave.services.frontend.audit import AuditBuffer, audit_user, entry, peer_ip
+from teaclave.services.frontend.service import FRONTEND, Frontend, api_name, routes
+
+# Reference §2.5, in the order of the table.
+APIS = [
+    "register_input_file",
+    "register_output_file",
+    "update_input_file",
+    "update_output_file",
+    "register_fusion_output",
+    "register_input_from_output",
+    "get_output_file",
+    "get_input_file",
+    "register_function",
+    "get_function",
+    "get_function_usage_stats",
+    "update_function",
+    "list_functions",
+    "delete_function",
+    "disable_function",
+    "create_task",
+    "get_task",
+    "assign_data",
+    "approve_task",
+    "invoke_task",
+    "cancel_task",
+    "query_audit_logs",
+]
+
+
+def test_every_rpc_has_a_route_with_its_access_control_name() -> None:
+    table = routes()
+    assert [route.api for route in table.values()] == APIS
+    for name, route in table.items():
+        assert route.target.name == name
+        assert route.target.containing_service.name == "TeaclaveManagement"
+        assert route.request_type.DESCRIPTOR is FRONTEND.methods_by_name[name].input_type
+
+
+def test_api_names() -> None:
+    assert api_name("GetFunctionUsageStats") == "get_function_usage_stats"
+    assert api_name("RegisterInputFromOutput") == "register_input_from_output"
+
+
+class CallDetails:
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_the_handler_serves_exactly_the_descriptor(tmp_path: Path) -> None:
+    peer = ServiceEnv.create(Config(data_dir=str(tmp_path)), "frontend").peer("management")
+    handler = Frontend(peer, peer, peer, AuditBuffer(lambda _: None)).handler()
+    for method in FRONTEND.methods:
+        found = handler.service(CallDetails(f"/{FRONTEND.full_name}/{method.name}"))
+        assert found is not None
+        assert found.unary_unary is not None
+    for missing in ("SaveLogs", "UserLogin", "registerInputFile"):
+        assert handler.service(CallDetails(f"/{FRONTEND.full_name}/{missing}")) is None
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.1:50000", "::ffff:127.0.0.1"),
+        ("ipv4:10.1.2.3:1", "::ffff:10.1.2.3"),
+        ("ipv6:[::1]:50000", "::1"),
+        ("ipv6:%5B2001:db8::7%5D:443", "2001:db8::7"),
+        ("ipv6:[fe80::1%25eth0]:443", "fe80::1"),
+        ("unix:/tmp/socket", "::"),
+        ("garbage", "::"),
+    ],
+)
+def test_peer_ip(peer: str, address: str) -> None:
+    assert peer_ip(peer) == ipaddress.IPv6Address(address).packed
+
+
+@pytest.mark.parametrize(
+    ("role", "shown"),
+    [
+        ("PlatformAdmin", "PlatformAdmin"),
+        ("FunctionOwner", "FunctionOwner"),
+        ("DataOwner-x", 'DataOwner("x")'),
+        ("DataOwnerManager-a-b", 'DataOwnerManager("a-b")'),
+        ("Bogus", "Invalid"),
+    ],
+)
+def test_audit_user(role: str, shown: str) -> None:
+    assert audit_user("alice", role) == f"{{ user: alice, role: {shown} }}"
+
+
+def test_entries_carry_microseconds() -> None:
+    made = entry(b"\0" * 16, "u", "m", True)
+    assert made.microsecond > 1_700_000_000_000_000
+    assert (made.user, made.message, made.result) == ("u", "m", True)
+
+
+class Management:
+    """A SaveLogs stand-in that can be switched off."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.saved: list[str] = []
+
+    def save(self, entries: Sequence[common.Entry]) -> None:
+        if not self.up:
+            raise TeaclaveError(Status.UNAVAILABLE, "management is down")
+        self.saved.extend(e.message for e in entries)
+
+
+def test_unsaved_entries_are_kept_and_retried() -> None:
+    management = Management()
+    buffer = AuditBuffer(management.save)
+    for i in range(3):
+        buffer.add(entry(b"", "", str(i), True))
+    assert not buffer.flush()
+    buffer.add(entry(b"", "", "3", True))
+    management.up = True
+    assert buffer.flush()
+    assert management.saved == ["0", "1", "2", "3"]
+    assert buffer.flush()
+    assert management.saved == ["0", "1", "2", "3"]
+
+
+def test_a_full_buffer_drops_the_oldest_entries(caplog: pytest.LogCaptureFixture) -> None:
+    management = Management()
+    buffer = AuditBuffer(management.save, capacity=3)
+    for i in range(5):
+        buffer.add(entry(b"", "", str(i), True))
+    assert not buffer.flush()
+    management.up = True
+    assert buffer.flush()
+    assert management.saved == ["2", "3", "4"]
+    assert "dropped the 2 oldest" in caplog.text

@@ -1,0 +1,167 @@
+"""The frontend in front of the real services, over RA-TLS gRPC."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import pytest
+from frontend_helpers import FRONTEND, Runner, User, public_channel, refused, running
+
+from teaclave.config import Config
+from teaclave.proto import teaclave_frontend_service_pb2 as fe
+from teaclave.proto import teaclave_frontend_service_pb2_grpc as fe_grpc
+from teaclave.services.frontend.service import FRONTEND as DESCRIPTOR
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def function_request(public: bool = True) -> fe.RegisterFunctionRequest:
+    return fe.RegisterFunctionRequest(
+        name="echo", description="says it back", executor_type="builtin", public=public
+    )
+
+
+def audit_logs(admin: User, query: str, wait_for: int = 1) -> list[Any]:
+    """Entries matching ``query``, waiting (up to 10 s) for at least ``wait_for`` of them."""
+    deadline = time.monotonic() + 10
+    while True:
+        logs = list(admin("QueryAuditLogs", fe.QueryAuditLogsRequest(query=query, limit=100)).logs)
+        if len(logs) >= wait_for or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
+
+
+def test_a_call_is_forwarded_with_the_callers_identity(admin: User) -> None:
+    function_id = admin("RegisterFunction", function_request()).function_id
+    assert function_id.startswith("function-")
+    function = admin("GetFunction", fe.GetFunctionRequest(function_id=function_id))
+    assert (function.name, function.owner) == ("echo", admin.id)
+
+
+def test_credentials_are_required(admin: User) -> None:
+    request = fe.ListFunctionsRequest(user_id=admin.id)
+    rpc = admin.frontend.ListFunctions
+    cases = [
+        ((("token", admin.token),), "missing user id"),
+        ((("id", admin.id),), "missing token"),
+        ((("id", admin.id), ("token", "forged")), "incorrent credential"),
+        ((("id", "someone-else"), ("token", admin.token)), "incorrent credential"),
+    ]
+    for metadata, message in cases:
+        assert refused(lambda m=metadata: rpc(request, metadata=m, timeout=30)) == (
+            UNAUTHENTICATED,
+            message,
+        )
+
+
+@pytest.mark.parametrize("method", [m.name for m in DESCRIPTOR.methods])
+def test_every_rpc_checks_the_token(admin: User, method: str) -> None:
+    request_type = getattr(fe, DESCRIPTOR.methods_by_name[method].input_type.name)
+    rpc = getattr(admin.frontend, method)
+    metadata = (("id", admin.id), ("token", admin.token + "x"))
+    assert refused(lambda: rpc(request_type(), metadata=metadata, timeout=30)) == (
+        UNAUTHENTICATED,
+        "incorrent credential",
+    )
+
+
+def test_access_control_decides_by_role(admin: User) -> None:
+    owner = admin.register("data-owner", "DataOwner", "x")
+    assert refused(lambda: owner("RegisterFunction", function_request())) == (
+        PERMISSION_DENIED,
+        "permission denied",
+    )
+    query = fe.QueryAuditLogsRequest(query="")
+    assert refused(lambda: owner("QueryAuditLogs", query))[0] == PERMISSION_DENIED
+    listed = owner("ListFunctions", fe.ListFunctionsRequest(user_id=owner.id))
+    assert list(listed.registered_functions) == []
+
+
+def test_a_spoofed_role_is_not_forwarded(admin: User) -> None:
+    fo = admin.register("function-owner", "FunctionOwner")
+    private = fo("RegisterFunction", function_request(public=False)).function_id
+    other = admin.register("other-owner", "FunctionOwner")
+    request = fe.GetFunctionRequest(function_id=private)
+    code, _ = refused(lambda: other("GetFunction", request, role="PlatformAdmin"))
+    assert code == PERMISSION_DENIED
+    assert admin("GetFunction", request).owner == fo.id
+
+
+def test_management_errors_pass_through(admin: User) -> None:
+    request = fe.GetFunctionRequest(function_id="bogus")
+    assert refused(lambda: admin("GetFunction", request)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid function id",
+    )
+
+
+def test_calls_are_audited(admin: User) -> None:
+    admin("RegisterFunction", function_request())
+    refused(lambda: admin("GetFunction", fe.GetFunctionRequest(function_id="bogus")))
+    request = fe.ListFunctionsRequest(user_id=admin.id)
+    refused(lambda: admin.frontend.ListFunctions(request, metadata=(("id", admin.id),)))
+    owner = admin.register("auditee", "DataOwner", "x")
+    refused(lambda: owner("RegisterFunction", function_request()))
+
+    user = "{ user: root, role: PlatformAdmin }"
+    [ok] = audit_logs(admin, "message:register_function result:true")
+    assert (ok.user, ok.message, ok.result) == (user, "register_function", True)
+    assert ok.ip == bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1])
+    assert abs(ok.microsecond / 1e6 - time.time()) < 60
+    [failed] = audit_logs(admin, "message:get_function result:false")
+    assert (failed.user, failed.message) == (user, "get_function:invalid function id")
+    [no_token] = audit_logs(admin, "message:list_functions result:false")
+    missing_token = "authenticate to list_functions: missing token"
+    assert (no_token.user, no_token.message) == ("", missing_token)
+    denied = audit_logs(admin, "message:authenticate result:false", wait_for=2)
+    assert [e.message for e in denied] == [
+        "authenticate to register_function",
+        missing_token,
+    ]
+
+
+def test_unknown_methods_are_unimplemented(admin: User) -> None:
+    call = admin.channel.unary_unary(f"/{DESCRIPTOR.full_name}/SaveLogs")
+    assert refused(lambda: call(b"", metadata=admin.metadata(), timeout=30))[0] == (
+        grpc.StatusCode.UNIMPLEMENTED
+    )
+
+
+def test_oversized_messages_are_refused(admin: User, config: Config) -> None:
+    request = fe.RegisterFunctionRequest(payload=b"x" * (config.max_message_bytes + 1))
+    assert refused(lambda: admin("RegisterFunction", request))[0] == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+
+
+def test_audit_entries_are_saved_on_shutdown(
+    config: Config, backend: None, service_runner: Runner
+) -> None:
+    with running(service_runner, config, [FRONTEND]):
+        admin = User(config, "root", "root-password")
+        admin("ListFunctions", fe.ListFunctionsRequest(user_id=admin.id))
+        admin.close()
+    with running(service_runner, config, [FRONTEND]):
+        admin = User(config, "root", "root-password")
+        try:
+            [saved] = audit_logs(admin, "message:list_functions")
+            assert saved.result
+        finally:
+            admin.close()
+
+
+def test_frontend_without_backend_denies(config: Config, service_runner: Runner) -> None:
+    with (
+        running(service_runner, config, [FRONTEND]),
+        public_channel(config, "frontend_api", "frontend") as channel,
+    ):
+        rpc = fe_grpc.TeaclaveFrontendStub(channel).ListFunctions
+        request = fe.ListFunctionsRequest(user_id="x")
+        metadata = (("id", "x"), ("token", "t"))
+        assert refused(lambda: rpc(request, metadata=metadata, timeout=30)) == (
+            UNAUTHENTICATED,
+            "incorrent credential",
+        )

@@ -1,0 +1,338 @@
+"""The scheduler service with a real storage service, driven as an execution worker."""
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from teaclave.config import Config, Endpoints, SchedulerConfig
+from teaclave.core.codec import decode, encode
+from teaclave.core.ids import new_uuid
+from teaclave.core.model import (
+    CryptoSchema,
+    Executor,
+    FileCrypto,
+    OutputFile,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
+from teaclave.proto import teaclave_common_pb2 as common_pb
+from teaclave.proto import teaclave_scheduler_service_pb2 as pb
+from teaclave.proto import teaclave_scheduler_service_pb2_grpc as pb_grpc
+from teaclave.services import scheduler, storage
+from teaclave.services.base import ServiceEnv
+from teaclave.storage import keys
+from teaclave.storage.api import Write
+from teaclave.storage.remote import RemoteStore
+
+Runner = Callable[..., AbstractContextManager[threading.Event]]
+TIMEOUT = 1.0
+CANCELED = TaskResult.failure("Task Canceled by the user")
+LOST = TaskResult.failure("Runtime Error: Executor Timeout")
+CMAC = bytes(range(16))
+
+
+class Platform:
+    """Storage (and, once started, the scheduler) running; a management store; an executor."""
+
+    def __init__(self, config: Config, runner: Runner, stack: ExitStack) -> None:
+        self.config = config
+        self._runner = runner
+        self._stack = stack
+        stack.enter_context(runner(storage.main, self._env("storage"), ("storage",)))
+        self.store = RemoteStore(self._peer("management", "storage"))
+        self._sequence = 0
+
+    def _env(self, service: str) -> ServiceEnv:
+        return ServiceEnv.create(self.config, service)
+
+    def _peer(self, service: str, target: str):
+        peer = self._env(service).peer(target)
+        self._stack.callback(peer.close)
+        return peer
+
+    def start_scheduler(self) -> pb_grpc.TeaclaveSchedulerStub:
+        self._stack.enter_context(
+            self._runner(scheduler.main, self._env("scheduler"), ("scheduler",))
+        )
+        return pb_grpc.TeaclaveSchedulerStub(self._peer("execution", "scheduler").channel())
+
+    def put_task(self, status: TaskStatus, **changes: object) -> Task:
+        task = replace(
+            Task(
+                uuid=new_uuid(),
+                creator="alice",
+                function_id=new_uuid(),
+                function_owner="alice",
+                function_arguments='{"k":"v"}',
+                executor=Executor.BUILTIN,
+                inputs_ownership={},
+                outputs_ownership={},
+                participants=frozenset({"alice"}),
+                status=status,
+            ),
+            **changes,
+        )
+        self.store.commit([], [Write(keys.TASK + task.uuid, encode(task))])
+        return task
+
+    def stage(self, **changes: object) -> Task:
+        """A Staged task and its queue record, as InvokeTask writes them."""
+        task = self.put_task(TaskStatus.STAGED, **changes)
+        self._sequence += 1
+        staged = pb.StagedTask(
+            task_id=task.uuid,
+            function_id=task.function_id,
+            function_name="builtin-echo",
+            executor_type="builtin",
+            executor="builtin",
+            function_arguments=task.function_arguments,
+            outputs=[pb.StagedOutput(name=n, url=o.url) for n, o in task.assigned_outputs.items()],
+            user_id=task.creator,
+        )
+        key = keys.staged_key(self._sequence, task.uuid)
+        self.store.commit([], [Write(key, staged.SerializeToString())])
+        return task
+
+    def task(self, task_uuid: str) -> Task:
+        return decode(Task, self.store.get([keys.TASK + task_uuid])[0].value)
+
+    def output(self, output_uuid: str) -> OutputFile:
+        return decode(OutputFile, self.store.get([keys.OUTPUT + output_uuid])[0].value)
+
+    def put_output(self, cmac: bytes | None = None) -> OutputFile:
+        output = OutputFile(
+            uuid=new_uuid(),
+            url="file:///tmp/out",
+            crypto=FileCrypto(CryptoSchema.RAW),
+            owners=frozenset({"alice"}),
+            cmac=cmac,
+        )
+        self.store.commit([], [Write(keys.OUTPUT + output.uuid, encode(output))])
+        return output
+
+    def wait_for(self, task_uuid: str, status: TaskStatus, within: float) -> Task:
+        deadline = time.monotonic() + within
+        while (task := self.task(task_uuid)).status is not status:
+            assert time.monotonic() < deadline, f"task still {task.status.name}"
+            time.sleep(0.05)
+        return task
+
+
+@pytest.fixture
+def platform(tmp_path: Path, loopback_endpoints: Endpoints, service_runner: Runner):
+    config = Config(
+        data_dir=str(tmp_path),
+        endpoints=loopback_endpoints,
+        scheduler=SchedulerConfig(executor_timeout_secs=TIMEOUT),
+    )
+    with ExitStack() as stack:
+        yield Platform(config, service_runner, stack)
+
+
+@pytest.fixture
+def executor(platform: Platform) -> pb_grpc.TeaclaveSchedulerStub:
+    return platform.start_scheduler()
+
+
+def heartbeat(
+    stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, task_id: str = ""
+) -> pb.HeartbeatResponse:
+    status = pb.Executing if task_id else pb.Idle
+    return stub.Heartbeat(
+        pb.HeartbeatRequest(executor_id=executor_id, status=status, task_id=task_id)
+    )
+
+
+def pull(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str) -> pb.StagedTask | None:
+    response = stub.PullTask(pb.PullTaskRequest(executor_id=executor_id))
+    return response.staged_task if response.HasField("staged_task") else None
+
+
+def report(
+    stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, task_id: str, result: object
+) -> None:
+    stub.UpdateTaskResult(
+        pb.UpdateTaskResultRequest(executor_id=executor_id, task_id=task_id, result=result)
+    )
+
+
+def ok(tags: dict[str, bytes]) -> common_pb.TaskResult:
+    return common_pb.TaskResult(
+        Ok=common_pb.TaskOutputs(return_value=b"done", tags_map=tags, log=["line"])
+    )
+
+
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def test_pull_is_fifo_and_marks_running(platform: Platform, executor) -> None:
+    assert heartbeat(executor, "e1").command == pb.NoAction
+    first, second = platform.stage(), platform.stage()
+    assert heartbeat(executor, "e1").command == pb.NewTask
+    staged = pull(executor, "e1")
+    assert staged is not None
+    assert (staged.task_id, staged.function_name, staged.user_id) == (
+        first.uuid,
+        "builtin-echo",
+        "alice",
+    )
+    running = platform.task(first.uuid)
+    assert (running.status, running.executor_id) == (TaskStatus.RUNNING, "e1")
+    assert pull(executor, "e2").task_id == second.uuid
+    assert platform.task(second.uuid).executor_id == "e2"
+    assert pull(executor, "e1") is None
+    assert heartbeat(executor, "e3").command == pb.NoAction
+    assert platform.store.scan(keys.STAGED) == []
+
+
+def test_tasks_no_longer_staged_are_skipped(platform: Platform, executor) -> None:
+    requested = platform.stage(cancel_requested=True)
+    already = platform.stage()
+    stale = platform.stage()
+    platform.store.commit(
+        [],
+        [
+            Write(keys.TASK + already.uuid, encode(replace(already, status=TaskStatus.CANCELED))),
+            Write(
+                keys.TASK + stale.uuid,
+                encode(replace(stale, status=TaskStatus.RUNNING, executor_id="other")),
+            ),
+        ],
+    )
+    wanted = platform.stage()
+    assert pull(executor, "e1").task_id == wanted.uuid
+    assert platform.task(requested.uuid).status is TaskStatus.CANCELED
+    assert platform.task(requested.uuid).result == CANCELED
+    assert platform.task(already.uuid).status is TaskStatus.CANCELED
+    assert platform.task(stale.uuid).executor_id == "other"
+    assert platform.store.scan(keys.STAGED) == []
+
+
+def test_cancel_of_running_task_stops_it(platform: Platform, executor) -> None:
+    task = platform.stage()
+    pull(executor, "e1")
+    assert heartbeat(executor, "e1", task.uuid).command == pb.NoAction
+    running = platform.task(task.uuid)
+    platform.store.commit(
+        [], [Write(keys.TASK + task.uuid, encode(replace(running, cancel_requested=True)))]
+    )
+    response = heartbeat(executor, "e1", task.uuid)
+    assert (response.command, response.task_id) == (pb.Stop, task.uuid)
+    canceled = platform.task(task.uuid)
+    assert (canceled.status, canceled.result) == (TaskStatus.CANCELED, CANCELED)
+    assert heartbeat(executor, "e1", task.uuid).command == pb.Stop
+    report(executor, "e1", task.uuid, ok({}))  # a late result is acknowledged, ignored
+    assert platform.task(task.uuid).status is TaskStatus.CANCELED
+
+
+def test_ok_result_finishes_and_writes_cmacs(platform: Platform, executor) -> None:
+    output = platform.put_output()
+    task = platform.stage(assigned_outputs={"out": output})
+    pull(executor, "e1")
+    report(executor, "e1", task.uuid, ok({"out": CMAC}))
+    finished = platform.task(task.uuid)
+    assert finished.status is TaskStatus.FINISHED
+    assert finished.result == TaskResult.success(b"done", {"out": CMAC}, ("line",))
+    assert finished.assigned_outputs["out"].cmac == CMAC
+    assert platform.output(output.uuid).cmac == CMAC
+    error = rpc_error(lambda: report(executor, "e1", task.uuid, ok({})))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_err_result_is_finished_with_reason(platform: Platform, executor) -> None:
+    task = platform.stage()
+    pull(executor, "e1")
+    failure = common_pb.TaskResult(Err=common_pb.TaskFailure(reason="function failed"))
+    report(executor, "e1", task.uuid, failure)
+    finished = platform.task(task.uuid)
+    assert (finished.status, finished.result) == (
+        TaskStatus.FINISHED,
+        TaskResult.failure("function failed"),
+    )
+
+
+def test_output_with_cmac_is_never_overwritten(platform: Platform, executor) -> None:
+    written = platform.put_output(cmac=bytes(16))
+    task = platform.stage(assigned_outputs={"out": written})
+    pull(executor, "e1")
+    report(executor, "e1", task.uuid, ok({"out": CMAC}))
+    failed = platform.task(task.uuid)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.result == TaskResult.failure("Runtime Error: output 'out' already has a cmac")
+    assert platform.output(written.uuid).cmac == bytes(16)
+
+
+def test_result_from_wrong_executor_is_refused(platform: Platform, executor) -> None:
+    task = platform.stage()
+    pull(executor, "e1")
+    error = rpc_error(lambda: report(executor, "e2", task.uuid, ok({})))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.details() == f"task {task.uuid} is not running on executor e2"
+    assert platform.task(task.uuid).status is TaskStatus.RUNNING
+    missing = rpc_error(lambda: report(executor, "e1", "not-a-uuid", ok({})))
+    assert (missing.code(), missing.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid task id",
+    )
+    no_result = rpc_error(lambda: report(executor, "e1", task.uuid, common_pb.TaskResult()))
+    assert no_result.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_error(lambda: pull(executor, "")).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_silent_executor_loses_its_task(platform: Platform, executor) -> None:
+    lost, kept = platform.stage(), platform.stage()
+    pull(executor, "silent")
+    pull(executor, "alive")
+    deadline = time.monotonic() + TIMEOUT * 3
+    while time.monotonic() < deadline:
+        heartbeat(executor, "alive", kept.uuid)
+        time.sleep(0.2)
+    failed = platform.wait_for(lost.uuid, TaskStatus.FAILED, within=TIMEOUT * 3)
+    assert failed.result == LOST
+    assert platform.task(kept.uuid).status is TaskStatus.RUNNING
+
+
+def test_restart_fails_tasks_of_vanished_executors(platform: Platform) -> None:
+    orphan = platform.put_task(TaskStatus.RUNNING, executor_id="before-restart")
+    returning = platform.put_task(TaskStatus.RUNNING, executor_id="returning")
+    staged = platform.put_task(TaskStatus.STAGED)
+    executor = platform.start_scheduler()
+    started = time.monotonic()
+    assert platform.task(orphan.uuid).status is TaskStatus.RUNNING  # given time to come back
+    while time.monotonic() - started < TIMEOUT * 2.5:
+        heartbeat(executor, "returning", returning.uuid)
+        time.sleep(0.2)
+    failed = platform.wait_for(orphan.uuid, TaskStatus.FAILED, within=TIMEOUT * 3)
+    assert failed.result == LOST
+    assert platform.task(returning.uuid).status is TaskStatus.RUNNING
+    assert platform.task(staged.uuid).status is TaskStatus.STAGED
+
+
+def test_concurrent_pulls_hand_out_each_task_once(platform: Platform, executor) -> None:
+    tasks = {platform.stage().uuid for _ in range(12)}
+    pulled: dict[str, list[str]] = {f"e{i}": [] for i in range(4)}
+
+    def drain(executor_id: str) -> None:
+        while (staged := pull(executor, executor_id)) is not None:
+            pulled[executor_id].append(staged.task_id)
+
+    threads = [threading.Thread(target=drain, args=(e,)) for e in pulled]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handed_out = [t for ids in pulled.values() for t in ids]
+    assert sorted(handed_out) == sorted(tasks)
+    for executor_id, ids in pulled.items():
+        for task_uuid in ids:
+            assert platform.task(task_uuid).executor_id == executor_id
