@@ -336,3 +336,12 @@ def test_concurrent_pulls_hand_out_each_task_once(platform: Platform, executor) 
     for executor_id, ids in pulled.items():
         for task_uuid in ids:
             assert platform.task(task_uuid).executor_id == executor_id
+
+
+def test_idle_executor_holding_a_task_fails_it(platform: Platform, executor) -> None:
+    task = platform.stage()
+    assert pull(executor, "forgetful") is not None
+    assert heartbeat(executor, "forgetful").command == pb.NoAction
+    failed = platform.task(task.uuid)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.result.reason == "Runtime Error: executor lost the task"

@@ -36,6 +36,11 @@ class Liveness:
         with self._lock:
             self._tasks.get(executor_id, set()).discard(task_uuid)
 
+    def take(self, executor_id: str) -> list[str]:
+        """Release and return every task ``executor_id`` holds."""
+        with self._lock:
+            return sorted(self._tasks.pop(executor_id, ()))
+
     def now(self) -> float:
         """The clock's current reading."""
         return self._clock()

@@ -31,6 +31,7 @@ MAX_ATTEMPTS = 16
 WATCH_INTERVAL_SECS = 0.5
 CANCELED_REASON = "Task Canceled by the user"
 TIMEOUT_REASON = "Runtime Error: Executor Timeout"
+LOST_REASON = "Runtime Error: executor lost the task"
 
 
 def _retrying(step: Callable[[], T]) -> T:
@@ -111,6 +112,11 @@ class Scheduler:
         if running and _retrying(lambda: self._must_stop(executor_id, running)):
             self._liveness.release(executor_id, running)
             return pb.Stop, running
+        if not running:
+            # An idle executor holds nothing: a task it was given is lost (e.g. the
+            # PullTask reply never arrived), never left Running.
+            for task_uuid in self._liveness.take(executor_id):
+                self.fail_lost(executor_id, task_uuid, LOST_REASON)
         return (pb.NoAction if self._queue_head() is None else pb.NewTask), ""
 
     def _must_stop(self, executor_id: str, task_uuid: str) -> bool:
@@ -179,7 +185,7 @@ class Scheduler:
             writes.append(Write(record.key, encode(outputs[name])))
         return replace(task, status=TaskStatus.FINISHED, result=result, assigned_outputs=outputs)
 
-    def fail_lost(self, executor_id: str, task_uuid: str) -> None:
+    def fail_lost(self, executor_id: str, task_uuid: str, reason: str = TIMEOUT_REASON) -> None:
         """Fail ``task_uuid`` if it is still Running on the lost ``executor_id``."""
 
         def step() -> bool:
@@ -190,12 +196,12 @@ class Scheduler:
                 return False
             self._store.commit(
                 [(keys.TASK + task_uuid, version)],
-                [Write(keys.TASK + task_uuid, encode(_failed(task, TIMEOUT_REASON)))],
+                [Write(keys.TASK + task_uuid, encode(_failed(task, reason)))],
             )
             return True
 
         if _retrying(step):
-            log.warning("task %s failed: executor %s timed out", task_uuid, executor_id)
+            log.warning("task %s failed on executor %s: %s", task_uuid, executor_id, reason)
 
     def recover(self) -> None:
         """Adopt the Running tasks found in storage, as if their executors were seen at start."""
