@@ -48,6 +48,9 @@ class Connection:
     kept in :attr:`verdict`. Usable as a context manager (closes the channel).
     """
 
+    stub_class: Callable[[grpc.Channel], Any]
+    """The generated stub of the endpoint's service (set by subclasses)."""
+
     def __init__(
         self,
         address: Address,
@@ -62,16 +65,24 @@ class Connection:
         self.timeout = timeout
         self.user_id = ""
         self.token = ""
+        self._service = service
+        self._policy = policy or default_policy(allow_simulation)
+        self._max_message_bytes = max_message_bytes
+        self._dial()
+
+    def _dial(self) -> None:
+        """Open the channel, verifying the endpoint's evidence first."""
         try:
             self._channel, self.verdict = attested_channel(
                 self.address,
-                service,
-                policy=policy or default_policy(allow_simulation),
-                max_message_bytes=max_message_bytes,
-                timeout=min(timeout, 10.0),
+                self._service,
+                policy=self._policy,
+                max_message_bytes=self._max_message_bytes,
+                timeout=min(self.timeout, 10.0),
             )
         except TeaclaveError as exc:
             raise from_platform_error(exc) from None
+        self._stub = self.stub_class(self._channel)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -83,11 +94,22 @@ class Connection:
         self.user_id = value.get("id", "")
         self.token = value.get("token", "")
 
-    def _invoke(self, method: Callable[..., T], request: Any, *, credentials: bool = True) -> T:
-        """Call a stub method, translating gRPC errors to :class:`TeaclaveException`."""
+    def _invoke(self, method: str, request: Any, *, credentials: bool = True) -> Any:
+        """Call RPC ``method``, translating gRPC errors to :class:`TeaclaveException`.
+
+        If the endpoint is unreachable (e.g. it restarted with a new key), the
+        channel is dialed and verified again and the call is tried once more.
+        """
         metadata = (("id", self.user_id), ("token", self.token)) if credentials else None
         try:
-            return method(request, metadata=metadata, timeout=self.timeout)
+            try:
+                return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                self._channel.close()
+                self._dial()
+                return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 

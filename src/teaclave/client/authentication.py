@@ -15,6 +15,8 @@ class AuthenticationClient(Connection):
     (set by the constructor or by a successful :meth:`user_login`).
     """
 
+    stub_class = pb_grpc.TeaclaveAuthenticationApiStub
+
     def __init__(
         self,
         address: Address,
@@ -33,12 +35,11 @@ class AuthenticationClient(Connection):
             timeout=timeout,
         )
         self.user_id, self.token = user_id, token
-        self._stub = pb_grpc.TeaclaveAuthenticationApiStub(self._channel)  # type: ignore[no-untyped-call]
 
     def user_login(self, user_id: str, user_password: str) -> str:
         """Log in; returns the token, which later calls of this client use."""
         reply = self._invoke(
-            self._stub.UserLogin,
+            "UserLogin",
             pb.UserLoginRequest(id=user_id, password=user_password),
             credentials=False,
         )
@@ -50,7 +51,7 @@ class AuthenticationClient(Connection):
     ) -> None:
         """Create a user; ``role``: PlatformAdmin, FunctionOwner, DataOwnerManager, DataOwner."""
         self._invoke(
-            self._stub.UserRegister,
+            "UserRegister",
             pb.UserRegisterRequest(
                 id=user_id, password=user_password, role=role, attribute=attribute
             ),
@@ -59,7 +60,7 @@ class AuthenticationClient(Connection):
     def user_update(self, user_id: str, user_password: str, role: str, attribute: str = "") -> None:
         """Replace a user's password and role."""
         self._invoke(
-            self._stub.UserUpdate,
+            "UserUpdate",
             pb.UserUpdateRequest(
                 id=user_id, password=user_password, role=role, attribute=attribute
             ),
@@ -67,20 +68,18 @@ class AuthenticationClient(Connection):
 
     def user_change_password(self, user_password: str) -> None:
         """Change the caller's own password."""
-        self._invoke(
-            self._stub.UserChangePassword, pb.UserChangePasswordRequest(password=user_password)
-        )
+        self._invoke("UserChangePassword", pb.UserChangePasswordRequest(password=user_password))
 
     def reset_user_password(self, user_id: str) -> str:
         """Give a managed user a new random password; returns it."""
-        reply = self._invoke(self._stub.ResetUserPassword, pb.ResetUserPasswordRequest(id=user_id))
+        reply = self._invoke("ResetUserPassword", pb.ResetUserPasswordRequest(id=user_id))
         return str(reply.password)
 
     def delete_user(self, user_id: str) -> None:
         """Delete a managed user."""
-        self._invoke(self._stub.DeleteUser, pb.DeleteUserRequest(id=user_id))
+        self._invoke("DeleteUser", pb.DeleteUserRequest(id=user_id))
 
     def list_users(self, user_id: str) -> list[str]:
         """Ids of the users the caller manages (``user_id``: the manager's attribute)."""
-        reply = self._invoke(self._stub.ListUsers, pb.ListUsersRequest(id=user_id))
+        reply = self._invoke("ListUsers", pb.ListUsersRequest(id=user_id))
         return list(reply.ids)

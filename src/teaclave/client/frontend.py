@@ -57,6 +57,8 @@ def task_outcome(task: Task) -> TaskOutputs | None:
 class FrontendApi(Connection):
     """The calls shared by :class:`FrontendClient` and Teaclave's ``FrontendService``."""
 
+    stub_class = pb_grpc.TeaclaveFrontendStub
+
     def __init__(
         self,
         address: Address,
@@ -71,7 +73,6 @@ class FrontendApi(Connection):
             address, "frontend", allow_simulation=allow_simulation, policy=policy, timeout=timeout
         )
         self.user_id, self.token = user_id, token
-        self._stub = pb_grpc.TeaclaveFrontendStub(self._channel)  # type: ignore[no-untyped-call]
 
     # Files
 
@@ -82,43 +83,43 @@ class FrontendApi(Connection):
         request = pb.RegisterInputFileRequest(
             url=url, cmac=bytes(cmac), crypto_info=CryptoInfo(schema, key, iv).to_proto()
         )
-        return str(self._invoke(self._stub.RegisterInputFile, request).data_id)
+        return str(self._invoke("RegisterInputFile", request).data_id)
 
     def register_output_file(self, url: str, schema: str, key: ByteString, iv: ByteString) -> str:
         """Register where (and with which key) a task writes an output; returns its id."""
         request = pb.RegisterOutputFileRequest(
             url=url, crypto_info=CryptoInfo(schema, key, iv).to_proto()
         )
-        return str(self._invoke(self._stub.RegisterOutputFile, request).data_id)
+        return str(self._invoke("RegisterOutputFile", request).data_id)
 
     def update_input_file(self, data_id: str, url: str) -> str:
         """Register a copy of an input file at a new ``url``; returns the new id."""
         request = pb.UpdateInputFileRequest(data_id=data_id, url=url)
-        return str(self._invoke(self._stub.UpdateInputFile, request).data_id)
+        return str(self._invoke("UpdateInputFile", request).data_id)
 
     def update_output_file(self, data_id: str, url: str) -> str:
         """Register a copy of an output file at a new ``url``; returns the new id."""
         request = pb.UpdateOutputFileRequest(data_id=data_id, url=url)
-        return str(self._invoke(self._stub.UpdateOutputFile, request).data_id)
+        return str(self._invoke("UpdateOutputFile", request).data_id)
 
     def register_fusion_output(self, owners: Sequence[str]) -> str:
         """Register a platform-encrypted output owned jointly by ``owners``; returns its id."""
         request = pb.RegisterFusionOutputRequest(owner_list=list(owners))
-        return str(self._invoke(self._stub.RegisterFusionOutput, request).data_id)
+        return str(self._invoke("RegisterFusionOutput", request).data_id)
 
     def register_input_from_output(self, data_id: str) -> str:
         """Register a written output file as an input; returns the input's id."""
         request = pb.RegisterInputFromOutputRequest(data_id=data_id)
-        return str(self._invoke(self._stub.RegisterInputFromOutput, request).data_id)
+        return str(self._invoke("RegisterInputFromOutput", request).data_id)
 
     def get_input_file(self, data_id: str) -> DataFile:
         """An input file's owners and cmac."""
-        reply = self._invoke(self._stub.GetInputFile, pb.GetInputFileRequest(data_id=data_id))
+        reply = self._invoke("GetInputFile", pb.GetInputFileRequest(data_id=data_id))
         return DataFile(tuple(reply.owner), reply.cmac)
 
     def get_output_file(self, data_id: str) -> DataFile:
         """An output file's owners and cmac (empty until a task wrote it)."""
-        reply = self._invoke(self._stub.GetOutputFile, pb.GetOutputFileRequest(data_id=data_id))
+        reply = self._invoke("GetOutputFile", pb.GetOutputFileRequest(data_id=data_id))
         return DataFile(tuple(reply.owner), reply.cmac)
 
     # Functions
@@ -151,7 +152,7 @@ class FrontendApi(Connection):
                 usage_quota=usage_quota,
             )
         )
-        return str(self._invoke(self._stub.RegisterFunction, request).function_id)
+        return str(self._invoke("RegisterFunction", request).function_id)
 
     def update_function(  # noqa: PLR0917 (Teaclave's signature)
         self,
@@ -183,31 +184,31 @@ class FrontendApi(Connection):
                 usage_quota=usage_quota,
             ),
         )
-        return str(self._invoke(self._stub.UpdateFunction, request).function_id)
+        return str(self._invoke("UpdateFunction", request).function_id)
 
     def get_function(self, function_id: str) -> Function:
         """A function's definition."""
-        reply = self._invoke(self._stub.GetFunction, pb.GetFunctionRequest(function_id=function_id))
+        reply = self._invoke("GetFunction", pb.GetFunctionRequest(function_id=function_id))
         return Function.from_proto(function_id, reply)
 
     def get_function_usage_stats(self, function_id: str) -> FunctionUsage:
         """A function's quota and usage count."""
         request = pb.GetFunctionUsageStatsRequest(function_id=function_id)
-        reply = self._invoke(self._stub.GetFunctionUsageStats, request)
+        reply = self._invoke("GetFunctionUsageStats", request)
         return FunctionUsage(reply.function_quota, reply.current_usage)
 
     def delete_function(self, function_id: str) -> None:
         """Delete a function."""
-        self._invoke(self._stub.DeleteFunction, pb.DeleteFunctionRequest(function_id=function_id))
+        self._invoke("DeleteFunction", pb.DeleteFunctionRequest(function_id=function_id))
 
     def disable_function(self, function_id: str) -> None:
         """Disable a function (it stays registered but is no longer listed)."""
         request = pb.DisableFunctionRequest(function_id=function_id)
-        self._invoke(self._stub.DisableFunction, request)
+        self._invoke("DisableFunction", request)
 
     def _list_functions(self, user_id: str) -> pb.ListFunctionsResponse:
         reply: pb.ListFunctionsResponse = self._invoke(
-            self._stub.ListFunctions, pb.ListFunctionsRequest(user_id=user_id)
+            "ListFunctions", pb.ListFunctionsRequest(user_id=user_id)
         )
         return reply
 
@@ -229,7 +230,7 @@ class FrontendApi(Connection):
             inputs_ownership=to_protos(inputs_ownership),
             outputs_ownership=to_protos(outputs_ownership),
         )
-        return str(self._invoke(self._stub.CreateTask, request).task_id)
+        return str(self._invoke("CreateTask", request).task_id)
 
     def assign_data_to_task(
         self, task_id: str, inputs: Iterable[DataMap], outputs: Iterable[DataMap]
@@ -238,24 +239,22 @@ class FrontendApi(Connection):
         request = pb.AssignDataRequest(
             task_id=task_id, inputs=to_protos(inputs), outputs=to_protos(outputs)
         )
-        self._invoke(self._stub.AssignData, request)
+        self._invoke("AssignData", request)
 
     def approve_task(self, task_id: str) -> None:
         """Approve the task as one of its participants."""
-        self._invoke(self._stub.ApproveTask, pb.ApproveTaskRequest(task_id=task_id))
+        self._invoke("ApproveTask", pb.ApproveTaskRequest(task_id=task_id))
 
     def invoke_task(self, task_id: str) -> None:
         """Queue the task for execution (creator only, once everyone approved)."""
-        self._invoke(self._stub.InvokeTask, pb.InvokeTaskRequest(task_id=task_id))
+        self._invoke("InvokeTask", pb.InvokeTaskRequest(task_id=task_id))
 
     def cancel_task(self, task_id: str) -> None:
         """Cancel the task (creator or platform admin)."""
-        self._invoke(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id))
+        self._invoke("CancelTask", pb.CancelTaskRequest(task_id=task_id))
 
     def _get_task(self, task_id: str) -> pb.GetTaskResponse:
-        reply: pb.GetTaskResponse = self._invoke(
-            self._stub.GetTask, pb.GetTaskRequest(task_id=task_id)
-        )
+        reply: pb.GetTaskResponse = self._invoke("GetTask", pb.GetTaskRequest(task_id=task_id))
         return reply
 
     def get_task_outputs(self, task_id: str, timeout: float | None = None) -> TaskOutputs:
@@ -286,7 +285,7 @@ class FrontendApi(Connection):
 
     def _query_audit_logs(self, query: str, limit: int) -> pb.QueryAuditLogsResponse:
         reply: pb.QueryAuditLogsResponse = self._invoke(
-            self._stub.QueryAuditLogs, pb.QueryAuditLogsRequest(query=query, limit=limit)
+            "QueryAuditLogs", pb.QueryAuditLogsRequest(query=query, limit=limit)
         )
         return reply
 
