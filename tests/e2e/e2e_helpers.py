@@ -1,0 +1,115 @@
+"""Building blocks of the end-to-end tests: functions, encrypted files, tasks."""
+
+import io
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import FIXTURES, Platform
+
+from teaclave.client import (
+    DataMap,
+    FrontendClient,
+    FunctionArgument,
+    FunctionInput,
+    FunctionOutput,
+    OwnerList,
+)
+from teaclave.crypto import aesgcm
+
+PSI = "builtin-ordered-set-intersect"
+PSI_DIR = FIXTURES / "functions" / "ordered_set_intersect"
+
+
+def register_psi(client: FrontendClient) -> str:
+    return client.register_function(
+        PSI,
+        "ordered set intersection",
+        "builtin",
+        public=True,
+        arguments=[FunctionArgument("order")],
+        inputs=[FunctionInput("input_data1"), FunctionInput("input_data2")],
+        outputs=[FunctionOutput("output_result1"), FunctionOutput("output_result2")],
+    )
+
+
+def register_echo(client: FrontendClient, quota: int = -1) -> str:
+    return client.register_function(
+        "builtin-echo",
+        "echo",
+        "builtin",
+        public=True,
+        arguments=[FunctionArgument("message", "", True)],
+        usage_quota=quota,
+    )
+
+
+@dataclass
+class Owned:
+    """A data owner's registered input and output, with the keys to read them."""
+
+    client: FrontendClient
+    input_id: str
+    output_id: str
+    output_path: Path
+    output_key: bytes
+    output_iv: bytes
+    schema: str
+
+    @property
+    def user_id(self) -> str:
+        return self.client.user_id
+
+    def read_output(self, cmac: bytes) -> bytes:
+        sink = io.BytesIO()
+        with self.output_path.open("rb") as reader:
+            aesgcm.decrypt_to(
+                self.output_key, self.output_iv, reader, sink, role="output", cmac=cmac
+            )
+        return sink.getvalue()
+
+
+def encrypt(key: bytes, iv: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """(file bytes, cmac) of ``plaintext`` in the aes-gcm file format."""
+    sink = io.BytesIO()
+    cmac = aesgcm.encrypt(key, iv, io.BytesIO(plaintext), sink)
+    return sink.getvalue(), cmac
+
+
+def own_data(
+    platform: Platform, client: FrontendClient, plaintext: bytes, schema: str = "aes-gcm-128",
+    *, mangle: bytes | None = None,
+) -> Owned:
+    """Encrypt ``plaintext`` under a fresh key, register it as input plus an output.
+
+    ``mangle``: write these bytes as the input file instead (the registered cmac
+    stays that of the genuine ciphertext).
+    """
+    size = 16 if schema == "aes-gcm-128" else 32
+    key, iv = secrets.token_bytes(size), secrets.token_bytes(12)
+    data, cmac = encrypt(key, iv, plaintext)
+    path = platform.files / f"in-{secrets.token_hex(6)}.enc"
+    path.write_bytes(data if mangle is None else mangle)
+    input_id = client.register_input_file(path.as_uri(), schema, key, iv, cmac)
+    out_key, out_iv = secrets.token_bytes(size), secrets.token_bytes(12)
+    out_path = platform.files / f"out-{secrets.token_hex(6)}.enc"
+    output_id = client.register_output_file(out_path.as_uri(), schema, out_key, out_iv)
+    return Owned(client, input_id, output_id, out_path, out_key, out_iv, schema)
+
+
+def psi_task(function_id: str, a: Owned, b: Owned, order: str = "ascending") -> str:
+    """Create the two-party PSI task (as ``a``), assign both parties' data, both approve."""
+    task_id = a.client.create_task(
+        function_id,
+        {"order": order},
+        "builtin",
+        [OwnerList("input_data1", [a.user_id]), OwnerList("input_data2", [b.user_id])],
+        [OwnerList("output_result1", [a.user_id]), OwnerList("output_result2", [b.user_id])],
+    )
+    a.client.assign_data_to_task(
+        task_id, [DataMap("input_data1", a.input_id)], [DataMap("output_result1", a.output_id)]
+    )
+    b.client.assign_data_to_task(
+        task_id, [DataMap("input_data2", b.input_id)], [DataMap("output_result2", b.output_id)]
+    )
+    return task_id
