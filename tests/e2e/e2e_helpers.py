@@ -5,7 +5,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import FIXTURES, Platform
+from e2e_platform import FIXTURES, Platform
 
 from teaclave.client import (
     DataMap,
@@ -77,8 +77,12 @@ def encrypt(key: bytes, iv: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
 
 
 def own_data(
-    platform: Platform, client: FrontendClient, plaintext: bytes, schema: str = "aes-gcm-128",
-    *, mangle: bytes | None = None,
+    platform: Platform,
+    client: FrontendClient,
+    plaintext: bytes,
+    schema: str = "aes-gcm-128",
+    *,
+    mangle: bytes | None = None,
 ) -> Owned:
     """Encrypt ``plaintext`` under a fresh key, register it as input plus an output.
 

@@ -3,7 +3,7 @@
 import base64
 
 import pytest
-from conftest import Platform
+from e2e_platform import Platform
 from e2e_helpers import PSI_DIR, own_data, psi_task, register_echo, register_psi
 
 from teaclave.client import (

@@ -121,6 +121,7 @@ def test_calls_are_audited(admin: User) -> None:
         "authenticate to register_function",
         missing_token,
     ]
+    assert denied[0].user == '{ user: auditee, role: DataOwner("x") }'
 
 
 def test_unknown_methods_are_unimplemented(admin: User) -> None:
@@ -153,7 +154,8 @@ def test_audit_entries_are_saved_on_shutdown(
             admin.close()
 
 
-def test_frontend_without_backend_denies(config: Config, service_runner: Runner) -> None:
+def test_frontend_without_backend_is_unavailable(config: Config, service_runner: Runner) -> None:
+    """An outage is reported as one (callers retry), never as bad credentials."""
     with (
         running(service_runner, config, [FRONTEND]),
         public_channel(config, "frontend_api", "frontend") as channel,
@@ -162,6 +164,6 @@ def test_frontend_without_backend_denies(config: Config, service_runner: Runner)
         request = fe.ListFunctionsRequest(user_id="x")
         metadata = (("id", "x"), ("token", "t"))
         assert refused(lambda: rpc(request, metadata=metadata, timeout=30)) == (
-            UNAUTHENTICATED,
-            "incorrent credential",
+            grpc.StatusCode.UNAVAILABLE,
+            "service temporarily unavailable",
         )

@@ -26,7 +26,11 @@ R = TypeVar("R")
 def _unauthenticated_only(
     handler: Callable[[S, Q, grpc.ServicerContext], R],
 ) -> Callable[[S, Q, grpc.ServicerContext], R]:
-    """Report every failure as UNAUTHENTICATED, as Teaclave does (reference §2.4)."""
+    """Report every failure as UNAUTHENTICATED, as Teaclave does (reference §2.4).
+
+    Except an outage (storage unreachable): UNAVAILABLE, so callers retry
+    instead of concluding that their credentials are wrong.
+    """
 
     @functools.wraps(handler)
     def wrapped(self: S, request: Q, context: grpc.ServicerContext) -> R:
@@ -35,6 +39,9 @@ def _unauthenticated_only(
         except TeaclaveError as exc:
             if exc.status is Status.UNAUTHENTICATED:
                 raise
+            if exc.status is Status.UNAVAILABLE:
+                log.warning("%s: storage unavailable: %s", handler.__name__, exc.message)
+                raise TeaclaveError(Status.UNAVAILABLE, "service temporarily unavailable") from None
             log.warning("%s failed: %s %s", handler.__name__, exc.status.name, exc.message)
         except Exception:
             log.exception("%s failed", handler.__name__)

@@ -157,10 +157,11 @@ class Frontend:
         except TeaclaveError as exc:
             self._audit.add(entry(ip, "", f"authenticate to {route.api}: {exc.message}", False))
             raise
-        if not self._authorize(claims.role, route.api):
-            self._audit.add(entry(ip, "", f"authenticate to {route.api}", False))
-            raise permission_denied()
         user = audit_user(claims.sub, claims.role)
+        if not self._authorize(claims.role, route.api):
+            # Unlike Teaclave (empty user), the audit names who was denied.
+            self._audit.add(entry(ip, user, f"authenticate to {route.api}", False))
+            raise permission_denied()
         timeout = min(context.time_remaining() or CALL_TIMEOUT_SECS, CALL_TIMEOUT_SECS)
         metadata = (("id", claims.sub), ("role", claims.role))
         try:
@@ -193,6 +194,9 @@ class Frontend:
                 self._authentication, AUTHENTICATE, request, auth.UserAuthenticateResponse
             )
         except TeaclaveError as exc:
+            if exc.status is Status.UNAVAILABLE:
+                log.warning("authentication service unavailable: %s", exc.message)
+                raise TeaclaveError(Status.UNAVAILABLE, "service temporarily unavailable") from None
             if exc.status is not Status.UNAUTHENTICATED:
                 log.warning("authentication service failed: %s", exc.message)
             raise unauthenticated("incorrent credential") from None  # (sic), as Teaclave
@@ -204,5 +208,7 @@ class Frontend:
             response = unary(self._access_control, AUTHORIZE, request, acs.AuthorizeApiResponse)
         except TeaclaveError as exc:
             log.warning("access control failed, denying: %s", exc.message)
+            if exc.status is Status.UNAVAILABLE:  # still denied, but say why
+                raise TeaclaveError(Status.UNAVAILABLE, "service temporarily unavailable") from None
             return False
         return response.accept

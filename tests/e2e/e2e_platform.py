@@ -1,0 +1,182 @@
+"""The whole platform, one process per service, for the end-to-end tests.
+
+Tests may kill or restart services (the supervisor brings them back), but
+must leave the platform serving.
+"""
+
+import io
+import json
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from teaclave.client import AuthenticationClient, FrontendClient
+from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
+from teaclave.services.supervisor import Supervisor
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "teaclave"
+EXECUTOR_TIMEOUT = 3.0
+_ENDPOINTS = (
+    "authentication_api",
+    "frontend_api",
+    "authentication",
+    "management",
+    "storage",
+    "access_control",
+    "scheduler",
+)
+
+
+def _ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [int(sock.getsockname()[1]) for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+@dataclass
+class Platform:
+    """A running platform and ways to reach, disturb and inspect it."""
+
+    config: Config
+    supervisor: Supervisor
+    files: Path
+    admin_password: str
+    log: io.StringIO
+
+    def auth(self) -> AuthenticationClient:
+        return AuthenticationClient(self.config.endpoints.authentication_api, allow_simulation=True)
+
+    def login(self, user_id: str, password: str) -> FrontendClient:
+        with self.auth() as auth:
+            token = auth.user_login(user_id, password)
+        return FrontendClient(
+            self.config.endpoints.frontend_api, user_id, token, allow_simulation=True
+        )
+
+    def admin(self) -> FrontendClient:
+        return self.login(self.config.auth.admin_user, self.admin_password)
+
+    def new_user(self, role: str = "DataOwner", attribute: str = "e2e") -> FrontendClient:
+        """A fresh user registered by the admin, logged in."""
+        user_id, password = f"user-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+        with self.auth() as auth:
+            auth.user_login(self.config.auth.admin_user, self.admin_password)
+            auth.user_register(user_id, password, role, attribute)
+        return self.login(user_id, password)
+
+    def workers(self) -> list[int]:
+        """Pids of the task processes of the execution service."""
+        parent = self.supervisor.pid("execution")
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"teaclave.executor.worker" in cmdline:
+                found.append(int(entry))
+        return found
+
+    def on_next_task(self, action: Callable[[int], None]) -> Callable[[], int]:
+        """Call ``action(pid)`` as soon as the next task process starts.
+
+        Returns a function that waits for that to have happened and gives the pid.
+        """
+        seen = set(self.workers())
+        caught: list[int] = []
+
+        def watch() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not caught:
+                for pid in set(self.workers()) - seen:
+                    action(pid)
+                    caught.append(pid)
+                    return
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+
+        def wait() -> int:
+            thread.join(35)
+            assert caught, "no task process started"
+            return caught[0]
+
+        return wait
+
+    def hold_next_task(self) -> Callable[[], int]:
+        """Freeze (SIGSTOP) the next task process: its task stays Running until canceled."""
+        return self.on_next_task(lambda pid: os.kill(pid, signal.SIGSTOP))
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="package")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("platform")
+    files = root / "files"
+    files.mkdir()
+    endpoints = "\n".join(
+        f'{name} = "127.0.0.1:{port}"'
+        for name, port in zip(_ENDPOINTS, _ports(len(_ENDPOINTS)), strict=True)
+    )
+    config_path = root / "teaclave.toml"
+    config_path.write_text(
+        f"""data_dir = {json.dumps(str(root / "data"))}
+[endpoints]
+{endpoints}
+[auth]
+argon2_time_cost = 1
+argon2_memory_kib = 1024
+argon2_parallelism = 1
+[scheduler]
+executor_timeout_secs = {EXECUTOR_TIMEOUT}
+heartbeat_interval_secs = 0.1
+[execution]
+file_roots = [{json.dumps(str(files))}]
+"""
+    )
+    config = load_config(config_path)
+    password = secrets.token_urlsafe(16)
+    log = io.StringIO()
+    supervisor = Supervisor(
+        config,
+        config_path,
+        output=log,
+        env={ADMIN_PASSWORD_ENV: password},
+        first_backoff=0.1,
+        max_restarts=50,
+    )
+    with supervisor:
+        yield Platform(config, supervisor, files, password, log)
