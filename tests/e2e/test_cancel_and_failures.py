@@ -4,8 +4,8 @@ import os
 import signal
 
 import pytest
-from e2e_platform import EXECUTOR_TIMEOUT, Platform, alive, wait_for
 from e2e_helpers import PSI_DIR, own_data, psi_task, register_echo, register_psi
+from e2e_platform import EXECUTOR_TIMEOUT, Platform, alive, wait_for
 
 from teaclave.client import FrontendClient, TaskCanceled, TaskFailed, TaskStatus
 

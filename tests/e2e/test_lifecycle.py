@@ -3,8 +3,8 @@
 import base64
 
 import pytest
-from e2e_platform import Platform
 from e2e_helpers import PSI_DIR, own_data, psi_task, register_echo, register_psi
+from e2e_platform import Platform
 
 from teaclave.client import (
     DataMap,
