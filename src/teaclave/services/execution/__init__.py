@@ -109,6 +109,8 @@ class _Executor:
         self._stop = stop
         self._lock = threading.Lock()
         self._task: _Task | None = None
+        # Set when a task ends, so the next heartbeat (and pull) happens at once.
+        self._idle = threading.Event()
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
         return self._scheduler.call(
@@ -124,7 +126,8 @@ class _Executor:
                     self._tick()
                 except (grpc.RpcError, TeaclaveError) as exc:
                     log.warning("scheduler call failed (retrying next heartbeat): %s", exc)
-                self._stop.wait(self._config.scheduler.heartbeat_interval_secs)
+                self._idle.wait(self._config.scheduler.heartbeat_interval_secs)
+                self._idle.clear()
         finally:
             with self._lock:
                 task = self._task
@@ -190,6 +193,7 @@ class _Executor:
         with self._lock:
             if self._task is task:
                 self._task = None
+        self._idle.set()
 
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:
