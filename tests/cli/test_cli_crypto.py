@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from teaclave_fixtures import FIXTURES
 
 from teaclave.cli.main import main
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "teaclave"
 INPUT1 = FIXTURES / "fusion" / "input1.txt"
 KEY = "00000000000000000000000000000001"
 IV = "123456781234567812345678"

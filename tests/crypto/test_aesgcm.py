@@ -2,16 +2,15 @@
 
 import base64
 import io
-from pathlib import Path
 
 import pytest
+from teaclave_fixtures import FIXTURES
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.model import CryptoSchema, FileCrypto
 from teaclave.crypto import aesgcm, files
 from teaclave.crypto.aesgcm import DecryptionError
 
-FIXTURES = Path("/work/shared/fixtures/teaclave")
 KEY0, IV0, IV1 = bytes(16), bytes(12), b"\x01" * 12
 KEY1 = bytes.fromhex("00000000000000000000000000000001")
 KEY2 = bytes.fromhex("00" * 31 + "02")

@@ -5,7 +5,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e_platform import FIXTURES, Platform
+from e2e_platform import Platform
 
 from teaclave.client import (
     DataMap,
@@ -18,7 +18,6 @@ from teaclave.client import (
 from teaclave.crypto import aesgcm
 
 PSI = "builtin-ordered-set-intersect"
-PSI_DIR = FIXTURES / "functions" / "ordered_set_intersect"
 
 
 def register_psi(client: FrontendClient) -> str:

@@ -22,7 +22,6 @@ from teaclave.client import AuthenticationClient, FrontendClient
 from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
 from teaclave.services.supervisor import Supervisor
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "teaclave"
 EXECUTOR_TIMEOUT = 3.0
 _ENDPOINTS = (
     "authentication_api",

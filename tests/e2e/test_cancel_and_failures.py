@@ -4,8 +4,9 @@ import os
 import signal
 
 import pytest
-from e2e_helpers import PSI_DIR, own_data, psi_task, register_echo, register_psi
+from e2e_helpers import own_data, psi_task, register_echo, register_psi
 from e2e_platform import EXECUTOR_TIMEOUT, Platform, alive, wait_for
+from teaclave_fixtures import PSI_DIR
 
 from teaclave.client import FrontendClient, TaskCanceled, TaskFailed, TaskStatus
 

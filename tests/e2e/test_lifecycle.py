@@ -3,8 +3,9 @@
 import base64
 
 import pytest
-from e2e_helpers import PSI_DIR, own_data, psi_task, register_echo, register_psi
+from e2e_helpers import own_data, psi_task, register_echo, register_psi
 from e2e_platform import Platform
+from teaclave_fixtures import PSI_DIR
 
 from teaclave.client import (
     DataMap,

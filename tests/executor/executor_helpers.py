@@ -3,11 +3,13 @@
 import io
 from pathlib import Path
 
+from teaclave_fixtures import PSI_DIR
+
 from teaclave.crypto import aesgcm
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
-PSI = Path("/work/shared/fixtures/teaclave/functions/ordered_set_intersect")
+PSI = PSI_DIR
 KEY, IV = bytes(range(16)), b"\x07" * 12
 
 

@@ -2,9 +2,9 @@
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from teaclave_fixtures import PSI_DIR
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.functions import registry
@@ -12,7 +12,7 @@ from teaclave.functions.builtin import Builtin
 from teaclave.functions.ordered_set_intersect import INPUT1, INPUT2, OUTPUT1, OUTPUT2
 from teaclave.functions.runtime import MemoryRuntime
 
-PSI = Path("/work/shared/fixtures/teaclave/functions/ordered_set_intersect")
+PSI = PSI_DIR
 PSI_OUTPUTS = frozenset({OUTPUT1, OUTPUT2})
 
 
