@@ -5,11 +5,9 @@ must leave the platform serving.
 """
 
 import io
-import json
 import os
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,30 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from teaclave.cli.demo import write_config
 from teaclave.client import AuthenticationClient, FrontendClient
 from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
 from teaclave.services.supervisor import Supervisor
 
 EXECUTOR_TIMEOUT = 3.0
-_ENDPOINTS = (
-    "authentication_api",
-    "frontend_api",
-    "authentication",
-    "management",
-    "storage",
-    "access_control",
-    "scheduler",
-)
-
-
-def _ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
 
 
 @dataclass
@@ -146,26 +126,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     files = root / "files"
     files.mkdir()
-    endpoints = "\n".join(
-        f'{name} = "127.0.0.1:{port}"'
-        for name, port in zip(_ENDPOINTS, _ports(len(_ENDPOINTS)), strict=True)
-    )
-    config_path = root / "teaclave.toml"
-    config_path.write_text(
-        f"""data_dir = {json.dumps(str(root / "data"))}
-[endpoints]
-{endpoints}
-[auth]
-argon2_time_cost = 1
-argon2_memory_kib = 1024
-argon2_parallelism = 1
-[scheduler]
-executor_timeout_secs = {EXECUTOR_TIMEOUT}
-heartbeat_interval_secs = 0.1
-[execution]
-file_roots = [{json.dumps(str(files))}]
-"""
-    )
+    config_path = write_config(root, executor_timeout_secs=EXECUTOR_TIMEOUT)
     config = load_config(config_path)
     password = secrets.token_urlsafe(16)
     log = io.StringIO()

@@ -47,27 +47,22 @@ class Evidence:
     platform_key: bytes  # DER SubjectPublicKeyInfo of the signing platform key
     signature: bytes = b""
 
-    def signed_bytes(self) -> bytes:
-        """The canonical bytes the platform key signs."""
-        body = {
+    def _body(self) -> dict[str, str]:
+        return {
             "tee": self.tee,
             "service": self.service,
             "measurement": self.measurement.hex(),
             "report_data": self.report_data.hex(),
             "platform_key": self.platform_key.hex(),
         }
-        return _SIGNED_PREFIX + json.dumps(body, sort_keys=True).encode()
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes the platform key signs."""
+        return _SIGNED_PREFIX + json.dumps(self._body(), sort_keys=True).encode()
 
     def to_bytes(self) -> bytes:
         """Serialized form embedded in certificates (JSON)."""
-        body = {
-            "tee": self.tee,
-            "service": self.service,
-            "measurement": self.measurement.hex(),
-            "report_data": self.report_data.hex(),
-            "platform_key": self.platform_key.hex(),
-            "signature": self.signature.hex(),
-        }
+        body = {**self._body(), "signature": self.signature.hex()}
         return json.dumps(body, sort_keys=True).encode()
 
     @classmethod
