@@ -27,7 +27,8 @@ from pathlib import Path
 
 from teaclave.cli.demo import write_config
 from teaclave.client import AuthenticationClient, FrontendClient, FunctionArgument
-from teaclave.config import ADMIN_PASSWORD_ENV, load_config
+from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
+from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -52,13 +53,16 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, frontend: str, auth: str, admin: str, password: str) -> None:
-        self.frontend, self.auth, self.admin, self.password = frontend, auth, admin, password
+    def __init__(self, config: Config, password: str) -> None:
+        self.frontend = config.endpoints.frontend_api
+        self.auth = config.endpoints.authentication_api
+        self.admin, self.password = config.auth.admin_user, password
+        self.key = simulation_key(config.data_path)
 
     def client(self) -> FrontendClient:
-        with AuthenticationClient(self.auth, allow_simulation=True) as auth:
+        with AuthenticationClient(self.auth, simulation_key=self.key) as auth:
             token = auth.user_login(self.admin, self.password)
-        return FrontendClient(self.frontend, self.admin, token, allow_simulation=True)
+        return FrontendClient(self.frontend, self.admin, token, simulation_key=self.key)
 
     @staticmethod
     def register(client: FrontendClient) -> str:
@@ -107,12 +111,7 @@ def run(runs: int, seconds: float) -> dict[str, object]:
         password = secrets.token_urlsafe(16)
         log = io.StringIO()
         with Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password}):
-            bench = Bench(
-                config.endpoints.frontend_api,
-                config.endpoints.authentication_api,
-                config.auth.admin_user,
-                password,
-            )
+            bench = Bench(config, password)
             with bench.client() as client:
                 function_id = bench.register(client)
                 bench.echo_task(client)  # warm up every path once

@@ -89,7 +89,8 @@ class AttestationConfig:
 
     # Evidence provider: only "simulation" is available without TEE hardware.
     provider: str = "simulation"
-    # Accept simulation evidence from peer services (required with the simulation provider).
+    # Trust simulated evidence signed by this data directory's simulated platform key
+    # (required between services with the simulation provider).
     allow_simulation: bool = True
 
 

@@ -17,14 +17,16 @@ from teaclave.attestation.simulation import SimulatedPlatform
 
 REPORT = hashlib.sha256(b"tls key").digest()
 MEASUREMENT = service_measurement("frontend")
+PLATFORM = SimulatedPlatform(ec.generate_private_key(ec.SECP256R1()))
 POLICY = AttestationPolicy(
-    measurements={"frontend": frozenset({MEASUREMENT})}, allow_simulation=True
+    measurements={"frontend": frozenset({MEASUREMENT})},
+    simulation_keys=frozenset({PLATFORM.fingerprint}),
 )
 
 
 @pytest.fixture
 def platform() -> SimulatedPlatform:
-    return SimulatedPlatform(ec.generate_private_key(ec.SECP256R1()))
+    return PLATFORM
 
 
 def test_accepts_expected_service_and_measurement(platform: SimulatedPlatform) -> None:
@@ -38,7 +40,7 @@ def test_accepts_expected_service_and_measurement(platform: SimulatedPlatform) -
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"allow_simulation": False}, "simulation is not allowed"),
+        ({"simulation_keys": frozenset()}, "not a trusted one"),
         ({"measurements": {"frontend": frozenset({b"\0" * 32})}}, "unexpected measurement"),
         ({"measurements": {}}, "unexpected measurement"),
     ],
@@ -56,6 +58,14 @@ def test_refuses_other_service_and_other_key(platform: SimulatedPlatform) -> Non
         verify(evidence, report_data=REPORT, services=frozenset({"storage"}), policy=POLICY)
     with pytest.raises(AttestationError, match="not bound to the peer's TLS key"):
         verify(evidence, report_data=b"\1" * 32, services=frozenset({"frontend"}), policy=POLICY)
+
+
+def test_refuses_evidence_of_a_self_made_platform() -> None:
+    """Anyone can make a platform key; only the pinned one is trusted."""
+    rogue = SimulatedPlatform(ec.generate_private_key(ec.SECP256R1()))
+    evidence = rogue.attest("frontend", MEASUREMENT, REPORT)
+    with pytest.raises(AttestationError, match=f"platform key {rogue.fingerprint.hex()}"):
+        verify(evidence, report_data=REPORT, services=frozenset({"frontend"}), policy=POLICY)
 
 
 def test_refuses_forged_and_malformed_evidence(platform: SimulatedPlatform) -> None:

@@ -9,15 +9,14 @@ from typing import Any
 import grpc
 import pytest
 
-from teaclave.attestation.evidence import AttestationPolicy
-from teaclave.attestation.measure import local_measurements
-from teaclave.config import SERVICES, AuthConfig, Config
+from teaclave.client import default_policy
+from teaclave.config import AuthConfig, Config
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.rpc.channel import attested_channel
 from teaclave.services import authentication
-from teaclave.services.base import ServiceEnv
+from teaclave.services.base import ServiceEnv, simulation_key
 
 ADMIN, ADMIN_PASSWORD = "root", "root-password"
 FAST_AUTH = AuthConfig(
@@ -36,7 +35,7 @@ class AuthClient:
     """Calls the public API (as a client) and the internal one (as the frontend)."""
 
     def __init__(self, config: Config) -> None:
-        policy = AttestationPolicy(measurements=local_measurements(SERVICES), allow_simulation=True)
+        policy = default_policy(simulation_key(config.data_path))
         self.channel, _ = attested_channel(
             config.endpoints.authentication_api, "authentication", policy=policy
         )

@@ -21,7 +21,7 @@ from teaclave.core.errors import TeaclaveError, permission_denied
 from teaclave.proto import teaclave_common_pb2 as common_pb
 from teaclave.proto import teaclave_frontend_service_pb2 as pb
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
-from teaclave.services.base import ServiceEnv
+from teaclave.services.base import ServiceEnv, simulation_key
 
 
 class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
@@ -60,6 +60,11 @@ class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
 
 
 @pytest.fixture
+def sim_key(tmp_path: Path) -> str:
+    return simulation_key(tmp_path)
+
+
+@pytest.fixture
 def frontend(tmp_path: Path, free_port: int) -> Iterator[tuple[str, ScriptedFrontend]]:
     address = f"127.0.0.1:{free_port}"
     config = Config(data_dir=str(tmp_path), endpoints=Endpoints(frontend_api=address))
@@ -82,16 +87,28 @@ def test_simulation_must_be_allowed_explicitly(frontend: tuple[str, ScriptedFron
     address, _ = frontend
     with pytest.raises(AttestationFailed) as info:
         FrontendClient(address, "alice", "t")
-    assert "SIMULATED evidence and simulation is not allowed" in info.value.message
+    assert "SIMULATED evidence" in info.value.message
+    assert "not a trusted one" in info.value.message
+
+
+def test_simulation_key_of_another_platform_is_refused(
+    frontend: tuple[str, ScriptedFrontend], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    address, _ = frontend
+    other = simulation_key(tmp_path_factory.mktemp("other-platform"))
+    with pytest.raises(AttestationFailed, match="not a trusted one"):
+        FrontendClient(address, "alice", "t", simulation_key=other)
+    with pytest.raises(ValueError, match="64 hex digits"):
+        FrontendClient(address, "alice", "t", simulation_key="abc")
 
 
 def test_result_polls_with_backoff_and_sends_credentials(
-    frontend: tuple[str, ScriptedFrontend],
+    frontend: tuple[str, ScriptedFrontend], sim_key: str
 ) -> None:
     address, servicer = frontend
     servicer.running_polls = 5
     servicer.final = ok(b"3 common items")
-    with FrontendClient(address, "alice", "tok", allow_simulation=True) as client:
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key) as client:
         assert client.verdict.service == "frontend"
         assert client.get_task_result("task-1") == b"3 common items"
     assert len(servicer.polls) == 6
@@ -101,41 +118,43 @@ def test_result_polls_with_backoff_and_sends_credentials(
     assert all(m["id"] == "alice" and m["token"] == "tok" for m in servicer.metadata)
 
 
-def test_function_error_raises_task_failed(frontend: tuple[str, ScriptedFrontend]) -> None:
+def test_function_error_raises_task_failed(
+    frontend: tuple[str, ScriptedFrontend], sim_key: str
+) -> None:
     address, servicer = frontend
     servicer.final = common_pb.TaskResult(Err=common_pb.TaskFailure(reason="Invalid order"))
     with (
-        FrontendClient(address, "alice", "tok", allow_simulation=True) as client,
+        FrontendClient(address, "alice", "tok", simulation_key=sim_key) as client,
         pytest.raises(TaskFailed) as info,
     ):
         client.get_task_result("task-1")
     assert info.value.reason == "Invalid order"
 
 
-def test_timeout(frontend: tuple[str, ScriptedFrontend]) -> None:
+def test_timeout(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
     address, servicer = frontend
     servicer.running_polls = 10**6
-    with FrontendClient(address, "alice", "tok", allow_simulation=True) as client:
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key) as client:
         started = time.monotonic()
         with pytest.raises(TimeoutError, match=r"no result after 0\.3 s"):
             client.get_task_result("task-1", timeout=0.3)
         assert time.monotonic() - started < 1.5
 
 
-def test_server_errors_are_typed(frontend: tuple[str, ScriptedFrontend]) -> None:
+def test_server_errors_are_typed(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
     address, _ = frontend
-    with FrontendClient(address, "bob", "tok", allow_simulation=True) as client:
+    with FrontendClient(address, "bob", "tok", simulation_key=sim_key) as client:
         with pytest.raises(PermissionDenied) as info:
             client.list_functions("alice")
         assert isinstance(info.value, TeaclaveError)
         assert info.value.message == "permission denied"
 
 
-def test_teaclave_compatible_service(frontend: tuple[str, ScriptedFrontend]) -> None:
+def test_teaclave_compatible_service(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
     host, port = frontend[0].rsplit(":", 1)
     servicer = frontend[1]
     servicer.final = ok(b"done")
-    client = FrontendService((host, int(port)), allow_simulation=True).connect()
+    client = FrontendService((host, int(port)), simulation_key=sim_key).connect()
     client.metadata = {"id": "alice", "token": "tok"}
     with client:
         assert client.list_functions("alice") == {"registered_functions": ["function-1"]}

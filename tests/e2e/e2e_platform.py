@@ -19,6 +19,7 @@ import pytest
 from teaclave.cli.demo import write_config
 from teaclave.client import AuthenticationClient, FrontendClient
 from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
+from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
 EXECUTOR_TIMEOUT = 3.0
@@ -34,14 +35,20 @@ class Platform:
     admin_password: str
     log: io.StringIO
 
+    @property
+    def simulation_key(self) -> str:
+        return simulation_key(self.config.data_path)
+
     def auth(self) -> AuthenticationClient:
-        return AuthenticationClient(self.config.endpoints.authentication_api, allow_simulation=True)
+        return AuthenticationClient(
+            self.config.endpoints.authentication_api, simulation_key=self.simulation_key
+        )
 
     def login(self, user_id: str, password: str) -> FrontendClient:
         with self.auth() as auth:
             token = auth.user_login(user_id, password)
         return FrontendClient(
-            self.config.endpoints.frontend_api, user_id, token, allow_simulation=True
+            self.config.endpoints.frontend_api, user_id, token, simulation_key=self.simulation_key
         )
 
     def admin(self) -> FrontendClient:

@@ -20,7 +20,7 @@ def raw(platform: Platform, client: FrontendClient, max_bytes: int = 4 << 20):
     channel, _ = attested_channel(
         platform.config.endpoints.frontend_api,
         "frontend",
-        policy=default_policy(allow_simulation=True),
+        policy=default_policy(platform.simulation_key),
         max_message_bytes=max_bytes,
     )
     return (

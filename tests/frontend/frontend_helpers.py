@@ -10,15 +10,14 @@ from typing import Any
 import grpc
 import pytest
 
-from teaclave.attestation.evidence import AttestationPolicy
-from teaclave.attestation.measure import local_measurements
-from teaclave.config import SERVICES, AuthConfig, Config
+from teaclave.client import default_policy
+from teaclave.config import AuthConfig, Config
 from teaclave.proto import teaclave_authentication_service_pb2 as auth
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as auth_grpc
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as fe_grpc
 from teaclave.rpc.channel import attested_channel
 from teaclave.services import access_control, authentication, frontend, management, storage
-from teaclave.services.base import ServiceEnv, ServiceMain
+from teaclave.services.base import ServiceEnv, ServiceMain, simulation_key
 
 ADMIN, ADMIN_PASSWORD = "root", "root-password"
 FAST_AUTH = AuthConfig(
@@ -56,7 +55,7 @@ def running(
 
 
 def public_channel(config: Config, endpoint: str, service: str) -> grpc.Channel:
-    policy = AttestationPolicy(measurements=local_measurements(SERVICES), allow_simulation=True)
+    policy = default_policy(simulation_key(config.data_path))
     channel, _ = attested_channel(getattr(config.endpoints, endpoint), service, policy=policy)
     return channel
 

@@ -123,8 +123,8 @@ def test_client_refuses_unexpected_measurement_before_sending(
 
 def test_client_refuses_simulation_unless_allowed(server: ServiceEnv, config: Config) -> None:
     frontend = ServiceEnv.create(config, "frontend")
-    strict = dataclasses.replace(frontend.policy, allow_simulation=False)
-    with pytest.raises(AttestationError, match="simulation is not allowed"):
+    strict = dataclasses.replace(frontend.policy, simulation_keys=frozenset())
+    with pytest.raises(AttestationError, match="not a trusted one"):
         attested_channel(
             config.endpoints.access_control,
             "access_control",

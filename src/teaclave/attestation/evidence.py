@@ -8,11 +8,13 @@ function of (evidence, expected report data, policy); it raises
 
 Only the simulation backend exists so far (:mod:`teaclave.attestation.simulation`):
 its evidence is signed by a simulated platform key, proves nothing about
-hardware, and is accepted only when the policy says ``allow_simulation``.
+hardware, and is accepted only from a platform key the policy pins
+(``simulation_keys``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,11 +110,18 @@ class AttestationPolicy:
     """What a verifier accepts.
 
     ``measurements`` maps a service name to the measurements accepted for it;
-    a service missing from the map is refused.
+    a service missing from the map is refused. ``simulation_keys`` are the
+    fingerprints (:func:`platform_fingerprint`) of the simulated platforms whose
+    evidence is accepted; empty (the default) refuses all simulated evidence.
     """
 
     measurements: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
-    allow_simulation: bool = False
+    simulation_keys: frozenset[bytes] = frozenset()
+
+
+def platform_fingerprint(platform_key: bytes) -> bytes:
+    """SHA-256 of a platform key (DER SubjectPublicKeyInfo): what policies pin."""
+    return hashlib.sha256(platform_key).digest()
 
 
 def verify(
@@ -124,17 +133,20 @@ def verify(
 ) -> Verdict:
     """Verify evidence from a peer that must be one of ``services``.
 
-    Steps: (1) parse; (2) TEE type allowed by the policy; (3) the platform
-    signature; (4) the report data binds the peer's TLS key; (5) the peer is
-    one of the expected services; (6) its measurement is one the policy
-    accepts for that service.
+    Steps: (1) parse; (2) TEE type allowed by the policy, from a pinned
+    platform key; (3) the platform signature; (4) the report data binds the
+    peer's TLS key; (5) the peer is one of the expected services; (6) its
+    measurement is one the policy accepts for that service.
     """
     evidence = Evidence.from_bytes(evidence_bytes)  # (1)
     if evidence.tee != SIMULATION:  # (2)
         raise AttestationError(f"unsupported TEE type {evidence.tee!r}")
-    if not policy.allow_simulation:
+    fingerprint = platform_fingerprint(evidence.platform_key)
+    if fingerprint not in policy.simulation_keys:
         raise AttestationError(
-            f"peer {evidence.service!r} presents SIMULATED evidence and simulation is not allowed"
+            f"peer {evidence.service!r} presents SIMULATED evidence from platform key "
+            f"{fingerprint.hex()}, which is not a trusted one (simulation is accepted only "
+            "from a pinned simulated platform key)"
         )
     _check_simulation_signature(evidence)  # (3)
     if evidence.report_data != report_data:  # (4)

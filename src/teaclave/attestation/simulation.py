@@ -2,8 +2,8 @@
 
 A stand-in for hardware (SGX, TDX, SEV-SNP, Nitro) on machines without it.
 Everything it produces is marked ``tee = "simulation"`` and verifiers accept it
-only when explicitly allowed. The platform key is an ordinary P-256 key kept in
-the data directory: whoever can read it can forge evidence.
+only from a platform key they pin. The platform key is an ordinary P-256 key
+kept in the data directory: whoever can read it can forge evidence.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from teaclave.attestation.evidence import SIMULATION, Evidence
+from teaclave.attestation.evidence import SIMULATION, Evidence, platform_fingerprint
 
 
 class SimulatedPlatform:
@@ -24,6 +24,11 @@ class SimulatedPlatform:
         self._public = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+    @property
+    def fingerprint(self) -> bytes:
+        """The platform key's fingerprint (what verifiers pin)."""
+        return platform_fingerprint(self._public)
 
     @property
     def key(self) -> ec.EllipticCurvePrivateKey:

@@ -19,7 +19,7 @@ from teaclave.config import Endpoints
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = "Callable[[argparse.Namespace, Context], None]"
 
-SIMULATION_ENV = "TEACLAVE_ALLOW_SIMULATION"
+SIMULATION_ENV = "TEACLAVE_SIMULATION_KEY"
 DEFAULT_SESSION = Path("~/.config/teaclave/session.json")
 
 
@@ -37,32 +37,42 @@ def add_global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
     def default(value: object) -> object:
         return argparse.SUPPRESS if leaf else value
 
+    def shown(text: str) -> str:
+        """Help text naming the default (only where there is one: not on leaf parsers)."""
+        return (
+            text
+            if not leaf
+            else text.replace("default: %(default)s, ", "").replace(" (default: %(default)s)", "")
+        )
+
     endpoints = Endpoints()
     group = parser.add_argument_group("global options")
     group.add_argument(
         "--auth-address",
         metavar="HOST:PORT",
         default=default(os.environ.get("TEACLAVE_AUTH_ADDRESS", endpoints.authentication_api)),
-        help="authentication API (default: %(default)s, env TEACLAVE_AUTH_ADDRESS)",
+        help=shown("authentication API (default: %(default)s, env TEACLAVE_AUTH_ADDRESS)"),
     )
     group.add_argument(
         "--frontend-address",
         metavar="HOST:PORT",
         default=default(os.environ.get("TEACLAVE_FRONTEND_ADDRESS", endpoints.frontend_api)),
-        help="frontend API (default: %(default)s, env TEACLAVE_FRONTEND_ADDRESS)",
+        help=shown("frontend API (default: %(default)s, env TEACLAVE_FRONTEND_ADDRESS)"),
     )
     group.add_argument(
-        "--allow-simulation",
-        action="store_true",
-        default=default(os.environ.get(SIMULATION_ENV) == "1"),
-        help=f"accept SIMULATED attestation (no hardware protection; env {SIMULATION_ENV}=1)",
+        "--simulation-key",
+        metavar="FINGERPRINT",
+        default=default(os.environ.get(SIMULATION_ENV)),
+        help="accept SIMULATED attestation (no hardware protection) from the simulated "
+        f"platform with this key fingerprint (env {SIMULATION_ENV}; "
+        "`teaclave attestation simulation-key` prints it)",
     )
     group.add_argument(
         "--session",
         metavar="PATH",
         type=Path,
         default=default(DEFAULT_SESSION),
-        help="login session file (default: %(default)s)",
+        help=shown("login session file (default: %(default)s)"),
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON for scripts"
@@ -119,7 +129,7 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.json: bool = args.json
-        self.allow_simulation: bool = args.allow_simulation
+        self.simulation_key: str | None = args.simulation_key
         self.session_path: Path = Path(args.session).expanduser()
 
     def emit(self, data: Any, text: str | None = None) -> None:
@@ -156,14 +166,14 @@ class Context:
         """A client of the authentication API (as the session's user when ``login``)."""
         user_id, token = self.session() if login else ("", "")
         return AuthenticationClient(
-            self.args.auth_address, user_id, token, allow_simulation=self.allow_simulation
+            self.args.auth_address, user_id, token, simulation_key=self.simulation_key
         )
 
     def frontend(self) -> FrontendClient:
         """A client of the frontend API as the session's user."""
         user_id, token = self.session()
         return FrontendClient(
-            self.args.frontend_address, user_id, token, allow_simulation=self.allow_simulation
+            self.args.frontend_address, user_id, token, simulation_key=self.simulation_key
         )
 
 

@@ -32,6 +32,7 @@ from teaclave.client import (
 )
 from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
 from teaclave.core.model import CryptoSchema, FileCrypto
+from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
 FUNCTION = "builtin-ordered-set-intersect"
@@ -135,6 +136,9 @@ class Demo:
     def __init__(self, config: Config, admin_password: str, fixtures: Path, files: Path) -> None:
         self.config = config
         self.admin_password = admin_password
+        # The demo runs the platform itself, so it can read which simulated
+        # platform key to trust; a remote client gets this fingerprint out of band.
+        self.simulation_key = simulation_key(config.data_path)
         self.parties = [
             Party(
                 f"user{i}",
@@ -156,14 +160,17 @@ class Demo:
         with self._authentication() as auth:
             token = auth.user_login(user_id, password)
         return FrontendClient(
-            self.config.endpoints.frontend_api, user_id, token, allow_simulation=True
+            self.config.endpoints.frontend_api, user_id, token, simulation_key=self.simulation_key
         )
 
     def _authentication(self) -> AuthenticationClient:
-        return AuthenticationClient(self.config.endpoints.authentication_api, allow_simulation=True)
+        return AuthenticationClient(
+            self.config.endpoints.authentication_api, simulation_key=self.simulation_key
+        )
 
     def attest(self) -> None:
         """Show the verified evidence of both public endpoints."""
+        self.step(f"Trusting the simulated platform key {self.simulation_key}")
         with self._authentication() as auth:
             self.step(f"Verified authentication endpoint: {auth.verdict.describe()}")
             simulated = auth.verdict.simulated

@@ -39,8 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe(error: BaseException) -> str:
     """One line for an error."""
-    if isinstance(error, AttestationFailed) and "simulation is not allowed" in error.message:
-        return f"{error}; pass --allow-simulation (or set {SIMULATION_ENV}=1) to accept it"
+    if isinstance(error, AttestationFailed) and "SIMULATED evidence" in error.message:
+        return (
+            f"{error}; to accept a simulated platform you trust, pass --simulation-key "
+            f"FINGERPRINT (or set {SIMULATION_ENV})"
+        )
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror}"
     return str(error) or type(error).__name__

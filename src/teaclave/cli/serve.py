@@ -8,6 +8,7 @@ from pathlib import Path
 
 from teaclave.cli.context import Context, Subcommands, add_command
 from teaclave.config import SERVICES, load_config
+from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import (
     Supervisor,
     configure_logging,
@@ -27,6 +28,11 @@ def _serve(args: argparse.Namespace, ctx: Context) -> None:
             run_service(args.service, config, stop)
         return
     configure_logging("supervisor")
+    if config.attestation.provider == "simulation":
+        ctx.note(
+            "SIMULATED TEE (no hardware protection). Clients trust it with "
+            f"--simulation-key {simulation_key(config.data_path)}"
+        )
     Supervisor(config, args.config).run_until_signal()
 
 

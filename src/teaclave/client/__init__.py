@@ -4,14 +4,14 @@ Typed clients::
 
     from teaclave.client import AuthenticationClient, FrontendClient
 
-    with AuthenticationClient("127.0.0.1:7776", allow_simulation=True) as auth:
+    with AuthenticationClient("127.0.0.1:7776", simulation_key=key) as auth:
         token = auth.user_login("alice", password)
-    with FrontendClient("127.0.0.1:7777", "alice", token, allow_simulation=True) as fe:
+    with FrontendClient("127.0.0.1:7777", "alice", token, simulation_key=key) as fe:
         summary = fe.get_task_result(task_id, timeout=60)
 
 Every connection verifies the endpoint's attestation evidence (the expected
 measurements are those of this installation's code) before anything is sent;
-simulated evidence is refused unless ``allow_simulation=True``. Every failure
+simulated evidence is refused unless ``simulation_key=key``. Every failure
 is a :class:`TeaclaveException`. ``AuthenticationService`` and
 ``FrontendService`` mirror Apache Teaclave's Python SDK.
 """

@@ -22,15 +22,23 @@ Address = str | tuple[str, int]
 DEFAULT_RPC_TIMEOUT = 30.0
 
 
-def default_policy(allow_simulation: bool) -> AttestationPolicy:
+def default_policy(simulation_key: str | None = None) -> AttestationPolicy:
     """Accept exactly the measurements of this installation's code.
 
-    ``allow_simulation`` must be set explicitly to accept simulated evidence
-    (which proves nothing about hardware).
+    Simulated evidence (which proves nothing about hardware) is accepted only
+    from the simulated platform whose key fingerprint ``simulation_key`` (64 hex
+    digits; ``teaclave attestation simulation-key`` prints it) names.
     """
-    return AttestationPolicy(
-        measurements=local_measurements(SERVICES), allow_simulation=allow_simulation
-    )
+    keys: frozenset[bytes] = frozenset()
+    if simulation_key is not None:
+        try:
+            key = bytes.fromhex(simulation_key)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError("simulation_key must be 64 hex digits (a SHA-256 fingerprint)")
+        keys = frozenset({key})
+    return AttestationPolicy(measurements=local_measurements(SERVICES), simulation_keys=keys)
 
 
 def format_address(address: Address) -> str:
@@ -56,7 +64,7 @@ class Connection:
         address: Address,
         service: str,
         *,
-        allow_simulation: bool = False,
+        simulation_key: str | None = None,
         policy: AttestationPolicy | None = None,
         timeout: float = DEFAULT_RPC_TIMEOUT,
         max_message_bytes: int = 4 * 1024 * 1024,
@@ -66,7 +74,7 @@ class Connection:
         self.user_id = ""
         self.token = ""
         self._service = service
-        self._policy = policy or default_policy(allow_simulation)
+        self._policy = policy or default_policy(simulation_key)
         self._max_message_bytes = max_message_bytes
         self._dial()
 

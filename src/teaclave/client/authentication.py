@@ -23,14 +23,14 @@ class AuthenticationClient(Connection):
         user_id: str = "",
         token: str = "",
         *,
-        allow_simulation: bool = False,
+        simulation_key: str | None = None,
         policy: AttestationPolicy | None = None,
         timeout: float = DEFAULT_RPC_TIMEOUT,
     ) -> None:
         super().__init__(
             address,
             "authentication",
-            allow_simulation=allow_simulation,
+            simulation_key=simulation_key,
             policy=policy,
             timeout=timeout,
         )

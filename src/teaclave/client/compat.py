@@ -2,9 +2,9 @@
 
 A Teaclave program ports by changing its imports and connection setup::
 
-    client = AuthenticationService(("localhost", 7776), allow_simulation=True).connect()
+    client = AuthenticationService(("localhost", 7776), simulation_key=key).connect()
     token = client.user_login("admin", password)
-    frontend = FrontendService(("localhost", 7777), allow_simulation=True).connect()
+    frontend = FrontendService(("localhost", 7777), simulation_key=key).connect()
     frontend.metadata = {"id": "admin", "token": token}
 
 Methods keep Teaclave's names, argument orders and result shapes (``get_task``,

@@ -65,12 +65,12 @@ class FrontendApi(Connection):
         user_id: str = "",
         token: str = "",
         *,
-        allow_simulation: bool = False,
+        simulation_key: str | None = None,
         policy: AttestationPolicy | None = None,
         timeout: float = DEFAULT_RPC_TIMEOUT,
     ) -> None:
         super().__init__(
-            address, "frontend", allow_simulation=allow_simulation, policy=policy, timeout=timeout
+            address, "frontend", simulation_key=simulation_key, policy=policy, timeout=timeout
         )
         self.user_id, self.token = user_id, token
 

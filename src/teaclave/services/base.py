@@ -61,6 +61,12 @@ def load_simulated_platform(data_dir: Path) -> tuple[SimulatedPlatform, x509.Cer
     return SimulatedPlatform(loaded), ca
 
 
+def simulation_key(data_dir: Path) -> str:
+    """The fingerprint (hex) clients pin to accept this data directory's simulated platform."""
+    platform, _ = load_simulated_platform(data_dir)
+    return platform.fingerprint.hex()
+
+
 @dataclass
 class ServiceEnv:
     """Everything a service needs to serve and to reach its peers."""
@@ -80,9 +86,9 @@ class ServiceEnv:
             ca,
             datetime.datetime.now(datetime.UTC),
         )
+        trusted = {platform.fingerprint} if config.attestation.allow_simulation else set()
         policy = AttestationPolicy(
-            measurements=local_measurements(SERVICES),
-            allow_simulation=config.attestation.allow_simulation,
+            measurements=local_measurements(SERVICES), simulation_keys=frozenset(trusted)
         )
         return cls(config, identity, policy)
 
