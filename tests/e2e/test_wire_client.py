@@ -20,6 +20,7 @@ def test_independent_client_runs_a_task(platform: Platform) -> None:
             endpoints.frontend_api,
             platform.config.auth.admin_user,
             platform.admin_password,
+            platform.simulation_key,
         ],
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 Run as a separate process (its descriptors would clash with the platform's
 own generated modules in one process):
 
-    python client.py AUTH_ADDRESS FRONTEND_ADDRESS USER PASSWORD
+    python client.py AUTH_ADDRESS FRONTEND_ADDRESS USER PASSWORD SIMULATION_KEY
 
 It compiles ``reference_*.proto`` into a temporary directory, logs in,
 registers ``builtin-echo``, creates and invokes a task, waits for the result
@@ -39,7 +39,9 @@ def compile_protos(out: Path) -> None:
     sys.path.insert(0, str(out))
 
 
-def main(auth_address: str, frontend_address: str, user: str, password: str) -> None:
+def main(
+    auth_address: str, frontend_address: str, user: str, password: str, simulation_key: str
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         compile_protos(Path(tmp))
         api = importlib.import_module("reference_api_pb2")
@@ -47,7 +49,8 @@ def main(auth_address: str, frontend_address: str, user: str, password: str) -> 
         auth = importlib.import_module("reference_auth_pb2")
         auth_grpc = importlib.import_module("reference_auth_pb2_grpc")
     policy = AttestationPolicy(
-        measurements=local_measurements(("authentication", "frontend")), allow_simulation=True
+        measurements=local_measurements(("authentication", "frontend")),
+        simulation_keys=frozenset({bytes.fromhex(simulation_key)}),
     )
     channel, _ = attested_channel(auth_address, "authentication", policy=policy)
     login = auth_grpc.TeaclaveAuthenticationApiStub(channel).UserLogin
@@ -95,4 +98,4 @@ def main(auth_address: str, frontend_address: str, user: str, password: str) -> 
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])
