@@ -13,6 +13,7 @@ from teaclave.client import (
     FrontendClient,
     FrontendService,
     PermissionDenied,
+    ServiceUnavailable,
     TaskFailed,
     TaskStatus,
 )
@@ -64,19 +65,42 @@ def sim_key(tmp_path: Path) -> str:
     return simulation_key(tmp_path)
 
 
-@pytest.fixture
-def frontend(tmp_path: Path, free_port: int) -> Iterator[tuple[str, ScriptedFrontend]]:
-    address = f"127.0.0.1:{free_port}"
-    config = Config(data_dir=str(tmp_path), endpoints=Endpoints(frontend_api=address))
-    env = ServiceEnv.create(config, "frontend")
-    servicer = ScriptedFrontend()
-    server = env.serve(
+def serve_frontend(config: Config, servicer: ScriptedFrontend) -> grpc.Server:
+    """A scripted frontend with a fresh attested identity (as after a restart)."""
+    return ServiceEnv.create(config, "frontend").serve(
         "frontend_api",
         lambda s: pb_grpc.add_TeaclaveFrontendServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
         public=True,
     )
+
+
+@pytest.fixture
+def frontend(tmp_path: Path, free_port: int) -> Iterator[tuple[str, ScriptedFrontend]]:
+    address = f"127.0.0.1:{free_port}"
+    config = Config(data_dir=str(tmp_path), endpoints=Endpoints(frontend_api=address))
+    servicer = ScriptedFrontend()
+    server = serve_frontend(config, servicer)
     yield address, servicer
     server.stop(0)
+
+
+def test_client_recovers_after_the_endpoint_restarts(tmp_path: Path, free_port: int) -> None:
+    address = f"127.0.0.1:{free_port}"
+    config = Config(data_dir=str(tmp_path), endpoints=Endpoints(frontend_api=address))
+    servicer = ScriptedFrontend()
+    server = serve_frontend(config, servicer)
+    with FrontendClient(address, "alice", "t", simulation_key=simulation_key(tmp_path)) as client:
+        assert client.list_functions("alice").registered_functions == ("function-1",)
+        server.stop(0).wait()
+        with pytest.raises(ServiceUnavailable):
+            client.list_functions("alice")
+        with pytest.raises(ServiceUnavailable):  # still down: a failed re-dial is no dead end
+            client.list_functions("alice")
+        server = serve_frontend(config, servicer)  # back, with a new key
+        try:
+            assert client.list_functions("alice").registered_functions == ("function-1",)
+        finally:
+            server.stop(0)
 
 
 def ok(value: bytes) -> common_pb.TaskResult:

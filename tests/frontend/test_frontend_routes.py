@@ -10,10 +10,11 @@ import pytest
 
 from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.policy import api_name
 from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.services.base import ServiceEnv
 from teaclave.services.frontend.audit import AuditBuffer, audit_user, entry, peer_ip
-from teaclave.services.frontend.service import FRONTEND, Frontend, api_name, routes
+from teaclave.services.frontend.service import FRONTEND, Frontend, routes
 
 # Reference §2.5, in the order of the table.
 APIS = [

@@ -12,7 +12,8 @@ from teaclave.attestation.measure import local_measurements
 from teaclave.client.errors import from_platform_error, from_rpc_error
 from teaclave.config import SERVICES
 from teaclave.core.errors import TeaclaveError
-from teaclave.rpc.channel import attested_channel
+from teaclave.core.policy import SAFE_TO_REPEAT, api_name
+from teaclave.rpc.channel import attested_channel, never_sent
 
 T = TypeVar("T")
 
@@ -76,12 +77,14 @@ class Connection:
         self._service = service
         self._policy = policy or default_policy(simulation_key)
         self._max_message_bytes = max_message_bytes
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
         self._dial()
 
     def _dial(self) -> None:
         """Open the channel, verifying the endpoint's evidence first."""
         try:
-            self._channel, self.verdict = attested_channel(
+            channel, self.verdict = attested_channel(
                 self.address,
                 self._service,
                 policy=self._policy,
@@ -90,7 +93,13 @@ class Connection:
             )
         except TeaclaveError as exc:
             raise from_platform_error(exc) from None
-        self._stub = self.stub_class(self._channel)
+        self._channel, self._stub = channel, self.stub_class(channel)
+
+    def _drop(self) -> None:
+        """Forget the channel; the next call dials (and verifies) again."""
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = self._stub = None
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -105,25 +114,39 @@ class Connection:
     def _invoke(self, method: str, request: Any, *, credentials: bool = True) -> Any:
         """Call RPC ``method``, translating gRPC errors to :class:`TeaclaveException`.
 
-        If the endpoint is unreachable (e.g. it restarted with a new key), the
-        channel is dialed and verified again and the call is tried once more.
+        If the endpoint was unavailable (e.g. it restarted with a new key), it is
+        dialed and verified again, and the call is retried at once if it never
+        reached the endpoint or changes nothing. Otherwise it raises
+        :class:`ServiceUnavailable`: whether it took effect is unknown, so
+        repeating it is the caller's choice.
         """
         metadata = (("id", self.user_id), ("token", self.token)) if credentials else None
         try:
-            try:
-                return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                self._channel.close()
-                self._dial()
-                return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
+            return self._send(method, request, metadata)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or not (
+                never_sent(exc) or api_name(method) in SAFE_TO_REPEAT
+            ):
+                raise from_rpc_error(exc) from None
+        try:
+            return self._send(method, request, metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
+    def _send(self, method: str, request: Any, metadata: Any) -> Any:
+        """One attempt (dialing first if needed); drops the channel if unavailable."""
+        if self._stub is None:
+            self._dial()
+        try:
+            return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._drop()
+            raise
+
     def close(self) -> None:
         """Close the channel."""
-        self._channel.close()
+        self._drop()
 
     def __enter__(self: T) -> T:
         return self

@@ -6,6 +6,8 @@ other roles exactly the APIs listed for their kind.
 
 from __future__ import annotations
 
+import re
+
 from teaclave.core.roles import Role, RoleKind
 
 _FUNCTION_OWNER = frozenset({RoleKind.FUNCTION_OWNER})
@@ -45,3 +47,24 @@ def authorize_api(role: Role, api: str) -> bool:
     if role.is_admin:
         return True
     return role.kind in POLICY.get(api, _ADMIN_ONLY)
+
+
+SAFE_TO_REPEAT: frozenset[str] = frozenset(
+    {
+        "get_function",
+        "list_functions",
+        "get_function_usage_stats",
+        "get_output_file",
+        "get_input_file",
+        "get_task",
+        "query_audit_logs",
+        "user_login",
+        "list_users",
+    }
+)
+"""Public API calls that change nothing: safe to send again after a lost reply."""
+
+
+def api_name(method: str) -> str:
+    """The snake_case API name of a method: ``RegisterInputFile`` → ``register_input_file``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()

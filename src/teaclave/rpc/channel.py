@@ -27,6 +27,18 @@ from teaclave.rpc.identity import ServiceIdentity
 T = TypeVar("T")
 
 
+def never_sent(error: grpc.RpcError) -> bool:
+    """Whether a failed call surely never reached the server: no connection was made.
+
+    gRPC reports a call that found no usable connection (refused, or a TLS
+    handshake that failed, e.g. against a pinned certificate the restarted peer
+    no longer has) with this fixed text; such a call may always be sent again.
+    """
+    return error.code() == grpc.StatusCode.UNAVAILABLE and (error.details() or "").startswith(
+        "failed to connect to all addresses"
+    )
+
+
 def _split(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
@@ -142,14 +154,22 @@ class Peer:
                 )
             return self._channel
 
-    def call(self, fn: Callable[[grpc.Channel], T]) -> T:
-        """Run ``fn`` on the channel; retry once on a fresh channel if it was unavailable."""
+    def call(self, fn: Callable[[grpc.Channel], T], *, repeatable: bool = False) -> T:
+        """Run ``fn`` on the channel.
+
+        If the peer was unavailable the channel is dropped (the next call dials
+        and verifies again). The call is tried once more at once if it never
+        reached the peer, or is ``repeatable`` (changes nothing); otherwise its
+        effect is unknown and the error is raised.
+        """
         try:
             return fn(self.channel())
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             self.reset()
+            if not (repeatable or never_sent(exc)):
+                raise
             return fn(self.channel())
 
     def reset(self) -> None:

@@ -46,22 +46,25 @@ class RemoteStore:
     def __init__(self, peer: Peer) -> None:
         self._peer = peer
 
-    def _call(self, fn: Callable[[pb_grpc.TeaclaveStorageStub], T]) -> T:
+    def _call(self, fn: Callable[[pb_grpc.TeaclaveStorageStub], T], *, repeatable: bool) -> T:
         with _translated():
             return self._peer.call(
-                lambda channel: fn(pb_grpc.TeaclaveStorageStub(channel))  # type: ignore[no-untyped-call]
+                lambda channel: fn(pb_grpc.TeaclaveStorageStub(channel)),  # type: ignore[no-untyped-call]
+                repeatable=repeatable,
             )
 
     def _scan_page(self, request: pb.ScanRequest) -> pb.ScanResponse:
         response: pb.ScanResponse = self._call(
-            lambda stub: stub.Scan(request, timeout=CALL_TIMEOUT_SECS)
+            lambda stub: stub.Scan(request, timeout=CALL_TIMEOUT_SECS), repeatable=True
         )
         return response
 
     def get(self, keys: Sequence[str]) -> list[Record]:
         """One record per key, in order (absent keys have version 0)."""
         request = pb.GetRequest(keys=keys)
-        response = self._call(lambda stub: stub.Get(request, timeout=CALL_TIMEOUT_SECS))
+        response = self._call(
+            lambda stub: stub.Get(request, timeout=CALL_TIMEOUT_SECS), repeatable=True
+        )
         return [_record(r) for r in response.records]
 
     def scan(self, prefix: str, *, start_after: str = "", limit: int = 0) -> list[Record]:
@@ -95,6 +98,8 @@ class RemoteStore:
                 for w in writes
             ],
         )
-        response = self._call(lambda stub: stub.Commit(request, timeout=CALL_TIMEOUT_SECS))
+        response = self._call(
+            lambda stub: stub.Commit(request, timeout=CALL_TIMEOUT_SECS), repeatable=False
+        )
         version: int = response.version
         return version

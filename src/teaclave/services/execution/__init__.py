@@ -113,6 +113,8 @@ class _Executor:
         self._idle = threading.Event()
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
+        # Not repeated at once on a lost reply: a second PullTask would take another
+        # task; the heartbeat loop and the result reporter retry at their own pace.
         return self._scheduler.call(
             lambda channel: rpc(TeaclaveSchedulerStub(channel))  # type: ignore[no-untyped-call]
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +21,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from teaclave.core.errors import Status, TeaclaveError, permission_denied, unauthenticated
+from teaclave.core.policy import SAFE_TO_REPEAT, api_name
 from teaclave.proto import teaclave_access_control_service_pb2 as acs
 from teaclave.proto import teaclave_authentication_service_pb2 as auth
 from teaclave.proto import teaclave_common_pb2 as common
@@ -45,11 +45,6 @@ CALL_TIMEOUT_SECS = 30.0
 _STATUSES = {int(s) for s in Status}
 
 
-def api_name(method: str) -> str:
-    """The access-control name of an RPC: ``RegisterInputFile`` → ``register_input_file``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()
-
-
 def rpc_path(method: MethodDescriptor) -> str:
     """The gRPC path of ``method``: ``/<package>.<Service>/<Method>``."""
     return f"/{method.containing_service.full_name}/{method.name}"
@@ -71,8 +66,13 @@ def unary(
     *,
     metadata: tuple[tuple[str, str], ...] = (),
     timeout: float = CALL_TIMEOUT_SECS,
+    repeatable: bool = True,
 ) -> M:
-    """Call ``method`` on ``peer``; failures as :class:`TeaclaveError` with the peer's status."""
+    """Call ``method`` on ``peer``; failures as :class:`TeaclaveError` with the peer's status.
+
+    ``repeatable``: the call may be sent again on a fresh channel if the peer was
+    unavailable (only for calls that change nothing).
+    """
 
     def call(channel: grpc.Channel) -> M:
         stub = channel.unary_unary(
@@ -84,14 +84,20 @@ def unary(
         return response
 
     try:
-        return peer.call(call)
+        return peer.call(call, repeatable=repeatable)
     except grpc.RpcError as exc:
         raise status_of(exc) from None
 
 
 def save_logs(management: Peer, entries: Sequence[common.Entry]) -> None:
     """Store audit entries with the management service."""
-    unary(management, SAVE_LOGS, mgmt.SaveLogsRequest(logs=entries), mgmt.SaveLogsResponse)
+    unary(
+        management,
+        SAVE_LOGS,
+        mgmt.SaveLogsRequest(logs=entries),
+        mgmt.SaveLogsResponse,
+        repeatable=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ class Frontend:
                 route.response_type,
                 metadata=metadata,
                 timeout=timeout,
+                repeatable=route.api in SAFE_TO_REPEAT,
             )
         except TeaclaveError as exc:
             self._audit.add(entry(ip, user, f"{route.api}:{exc.message}", False))
