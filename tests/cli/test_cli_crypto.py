@@ -100,3 +100,31 @@ def test_console_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, CMAC + "\n", "")
+
+
+def test_tampered_file_writes_nothing_even_through_a_planted_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    encrypted, decrypted, victim = tmp_path / "in.enc", tmp_path / "out.txt", tmp_path / "victim"
+    run(capsys, *aes("encrypt", INPUT1, encrypted))
+    data = bytearray(encrypted.read_bytes())
+    data[0] ^= 1
+    encrypted.write_bytes(bytes(data))
+    victim.write_bytes(b"untouched")
+    (tmp_path / "out.txt.partial").symlink_to(victim)
+    assert run(capsys, *aes("decrypt", encrypted, decrypted))[0] == 1
+    assert victim.read_bytes() == b"untouched"
+    assert not decrypted.exists()
+
+
+def test_encrypt_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "data"
+    target.write_bytes(INPUT1.read_bytes())
+    assert run(capsys, *aes("encrypt", target, target, KEY, "-c"))[1] == CMAC + "\n"
+    assert run(capsys, *aes("decrypt", target, target))[0] == 0
+    assert target.read_bytes() == INPUT1.read_bytes()
+
+
+def test_every_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["encrypt"], ["decrypt"], ["serve"], ["demo"], ["user", "login"], ["task", "get"]):
+        assert run(capsys, *argv, "--help")[0] == 0

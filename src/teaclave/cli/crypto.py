@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
+import tempfile
 from pathlib import Path
 
 from teaclave.cli.context import Context, Subcommands, UsageError, add_command, hex_bytes
@@ -31,26 +33,40 @@ def _aes_crypto(algorithm: str, key: bytes, iv: bytes) -> FileCrypto:
         raise UsageError(exc.message) from None
 
 
+def _write_new(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` atomically, through a fresh private temporary file."""
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as writer:
+            writer.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
 def encrypt_file(crypto: FileCrypto, source: Path, target: Path) -> bytes:
-    """Encrypt ``source`` into ``target``; returns the cmac."""
-    with source.open("rb") as reader, target.open("wb") as writer:
-        return aesgcm.encrypt(crypto.key, crypto.iv, reader, writer)
+    """Encrypt ``source`` into ``target`` (which may be ``source``); returns the cmac."""
+    sink = io.BytesIO()
+    cmac = aesgcm.encrypt(crypto.key, crypto.iv, io.BytesIO(source.read_bytes()), sink)
+    _write_new(target, sink.getvalue())
+    return cmac
 
 
 def decrypt_file(
     crypto: FileCrypto, source: Path, target: Path, cmac: bytes | None = None
 ) -> bytes:
-    """Decrypt ``source`` into ``target`` (written only if authentic); returns the cmac."""
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with source.open("rb") as reader, partial.open("wb") as writer:
-            tag = aesgcm.decrypt_to(
-                crypto.key, crypto.iv, reader, writer, role=str(source), cmac=cmac
-            )
-        os.replace(partial, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    """Decrypt ``source`` into ``target``; returns the cmac.
+
+    The plaintext stays in memory until the tag verifies: nothing is written
+    for a tampered or truncated file.
+    """
+    sink = io.BytesIO()
+    tag = aesgcm.decrypt_to(
+        crypto.key, crypto.iv, io.BytesIO(source.read_bytes()), sink, role=str(source), cmac=cmac
+    )
+    _write_new(target, sink.getvalue())
     return tag
 
 
