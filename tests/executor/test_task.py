@@ -182,3 +182,5 @@ def test_existing_output_is_not_overwritten(tmp_path: Path, config: ExecutionCon
         f"output 'output_result2': {tmp_path}/out2.enc already exists"
     )
     assert (tmp_path / "out2.enc").read_bytes() == b"earlier"
+    # All outputs or none: the first one, already written, was removed again.
+    assert not (tmp_path / "out1.enc").exists()

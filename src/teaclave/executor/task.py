@@ -76,11 +76,23 @@ def _run(staged: StagedTask, config: ExecutionConfig) -> TaskOutputs:
             raise invalid_argument(f"output {name!r}: the function did not create it")
         sealed[name] = io.BytesIO()
         tags[name] = files.encrypt_output(crypto, io.BytesIO(plaintext), sealed[name])
-    for name, (url, _) in outputs.items():
         sealed[name].seek(0)
-        with _about(f"output {name!r}"):
-            urls.upload(url, sealed[name], config)
+    _upload_all([(name, url, sealed[name]) for name, (url, _) in outputs.items()], config)
     return TaskOutputs(return_value=summary, tags_map=tags)
+
+
+def _upload_all(items: list[tuple[str, str, io.BytesIO]], config: ExecutionConfig) -> None:
+    """Upload every output, or none: on a failure, the ones already written are removed."""
+    done: list[str] = []
+    try:
+        for name, url, data in items:
+            with _about(f"output {name!r}"):
+                urls.upload(url, data, config)
+            done.append(url)
+    except TeaclaveError:
+        for url in done:
+            urls.discard(url, config)
+        raise
 
 
 def run_staged_task(staged: StagedTask, config: ExecutionConfig) -> TaskResult:

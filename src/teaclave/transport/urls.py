@@ -167,3 +167,11 @@ def upload(url: str, source: Reader, config: ExecutionConfig) -> None:
             raise
     finally:
         os.close(dir_fd)
+
+
+def discard(url: str, config: ExecutionConfig) -> None:
+    """Remove a file this task uploaded to ``url`` (rolling back a failed task's outputs)."""
+    path = _file_path(url)
+    _check_confined(os.path.realpath(os.path.dirname(path)), config, path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
