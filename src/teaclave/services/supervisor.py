@@ -266,7 +266,11 @@ class Supervisor:
         )
         child = _Child(name, proc, self._write)
         self._children[name] = child
-        self._await_listening(child)
+        try:
+            self._await_listening(child)
+        except SupervisorError:
+            self._terminate(child)  # a hung start is a crash: the watcher restarts it
+            raise
         log.info("%s started (pid %d)", name, proc.pid)
 
     def _write(self, name: str, line: str) -> None:
