@@ -122,6 +122,10 @@ def test_empty_arguments_text_means_no_arguments() -> None:
         ),
         ("[1, 2]", "invalid function arguments: must be a JSON object"),
         ('"text"', "invalid function arguments: must be a JSON object"),
+        (
+            '{"arg_bool": "\\ud800", "b": 1}',
+            "invalid function arguments: not valid Unicode",
+        ),
     ],
 )
 def test_argument_keys_must_be_exactly_the_overwritable_ones(text: str, message: str) -> None:

@@ -96,7 +96,12 @@ def merge_arguments(declared: Sequence[FunctionArgument], text: str) -> str:
             raise invalid_argument(f"invalid task: missing argument {arg.key!r}")
     merged: dict[str, Any] = {arg.key: arg.default_value for arg in declared}
     merged.update(supplied)
-    return json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(merged, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid_argument("invalid function arguments: not valid Unicode") from None
+    return text
 
 
 def _ownership(

@@ -105,3 +105,5 @@ def run_staged_task(staged: StagedTask, config: ExecutionConfig) -> TaskResult:
         return TaskResult(Ok=_run(staged, config))
     except TeaclaveError as exc:
         return TaskResult(Err=TaskFailure(reason=exc.message))
+    except Exception as exc:  # a bug: report its kind only (details may hold task data)
+        return TaskResult(Err=TaskFailure(reason=f"internal error ({type(exc).__name__})"))
