@@ -167,6 +167,7 @@ def test_create_task_record() -> None:
         inputs_ownership={"in": frozenset({"alice", "bob"})},
         outputs_ownership={"out": frozenset({"carol"})},
         participants=frozenset({"alice", "bob", "carol", "fo"}),
+        function_digest=tasks.function_digest(fn),
     )
     assert task.status is TaskStatus.CREATED
 
@@ -278,15 +279,18 @@ def test_optional_files_may_be_given_or_omitted() -> None:
 @pytest.fixture
 def two_party() -> Task:
     """alice creates; input 'a' owned by alice, input 'b' by bob, output 'out' by both."""
-    fn = function(
-        inputs=(FunctionFile("a"), FunctionFile("b"), FunctionFile("opt", optional=True)),
-        outputs=(FunctionFile("out"),),
-    )
     return create(
-        fn,
+        TWO_PARTY_FUNCTION,
         inputs_ownership=[("a", ["alice"]), ("b", ["bob"])],
         outputs_ownership=[("out", ["alice", "bob"])],
     )
+
+
+CHANGED = "the function changed after the task was created"
+TWO_PARTY_FUNCTION = function(
+    inputs=(FunctionFile("a"), FunctionFile("b"), FunctionFile("opt", optional=True)),
+    outputs=(FunctionFile("out"),),
+)
 
 
 def fully_assigned(task: Task) -> Task:
@@ -456,8 +460,25 @@ def test_single_participant_task_invoked_right_after_creation() -> None:
 
 def test_invoke_approved_task(two_party: Task) -> None:
     task = tasks.approve(tasks.approve(fully_assigned(two_party), "alice"), "bob")
-    staged, _ = tasks.invoke(task, "alice", function(), FunctionUsage("f"))
+    staged, _ = tasks.invoke(task, "alice", TWO_PARTY_FUNCTION, FunctionUsage("f"))
     assert staged.status is TaskStatus.STAGED
+    # What the participants approved is what runs: a changed function is refused.
+    described = replace(TWO_PARTY_FUNCTION, description="only the text changed")
+    assert tasks.invoke(task, "alice", described, FunctionUsage("f"))[0] == staged
+    for changed, reason in (
+        (replace(TWO_PARTY_FUNCTION, payload=b"other code"), CHANGED),
+        (replace(TWO_PARTY_FUNCTION, name="builtin-other"), CHANGED),
+        (replace(TWO_PARTY_FUNCTION, disabled=True), "the function is disabled"),
+    ):
+        refused(
+            Status.UNKNOWN,
+            f"failed to invoke task: {reason}",
+            tasks.invoke,
+            task,
+            "alice",
+            changed,
+            FunctionUsage("f"),
+        )
 
 
 def test_invoke_creator_check_comes_first() -> None:

@@ -92,3 +92,21 @@ def test_function_management(platform: Platform) -> None:
     with pytest.raises(InvalidArgument, match="invalid function id"):
         owner.get_function(private)
     assert private not in owner.list_functions(owner.user_id).registered_functions
+
+
+def test_a_function_changed_after_approval_does_not_run(platform: Platform) -> None:
+    owner = platform.new_user(role="FunctionOwner")
+    function_id = owner.register_function(
+        "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message", "", True)]
+    )
+    user = platform.new_user()
+    task_id = user.create_task(function_id, {"message": "approved code"}, "builtin")
+    owner.update_function(
+        function_id,
+        "builtin-ordered-set-intersect",
+        "swapped",
+        "builtin",
+        arguments=[FunctionArgument("message", "", True)],
+    )
+    with pytest.raises(TeaclaveException, match="function changed after the task was created"):
+        user.invoke_task(task_id)

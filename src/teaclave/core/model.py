@@ -229,6 +229,8 @@ class Task:
     assigned_outputs: dict[str, OutputFile] = field(default_factory=dict)
     status: TaskStatus = TaskStatus.CREATED
     result: TaskResult = field(default_factory=TaskResult)
+    # What the task runs: :func:`teaclave.core.tasks.function_digest` at creation.
+    function_digest: str = ""
     # Set while Running: the executor that pulled the task.
     executor_id: str = ""
     # Set by CancelTask on a Staged or Running task; the scheduler acts on it.

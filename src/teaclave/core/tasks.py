@@ -7,6 +7,7 @@ message, followed after ": " by the precise reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -149,6 +150,7 @@ def create_task(
     return Task(
         uuid=task_uuid,
         creator=creator,
+        function_digest=function_digest(function),
         function_id=function.uuid,
         function_owner=function.owner,
         function_arguments=merged,
@@ -157,6 +159,19 @@ def create_task(
         outputs_ownership=outputs,
         participants=frozenset(participants),
     )
+
+
+def function_digest(function: Function) -> str:
+    """SHA-256 of what a function runs: executor type, name, payload, arguments, files."""
+    content = {
+        "executor_type": function.executor_type.value,
+        "name": function.name,
+        "payload": function.payload.hex(),
+        "arguments": [[a.key, a.default_value, a.allow_overwrite] for a in function.arguments],
+        "inputs": [[f.name, f.optional] for f in function.inputs],
+        "outputs": [[f.name, f.optional] for f in function.outputs],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 # --- predicates --------------------------------------------------------------
@@ -271,6 +286,11 @@ def invoke(
     if not everyone_approved(task):
         missing = ", ".join(sorted(task.participants - task.approved_users))
         raise _unknown(f"failed to invoke task: not yet approved by {missing}")
+    if function.disabled:
+        raise _unknown("failed to invoke task: the function is disabled")
+    if function_digest(function) != task.function_digest:
+        # Participants approved the code they saw; an update must not swap it.
+        raise _unknown("failed to invoke task: the function changed after the task was created")
     return (
         replace(task, status=TaskStatus.STAGED),
         replace(usage, use_numbers=usage.use_numbers + 1),
