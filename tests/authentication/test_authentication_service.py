@@ -116,7 +116,7 @@ def team(client: AuthClient, admin: Session) -> dict[str, Session]:
         ("manager", "DataOwner", "b", False),
         ("manager", "DataOwnerManager", "a", False),
         ("manager", "FunctionOwner", "", False),
-        ("fo", "DataOwnerManager", "any", True),
+        ("fo", "DataOwnerManager", "any", False),  # Teaclave: allowed (a takeover path)
         ("fo", "DataOwner", "a", False),
         ("fo", "FunctionOwner", "", False),
         ("owner-a", "DataOwner", "a", False),

@@ -22,12 +22,14 @@ def refused(message: str) -> TeaclaveError:
 
 
 def may_register(caller: Role, new: Role) -> bool:
-    """PlatformAdmin: any role; DataOwnerManager(a): DataOwner(a); FunctionOwner:
-    any DataOwnerManager."""
+    """PlatformAdmin: any role; DataOwnerManager(a): DataOwner(a).
+
+    Teaclave also lets a FunctionOwner create a DataOwnerManager of any
+    attribute, who may then reset the password of every DataOwner of that
+    attribute: an account takeover (§11.2). Here only PlatformAdmin can.
+    """
     if caller.kind is RoleKind.DATA_OWNER_MANAGER:
         return new == Role(RoleKind.DATA_OWNER, caller.attribute)
-    if caller.kind is RoleKind.FUNCTION_OWNER:
-        return new.kind is RoleKind.DATA_OWNER_MANAGER
     return caller.is_admin
 
 
