@@ -246,12 +246,18 @@ def test_reset_and_delete_rules(
     assert refused(lambda: client.authenticate(target, token))[0] == UNAUTHENTICATED
 
 
-def test_recreated_user_does_not_inherit_old_tokens(client: AuthClient, admin: Session) -> None:
+def test_deleted_ids_are_never_reused(client: AuthClient, admin: Session) -> None:
+    """A new "phoenix" would inherit the files, tasks and functions of the old one."""
     admin.register("phoenix", "FunctionOwner")
     token = client.login("phoenix", "pw")
     admin("DeleteUser", pb.DeleteUserRequest(id="phoenix"))
-    admin.register("phoenix", "FunctionOwner")
     assert refused(lambda: client.authenticate("phoenix", token))[0] == UNAUTHENTICATED
+    assert refused(lambda: admin.register("phoenix", "FunctionOwner")) == failure("user id exist")
+    assert refused(lambda: client.login("phoenix", "pw"))[0] == UNAUTHENTICATED
+    assert "phoenix" not in admin("ListUsers", pb.ListUsersRequest(id="x")).ids
+    assert refused(lambda: admin("DeleteUser", pb.DeleteUserRequest(id="phoenix")))[0] == (
+        UNAUTHENTICATED
+    )
 
 
 def test_empty_target_ids_are_invalid(admin: Session) -> None:

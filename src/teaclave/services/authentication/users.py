@@ -2,8 +2,10 @@
 
 Every account carries a token generation. Tokens name the generation they were
 issued for; any change of credentials (password, role) moves it on, so older
-tokens stop working. A new account starts at a random generation, so tokens of
-a deleted account never work for a re-created account of the same id.
+tokens stop working. A new account starts at a random generation.
+
+A deleted account leaves a tombstone: its id is never given to anyone else,
+who would otherwise inherit the files, tasks and functions recorded under it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from teaclave.config import AuthConfig
 from teaclave.core import codec
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.roles import Role
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Store, Write
@@ -30,10 +33,18 @@ class User:
     role: str
     password_hash: str
     generation: int
+    deleted: bool = False
 
     def with_credentials(self, password_hash: str, role: str) -> User:
         """This account with a new password hash and role (older tokens revoked)."""
         return replace(self, password_hash=password_hash, role=role, generation=self.generation + 1)
+
+
+def _tombstone(user: User | None) -> User:
+    """What a deleted account leaves: no password, older tokens revoked, id kept."""
+    if user is None:
+        raise ValueError("only an existing account can be deleted")
+    return replace(user, password_hash="", deleted=True, generation=user.generation + 1)
 
 
 Change = Callable[[User | None], User | None]
@@ -71,11 +82,13 @@ class Users:
 
     def get(self, user_id: str) -> User | None:
         """The account ``user_id``, if any."""
-        return self._read(user_id)[0]
+        user = self._read(user_id)[0]
+        return None if user is None or user.deleted else user
 
     def all(self) -> list[User]:
         """Every account, in id order."""
-        return [codec.decode(User, r.value) for r in self._store.scan(keys.USER)]
+        users = (codec.decode(User, r.value) for r in self._store.scan(keys.USER))
+        return [user for user in users if not user.deleted]
 
     def change(self, user_id: str, change: Change) -> User | None:
         """Apply ``change`` to the current account atomically and return the result.
@@ -86,13 +99,16 @@ class Users:
         """
         key = keys.USER + user_id
         while True:
-            current, version = self._read(user_id)
+            stored, version = self._read(user_id)
+            current = None if stored is None or stored.deleted else stored
             updated = change(current)
             if updated == current:
                 return current
-            value = None if updated is None else codec.encode(updated)
+            if stored is not None and stored.deleted:
+                raise TeaclaveError(Status.UNAUTHENTICATED, "user id exist")  # never reused
+            record = updated or _tombstone(stored)
             try:
-                self._store.commit([(key, version)], [Write(key, value)])
+                self._store.commit([(key, version)], [Write(key, codec.encode(record))])
             except Conflict:
                 continue
             return updated
