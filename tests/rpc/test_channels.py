@@ -26,6 +26,8 @@ class Echo(pb_grpc.TeaclaveAccessControlServicer):
     ) -> pb.AuthorizeApiResponse:
         if request.api == "fail":
             raise TeaclaveError(Status.INVALID_ARGUMENT, "bad api name")
+        if request.api == "long":
+            raise TeaclaveError(Status.INVALID_ARGUMENT, "x" * 100_000)
         if request.api == "crash":
             raise RuntimeError("secret detail")
         return pb.AuthorizeApiResponse(accept=peer_service() == request.user_role)
@@ -89,6 +91,16 @@ def test_errors_are_translated(server: ServiceEnv, config: Config) -> None:
         call(frontend, "crash")
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert info.value.details() == "service internal error"
+
+
+def test_long_messages_are_cut_not_turned_into_transport_errors(
+    server: ServiceEnv, config: Config
+) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    with pytest.raises(grpc.RpcError) as info:
+        call(frontend, "long")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "x" * 1024
 
 
 def test_client_refuses_unexpected_measurement_before_sending(

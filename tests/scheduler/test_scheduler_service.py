@@ -272,6 +272,17 @@ def test_output_with_cmac_is_never_overwritten(platform: Platform, executor) -> 
     assert platform.output(written.uuid).cmac == bytes(16)
 
 
+def test_a_failed_result_sets_no_cmac_at_all(platform: Platform, executor) -> None:
+    fresh = platform.put_output()
+    written = platform.put_output(cmac=bytes(16))
+    # "a" sorts before "b": its cmac would be written first.
+    task = platform.stage(assigned_outputs={"a": fresh, "b": written})
+    pull(executor, "e1")
+    report(executor, "e1", task.uuid, ok({"a": CMAC, "b": CMAC}))
+    assert platform.task(task.uuid).status is TaskStatus.FAILED
+    assert platform.output(fresh.uuid).cmac is None
+
+
 def test_result_from_wrong_executor_is_refused(platform: Platform, executor) -> None:
     task = platform.stage()
     pull(executor, "e1")

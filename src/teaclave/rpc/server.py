@@ -27,6 +27,7 @@ from teaclave.rpc.identity import ServiceIdentity
 log = logging.getLogger(__name__)
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+MAX_MESSAGE_CHARS = 1024
 _peer_service: contextvars.ContextVar[str] = contextvars.ContextVar("peer_service", default="")
 
 
@@ -97,7 +98,8 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
             except Exception:
                 log.exception("%s %s: unexpected error", self._name, method)
                 failure = TeaclaveError(Status.INTERNAL, "service internal error")
-            context.abort(grpc_code(failure.status), failure.message)
+            # Messages may echo request fields: keep them well inside gRPC's metadata limit.
+            context.abort(grpc_code(failure.status), failure.message[:MAX_MESSAGE_CHARS])
             return None
 
         return grpc.unary_unary_rpc_method_handler(

@@ -49,10 +49,18 @@ def audit_user(user_id: str, role: str) -> str:
     return f"{{ user: {user_id}, role: {shown} }}"
 
 
+MAX_FIELD_CHARS = 1024
+"""Longer users and messages are cut: an entry stays small, so a batch always fits a message."""
+
+
 def entry(ip: bytes, user: str, message: str, result: bool) -> common.Entry:
     """An entry stamped with the current time (microseconds)."""
     return common.Entry(
-        microsecond=time.time_ns() // 1000, ip=ip, user=user, message=message, result=result
+        microsecond=time.time_ns() // 1000,
+        ip=ip,
+        user=user[:MAX_FIELD_CHARS],
+        message=message[:MAX_FIELD_CHARS],
+        result=result,
     )
 
 

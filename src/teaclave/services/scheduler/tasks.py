@@ -171,6 +171,8 @@ class Scheduler:
             return _failed(task, f"Runtime Error: no output named {unknown[0]!r}")
         outputs = dict(task.assigned_outputs)
         records = self._store.get([keys.OUTPUT + outputs[name].uuid for name in names])
+        output_checks: list[tuple[str, int]] = []
+        output_writes: list[Write] = []
         for name, record in zip(names, records, strict=True):
             cmac = result.tags[name]
             if not record.exists:
@@ -181,8 +183,11 @@ class Scheduler:
             if len(cmac) != CMAC_SIZE:
                 return _failed(task, f"Runtime Error: cmac of output {name!r} is malformed")
             outputs[name] = replace(output, cmac=cmac)
-            checks.append((record.key, record.version))
-            writes.append(Write(record.key, encode(outputs[name])))
+            output_checks.append((record.key, record.version))
+            output_writes.append(Write(record.key, encode(outputs[name])))
+        # All cmacs or none: a task that ends Failed sets no output's cmac.
+        checks.extend(output_checks)
+        writes.extend(output_writes)
         return replace(task, status=TaskStatus.FINISHED, result=result, assigned_outputs=outputs)
 
     def fail_lost(self, executor_id: str, task_uuid: str, reason: str = TIMEOUT_REASON) -> None:
