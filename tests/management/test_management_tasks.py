@@ -268,6 +268,12 @@ def test_assign_rejections_save_nothing(owner: User, alice: User, bob: User) -> 
         "invalid data id",
         lambda: _assign(alice, task_id, {"a": mine, "b": f"input-{uuid.uuid4()}"}),
     )
+    # A non-participant learns nothing, not even whether a file id exists.
+    refused(
+        Status.PERMISSION_DENIED,
+        "permission denied: not a participant of the task",
+        lambda: _assign(bob, task_id, {"a": f"input-{uuid.uuid4()}"}),
+    )
     assert list(_task(alice, task_id).assigned_inputs) == []
 
 

@@ -82,6 +82,8 @@ class TokenSigner:
         except jwt.PyJWTError:
             raise unauthenticated() from None
         role, exp, gen = raw["role"], raw["exp"], raw["gen"]
+        if raw["sub"] != user_id or raw["iss"] != ISSUER:  # also checked here, not only by PyJWT
+            raise unauthenticated()
         if not (isinstance(role, str) and isinstance(exp, int) and isinstance(gen, int)):
             raise unauthenticated()
         return Claims(user_id, role, ISSUER, exp, gen)

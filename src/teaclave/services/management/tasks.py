@@ -83,6 +83,7 @@ def assign_data(
     """Assign the caller's files (``(name, file uuid)`` pairs) to a task."""
 
     def change(txn: Txn, task: Task) -> Task:
+        rules.check_participant(task, caller.user_id)  # before revealing which files exist
         input_files = [(name, load_file(txn, InputFile, uuid)) for name, uuid in inputs]
         output_files = [(name, load_file(txn, OutputFile, uuid)) for name, uuid in outputs]
         return rules.assign_data(task, caller.user_id, input_files, output_files)
