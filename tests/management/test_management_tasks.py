@@ -277,14 +277,19 @@ def test_assign_rejections_save_nothing(owner: User, alice: User, bob: User) -> 
     assert list(_task(alice, task_id).assigned_inputs) == []
 
 
+def write_cmac(store: Store, output_id: str) -> None:
+    """What the scheduler does when a task wrote the output."""
+    key = keys.OUTPUT + _uuid(output_id)
+    [record] = store.get([key])
+    written = replace(decode(OutputFile, record.value), cmac=CMAC)
+    store.commit([(key, record.version)], [Write(key, encode(written))])
+
+
 def test_assign_refuses_a_written_output(owner: User, alice: User, scheduler_store: Store) -> None:
     function_id = register_function(owner, outputs=[fe.FunctionOutput(name="out")])
     task_id = _create(alice, function_id, outputs_ownership=[_owners("out", "alice")])
     output_id = register_output(alice)
-    key = keys.OUTPUT + _uuid(output_id)
-    [record] = scheduler_store.get([key])
-    written = replace(decode(OutputFile, record.value), cmac=CMAC)
-    scheduler_store.commit([(key, record.version)], [Write(key, encode(written))])
+    write_cmac(scheduler_store, output_id)
     refused(
         Status.PERMISSION_DENIED,
         "permission denied: output 'out' was already written",
@@ -366,4 +371,19 @@ def test_cancel(owner: User, alice: User, bob: User, admin: User, scheduler_stor
         TaskStatus.RUNNING,
         True,
         False,
+    )
+
+
+def test_invoke_refuses_an_output_written_since_assignment(
+    owner: User, alice: User, scheduler_store: Store
+) -> None:
+    function_id = register_function(owner, outputs=[fe.FunctionOutput(name="out")])
+    output_id = register_output(alice)
+    task_id = _create(alice, function_id, outputs_ownership=[_owners("out", "alice")])
+    _assign(alice, task_id, outputs={"out": output_id})
+    write_cmac(scheduler_store, output_id)  # another task wrote it meanwhile
+    refused(
+        Status.UNKNOWN,
+        "failed to invoke task: output 'out' was already written",
+        lambda: alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id)),
     )

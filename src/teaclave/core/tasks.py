@@ -44,6 +44,11 @@ def _unknown(message: str) -> TeaclaveError:
     return TeaclaveError(Status.UNKNOWN, message)
 
 
+def failed_to_invoke(reason: str) -> TeaclaveError:
+    """UNKNOWN "failed to invoke task: <reason>" (Teaclave's status and text)."""
+    return _unknown(f"failed to invoke task: {reason}")
+
+
 # --- functions ---------------------------------------------------------------
 
 
@@ -280,17 +285,17 @@ def invoke(
     if function.usage_quota is not None and function.usage_quota <= usage.use_numbers:
         raise _unknown("function quota has been used up")
     if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED):
-        raise _unknown(f"failed to invoke task: task is {status_name(task.status)}")
+        raise failed_to_invoke(f"task is {status_name(task.status)}")
     if not all_data_assigned(task):
-        raise _unknown("failed to invoke task: data is not fully assigned")
+        raise failed_to_invoke("data is not fully assigned")
     if not everyone_approved(task):
         missing = ", ".join(sorted(task.participants - task.approved_users))
-        raise _unknown(f"failed to invoke task: not yet approved by {missing}")
+        raise failed_to_invoke(f"not yet approved by {missing}")
     if function.disabled:
-        raise _unknown("failed to invoke task: the function is disabled")
+        raise failed_to_invoke("the function is disabled")
     if function_digest(function) != task.function_digest:
         # Participants approved the code they saw; an update must not swap it.
-        raise _unknown("failed to invoke task: the function changed after the task was created")
+        raise failed_to_invoke("the function changed after the task was created")
     return (
         replace(task, status=TaskStatus.STAGED),
         replace(usage, use_numbers=usage.use_numbers + 1),
