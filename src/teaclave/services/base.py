@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fcntl
 import logging
 import os
 import threading
@@ -45,8 +46,6 @@ def load_simulated_platform(data_dir: Path) -> tuple[SimulatedPlatform, x509.Cer
     sim.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = sim / ".lock"
     with open(lock, "a+b") as handle:
-        import fcntl
-
         fcntl.flock(handle, fcntl.LOCK_EX)
         key_path, ca_path = sim / _PLATFORM_KEY, sim / _PLATFORM_CA
         if not key_path.exists():
