@@ -1,144 +1,48 @@
-"""End-to-end benchmarks on a private platform (``make bench`` / ``python -m bench``).
+"""``make bench`` / ``python -m bench [SUITE ...] [--quick]``: run benchmark suites.
 
-* ``rpc``: one authenticated frontend call (GetFunction: frontend → authentication
-  → access control → management → storage) — the baseline;
-* ``echo_task``: a ``builtin-echo`` task from registration to result
-  (RegisterFunction, CreateTask, InvokeTask, result), one client;
-* ``throughput_N``: tasks per second with N concurrent clients.
-
-Ratios compare each figure with the baseline measured in the same run.
-Results go to ``bench/results/latest.json``; ``docs/benchmarks.md`` records them.
+Each suite is a module of this package with ``run(quick) -> dict``; its figures
+include ratios to a baseline measured in the same run. Results are written to
+``bench/results/latest.json`` (one key per suite); ``docs/benchmarks.md``
+records them.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import importlib
 import json
-import platform as host
-import secrets
-import statistics
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from teaclave.cli.demo import write_config
-from teaclave.client import AuthenticationClient, FrontendClient, FunctionArgument
-from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
-from teaclave.services.base import simulation_key
-from teaclave.services.supervisor import Supervisor
-
+SUITES = ("platform",)
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "runs": len(samples),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "p90_ms": round(ordered[int(len(ordered) * 0.9) - 1] * 1000, 2),
-    }
-
-
-class Bench:
-    def __init__(self, config: Config, password: str) -> None:
-        self.frontend = config.endpoints.frontend_api
-        self.auth = config.endpoints.authentication_api
-        self.admin, self.password = config.auth.admin_user, password
-        self.key = simulation_key(config.data_path)
-
-    def client(self) -> FrontendClient:
-        with AuthenticationClient(self.auth, simulation_key=self.key) as auth:
-            token = auth.user_login(self.admin, self.password)
-        return FrontendClient(self.frontend, self.admin, token, simulation_key=self.key)
-
-    @staticmethod
-    def register(client: FrontendClient) -> str:
-        return client.register_function(
-            "builtin-echo",
-            "echo",
-            "builtin",
-            arguments=[FunctionArgument("message", "", True)],
-        )
-
-    def echo_task(self, client: FrontendClient) -> None:
-        function_id = self.register(client)
-        task_id = client.create_task(function_id, {"message": "bench"}, "builtin")
-        client.invoke_task(task_id)
-        if client.get_task_result(task_id, timeout=60) != b"bench":
-            raise SystemExit("echo task returned a wrong result")
-
-    def throughput(self, clients: int, seconds: float) -> float:
-        done = [0] * clients
-        deadline = time.monotonic() + seconds
-
-        def work(index: int) -> None:
-            with self.client() as client:
-                function_id = self.register(client)
-                while time.monotonic() < deadline:
-                    task_id = client.create_task(function_id, {"message": "t"}, "builtin")
-                    client.invoke_task(task_id)
-                    client.get_task_result(task_id, timeout=60)
-                    done[index] += 1
-
-        start = time.monotonic()
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return sum(done) / (time.monotonic() - start)
-
-
-def run(runs: int, seconds: float) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="teaclave-bench-") as tmp:
-        directory = Path(tmp)
-        (directory / "files").mkdir()
-        config_path = write_config(directory)
-        config = load_config(config_path)
-        password = secrets.token_urlsafe(16)
-        log = io.StringIO()
-        with Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password}):
-            bench = Bench(config, password)
-            with bench.client() as client:
-                function_id = bench.register(client)
-                bench.echo_task(client)  # warm up every path once
-                rpc = summary(timed(lambda: client.get_function(function_id), runs * 5))
-                echo = summary(timed(lambda: bench.echo_task(client), runs))
-            throughput = {n: round(bench.throughput(n, seconds), 2) for n in (1, 4, 8)}
-    base = rpc["median_ms"]
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{host.machine()}, {host.python_implementation()} {host.python_version()}",
-        "rpc": rpc,
-        "echo_task": {**echo, "ratio_to_rpc": round(echo["median_ms"] / base, 1)},
-        "throughput_tasks_per_s": {f"{n}_clients": v for n, v in throughput.items()},
-        "throughput_ratio_8_to_1": round(throughput[8] / throughput[1], 2),
-    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=30, help="echo tasks to time (default 30)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput level")
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        choices=[[], *SUITES],
+        metavar="SUITE",
+        help=f"suites to run (default: all of {', '.join(SUITES)})",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
     args = parser.parse_args()
-    results = run(args.runs, args.seconds)
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite(s): {', '.join(unknown)}")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in args.suites or SUITES:
+        print(f"== {name}", flush=True)
+        figures = importlib.import_module(f"bench.{name}").run(args.quick)
+        results[name] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), **figures}
+        json.dump(figures, sys.stdout, indent=2)
+        print(flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    json.dump(results, sys.stdout, indent=2)
-    print(f"\nwritten to {RESULTS}")
+    print(f"written to {RESULTS}")
 
 
 if __name__ == "__main__":

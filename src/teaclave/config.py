@@ -73,7 +73,7 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    """The execution worker."""
+    """The execution worker and the URLs it may fetch and write (the URL policy)."""
 
     # file:// URLs may only name files below these directories.
     file_roots: tuple[str, ...] = ()
@@ -81,6 +81,21 @@ class ExecutionConfig:
     max_file_bytes: int = 1 << 30
     # Largest task summary (return value), in bytes.
     max_summary_bytes: int = 20480
+    # URL schemes tasks may use.
+    url_schemes: tuple[str, ...] = ("file", "http", "https", "s3", "data", "fusion")
+    # If not empty, http(s)/s3 URLs may only name these hosts ("host" or "host:port").
+    url_hosts: tuple[str, ...] = ()
+    # Hosts ("host" or "host:port") allowed although they are or resolve to loopback,
+    # private, link-local or other non-public addresses (refused otherwise).
+    private_hosts: tuple[str, ...] = ()
+    # s3:// endpoint (empty: AWS); credentials come from the usual AWS variables.
+    s3_endpoint_url: str = ""
+    # Streaming chunk size, in bytes.
+    chunk_bytes: int = 1 << 20
+    # Platform-internal fusion store and scratch space for encrypted staged files
+    # (empty: <data_dir>/fusion and <data_dir>/work).
+    fusion_dir: str = ""
+    work_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,14 @@ class Config:
     def admin_password(self) -> str:
         """The first admin's password from the file or the environment ('' = none)."""
         return self.auth.admin_password or os.environ.get(ADMIN_PASSWORD_ENV, "")
+
+    def execution_settings(self) -> ExecutionConfig:
+        """The execution settings with the fusion and work directories made absolute."""
+        return replace(
+            self.execution,
+            fusion_dir=str(Path(self.execution.fusion_dir or self.data_path / "fusion").resolve()),
+            work_dir=str(Path(self.execution.work_dir or self.data_path / "work").resolve()),
+        )
 
     def with_data_dir(self, data_dir: str | Path) -> Config:
         """A copy using another data directory."""

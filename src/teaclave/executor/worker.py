@@ -8,8 +8,6 @@ the serialized ``TaskResult``. The process dies with its parent (PR_SET_PDEATHSI
 from __future__ import annotations
 
 import ctypes
-import dataclasses
-import json
 import os
 import signal
 import struct
@@ -18,6 +16,7 @@ import sys
 from google.protobuf.message import DecodeError
 
 from teaclave.config import ExecutionConfig
+from teaclave.core import codec
 from teaclave.executor.task import run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
@@ -34,7 +33,7 @@ def command(parent_pid: int) -> list[str]:
 
 def encode_envelope(config: ExecutionConfig, staged: StagedTask) -> bytes:
     """The worker's stdin for running ``staged`` with ``config``."""
-    settings = json.dumps(dataclasses.asdict(config)).encode()
+    settings = codec.encode(config)
     return _LENGTH.pack(len(settings)) + settings + staged.SerializeToString()
 
 
@@ -44,14 +43,16 @@ def decode_envelope(data: bytes) -> tuple[ExecutionConfig, StagedTask]:
         raise ValueError("envelope too short")
     (size,) = _LENGTH.unpack_from(data)
     end = _LENGTH.size + size
-    settings = json.loads(data[_LENGTH.size : end])
-    settings["file_roots"] = tuple(settings["file_roots"])
+    try:
+        config = codec.decode(ExecutionConfig, data[_LENGTH.size : end])
+    except codec.CodecError as exc:
+        raise ValueError(f"malformed settings: {exc}") from None
     staged = StagedTask()
     try:
         staged.ParseFromString(data[end:])
     except DecodeError as exc:
         raise ValueError(f"malformed staged task: {exc}") from None
-    return ExecutionConfig(**settings), staged
+    return config, staged
 
 
 def _failure(reason: str) -> TaskResult:

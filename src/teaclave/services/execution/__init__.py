@@ -76,7 +76,7 @@ class _Task:
         )
         self._thread = threading.Thread(
             target=self._wait,
-            args=(worker.encode_envelope(config.execution, staged), on_done),
+            args=(worker.encode_envelope(config.execution_settings(), staged), on_done),
             name=f"task-{self.task_id}",
             daemon=True,
         )
