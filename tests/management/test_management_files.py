@@ -147,6 +147,24 @@ def test_update_output(alice: User, scheduler_store: Store) -> None:
         {"alice"},
         CryptoSchema.AES_GCM_128,
     )
+    # The copy keeps key and iv: the old registration may never be written again.
+    [record] = scheduler_store.get([keys.OUTPUT + _uuid(old)])
+    assert decode(OutputFile, record.value).replaced
+    refused(
+        Status.PERMISSION_DENIED,
+        "permission denied: the output was replaced by an update; register a new output instead",
+        lambda: alice.UpdateOutputFile(fe.UpdateOutputFileRequest(data_id=old, url="s3://b/x")),
+    )
+
+
+def test_a_written_output_cannot_be_updated(alice: User, scheduler_store: Store) -> None:
+    written = register_output(alice)
+    _write_cmac(scheduler_store, written)
+    refused(
+        Status.PERMISSION_DENIED,
+        "permission denied: the output was already written; register a new output instead",
+        lambda: alice.UpdateOutputFile(fe.UpdateOutputFileRequest(data_id=written, url="s3://b/y")),
+    )
 
 
 def _write_cmac(store: Store, data_id: str) -> None:

@@ -268,7 +268,7 @@ def test_output_with_cmac_is_never_overwritten(platform: Platform, executor) -> 
     report(executor, "e1", task.uuid, ok({"out": CMAC}))
     failed = platform.task(task.uuid)
     assert failed.status is TaskStatus.FAILED
-    assert failed.result == TaskResult.failure("Runtime Error: output 'out' already has a cmac")
+    assert failed.result == TaskResult.failure("Runtime Error: output 'out' was already written")
     assert platform.output(written.uuid).cmac == bytes(16)
 
 

@@ -122,13 +122,27 @@ class InputFile:
 
 @dataclass(frozen=True)
 class OutputFile:
-    """A registered output file; ``cmac`` is set once a task has written it."""
+    """A registered output file; ``cmac`` is set once a task has written it.
+
+    An output is written at most once: its key and iv encrypt one plaintext
+    only. ``replaced`` marks a registration that UpdateOutputFile copied (key,
+    iv and all) to a new one, which alone may be written from then on.
+    """
 
     uuid: str
     url: str
     crypto: FileCrypto
     owners: frozenset[str]
     cmac: bytes | None = None
+    replaced: bool = False
+
+    def why_not_writable(self) -> str:
+        """Why a task may not write this output ('' if it may)."""
+        if self.cmac is not None:
+            return "was already written"
+        if self.replaced:
+            return "was replaced by an update"
+        return ""
 
 
 @dataclass(frozen=True)

@@ -255,8 +255,8 @@ def assign_data(
             assigned=assigned_outputs,
             caller=caller,
         )
-        if output_file.cmac is not None:
-            raise permission_denied(f"permission denied: output {name!r} was already written")
+        if reason := output_file.why_not_writable():
+            raise permission_denied(f"permission denied: output {name!r} {reason}")
         assigned_outputs[name] = output_file
     updated = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
     if all_data_assigned(updated):

@@ -68,10 +68,22 @@ def update_file(store: Store, caller: Caller, cls: type[F], file_uuid: str, url:
         if record.owners != {caller.user_id}:
             raise permission_denied("permission denied: only a file's sole owner can update it")
         updated = replace(record, uuid=new, url=url)
+        if isinstance(record, OutputFile):
+            _retire(txn, record)
         txn.put(file_key(cls, new), updated)
         return updated
 
     return file_id(transact(store, body))
+
+
+def _retire(txn: Txn, output: OutputFile) -> None:
+    """Mark an output replaced by its updated copy: the copy keeps the key and iv, and
+    only one of the two may ever be written (no nonce reuse)."""
+    if reason := output.why_not_writable():
+        raise permission_denied(
+            f"permission denied: the output {reason}; register a new output instead"
+        )
+    txn.put(file_key(OutputFile, output.uuid), replace(output, replaced=True))
 
 
 def register_fusion_output(store: Store, caller: Caller, owners: frozenset[str]) -> str:

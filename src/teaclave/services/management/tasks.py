@@ -104,8 +104,8 @@ def invoke_task(store: Store, caller: Caller, task_uuid: str) -> None:
         staged, usage = rules.invoke(task, caller.user_id, function, load_usage(txn, function.uuid))
         for name, assigned in task.assigned_outputs.items():
             # Written since it was assigned (by another task)? Never write it again.
-            if load_file(txn, OutputFile, assigned.uuid).cmac is not None:
-                raise rules.failed_to_invoke(f"output {name!r} was already written")
+            if reason := load_file(txn, OutputFile, assigned.uuid).why_not_writable():
+                raise rules.failed_to_invoke(f"output {name!r} {reason}")
         txn.put(keys.USAGE + function.uuid, usage)
         txn.put_bytes(
             keys.staged_key(time.time_ns(), task.uuid),

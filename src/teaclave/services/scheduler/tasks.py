@@ -178,8 +178,8 @@ class Scheduler:
             if not record.exists:
                 return _failed(task, f"Runtime Error: output {name!r} is not registered")
             output = decode(OutputFile, record.value)
-            if output.cmac is not None:
-                return _failed(task, f"Runtime Error: output {name!r} already has a cmac")
+            if reason := output.why_not_writable():
+                return _failed(task, f"Runtime Error: output {name!r} {reason}")
             if len(cmac) != CMAC_SIZE:
                 return _failed(task, f"Runtime Error: cmac of output {name!r} is malformed")
             outputs[name] = replace(output, cmac=cmac)
