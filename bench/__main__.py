@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("platform",)
+SUITES = ("platform", "crypto", "memory")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

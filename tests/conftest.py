@@ -1,11 +1,13 @@
-"""Shared fixtures: free loopback ports and services running in threads."""
+"""Shared fixtures: free loopback ports, services running in threads, a loopback-only guard."""
 
 import contextlib
 import dataclasses
+import ipaddress
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -84,3 +86,62 @@ def run_service(
 def service_runner() -> Callable[..., contextlib.AbstractContextManager[threading.Event]]:
     """:func:`run_service` for test packages (their modules cannot import this conftest)."""
     return run_service
+
+
+# Socket guard: tests talk to loopback only. Every connect() of a Python socket is
+# recorded; one to a non-loopback address is refused and fails the test.
+
+_CONNECTIONS: list[object] = []
+_OUTSIDE: list[object] = []
+
+
+class OutsideConnection(AssertionError):
+    """A test tried to connect to a non-loopback address."""
+
+
+def _loopback(host: object) -> bool:
+    if not isinstance(host, str):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _checked(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            _CONNECTIONS.append(address)
+            if not _loopback(address[0]):
+                _OUTSIDE.append(address)
+                raise OutsideConnection(f"test tried to connect to {address!r}")
+        return connect(sock, address)
+
+    return guarded
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _socket_guard() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("connect", "connect_ex"):
+            patch.setattr(socket.socket, name, _checked(getattr(socket.socket, name)))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(_socket_guard: None) -> Iterator[None]:
+    _CONNECTIONS.clear()
+    _OUTSIDE.clear()
+    yield
+    if _OUTSIDE:
+        pytest.fail(f"connections to non-loopback addresses: {_OUTSIDE!r}")
+
+
+@pytest.fixture
+def socket_connections() -> list[object]:
+    """The addresses Python sockets tried to connect to during this test (kept up to date)."""
+    return _CONNECTIONS

@@ -74,7 +74,6 @@ def test_missing_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         (["-a", "aes-gcm-512", "-k", KEY, "--iv", IV], "argument -a/--algorithm: invalid choice"),
         (["-a", "aes-gcm-128", "-k", KEY], "--iv is required for aes-gcm-128"),
         (["-a", "aes-gcm-256", "-k", KEY, "--iv", IV], "aes-gcm-256 key must be 32 bytes, got 16"),
-        (["-a", "teaclave-file-128", "-k", KEY], "teaclave-file-128 is not supported yet"),
     ],
 )
 def test_argument_errors_exit_2(

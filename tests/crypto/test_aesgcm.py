@@ -6,9 +6,8 @@ import io
 import pytest
 from teaclave_fixtures import FIXTURES
 
-from teaclave.core.errors import Status, TeaclaveError
-from teaclave.core.model import CryptoSchema, FileCrypto
-from teaclave.crypto import aesgcm, files
+from teaclave.core.errors import Status
+from teaclave.crypto import aesgcm
 from teaclave.crypto.aesgcm import DecryptionError
 
 KEY0, IV0, IV1 = bytes(16), bytes(12), b"\x01" * 12
@@ -98,33 +97,3 @@ def test_bad_files_are_one_error(key: bytes, data: bytes, message: str) -> None:
 def test_registered_cmac_must_match_the_file_tag() -> None:
     with pytest.raises(DecryptionError, match="cmac mismatch"):
         decrypt(KEY0, IV0, _password_file(), cmac=bytes(16))
-
-
-def test_decrypt_input_hands_over_verified_plaintext_only() -> None:
-    crypto = FileCrypto(CryptoSchema.AES_GCM_128, KEY0, IV0)
-    data = _password_file()
-    assert files.decrypt_input(crypto, data[-16:], io.BytesIO(data), role="r") == b"password"
-    with pytest.raises(DecryptionError):
-        files.decrypt_input(crypto, data[-16:], io.BytesIO(b"x" + data[1:]), role="r")
-
-
-def test_raw_input_is_taken_as_is_and_cmac_ignored() -> None:
-    crypto = FileCrypto(CryptoSchema.RAW)
-    assert files.decrypt_input(crypto, b"ignored", io.BytesIO(b"as is"), role="r") == b"as is"
-
-
-def test_output_schemas() -> None:
-    crypto = FileCrypto(CryptoSchema.AES_GCM_256, KEY2, IV1)
-    sink = io.BytesIO()
-    tag = files.encrypt_output(crypto, io.BytesIO(b"result"), sink)
-    assert decrypt(KEY2, IV1, sink.getvalue(), cmac=tag) == b"result"
-    with pytest.raises(TeaclaveError, match=r"^OutputFile: unsupported type$"):
-        files.encrypt_output(FileCrypto(CryptoSchema.RAW), io.BytesIO(b""), io.BytesIO())
-
-
-def test_teaclave_file_128_is_not_supported_yet() -> None:
-    crypto = FileCrypto(CryptoSchema.TEACLAVE_FILE_128, KEY0)
-    with pytest.raises(TeaclaveError, match="teaclave-file-128 is not supported yet"):
-        files.decrypt_input(crypto, b"", io.BytesIO(b""), role="r")
-    with pytest.raises(TeaclaveError, match="teaclave-file-128 is not supported yet"):
-        files.check_output_schema(crypto)

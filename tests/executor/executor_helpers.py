@@ -6,11 +6,18 @@ from pathlib import Path
 from teaclave_fixtures import PSI_DIR
 
 from teaclave.crypto import aesgcm
+from teaclave.crypto.protected_file import ProtectedFileReader
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
 PSI = PSI_DIR
 KEY, IV = bytes(range(16)), b"\x07" * 12
+FIXTURE_KEY = bytes(16)
+"""The key of every teaclave-file-128 fixture."""
+PSI_CMACS = {
+    "psi0.txt.enc": bytes.fromhex("92f686d4ac2ba6b4ffd93bc7ac5dbf58"),
+    "psi1.txt.enc": bytes.fromhex("8b3104972a6f0de949315e0b45d5dd66"),
+}
 
 
 def encrypt_file(plaintext: bytes, path: Path, key: bytes = KEY, iv: bytes = IV) -> bytes:
@@ -26,15 +33,26 @@ def decrypt_file(path: Path, cmac: bytes, key: bytes = KEY, iv: bytes = IV) -> b
     return sink.getvalue()
 
 
+def read_protected(path: Path, cmac: bytes, key: bytes = KEY) -> bytes:
+    """The plaintext of the teaclave-file-128 file at ``path`` (named by its basename)."""
+    with path.open("rb") as source, ProtectedFileReader(source, key, path.name, role="t") as reader:
+        assert reader.cmac == cmac
+        return reader.read()
+
+
 def aes(key: bytes = KEY, iv: bytes = IV) -> FileCryptoInfo:
     schema = "aes-gcm-128" if len(key) == 16 else "aes-gcm-256"
     return FileCryptoInfo(schema=schema, key=key, iv=iv)
 
 
-def psi_task(root: Path) -> StagedTask:
-    """builtin-ordered-set-intersect on the PSI fixture, encrypted below ``root``."""
-    cmac0 = encrypt_file((PSI / "psi0.txt").read_bytes(), root / "psi0.enc")
-    cmac1 = encrypt_file((PSI / "psi1.txt").read_bytes(), root / "psi1.enc")
+def protected(key: bytes = KEY) -> FileCryptoInfo:
+    return FileCryptoInfo(schema="teaclave-file-128", key=key)
+
+
+def psi_task(root: Path, key: bytes = KEY) -> StagedTask:
+    """builtin-ordered-set-intersect on the PSI fixture, aes-gcm encrypted below ``root``."""
+    cmac0 = encrypt_file((PSI / "psi0.txt").read_bytes(), root / "psi0.enc", key)
+    cmac1 = encrypt_file((PSI / "psi1.txt").read_bytes(), root / "psi1.enc", key)
     return StagedTask(
         task_id="4a0f3b5e-6f55-4d6b-9a43-0c3b1d2e8f11",
         function_name="builtin-ordered-set-intersect",
@@ -43,10 +61,16 @@ def psi_task(root: Path) -> StagedTask:
         function_arguments='{"order":"ascending"}',
         inputs=[
             StagedInput(
-                name="input_data1", url=f"file://{root}/psi0.enc", cmac=cmac0, crypto_info=aes()
+                name="input_data1",
+                url=f"file://{root}/psi0.enc",
+                cmac=cmac0,
+                crypto_info=aes(key),
             ),
             StagedInput(
-                name="input_data2", url=f"file://{root}/psi1.enc", cmac=cmac1, crypto_info=aes()
+                name="input_data2",
+                url=f"file://{root}/psi1.enc",
+                cmac=cmac1,
+                crypto_info=aes(key),
             ),
         ],
         outputs=[

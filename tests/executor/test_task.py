@@ -1,19 +1,54 @@
-"""run_staged_task end to end on real files: verify, decrypt, run, encrypt, upload."""
+"""run_staged_task end to end on real files: fetch, stage, verify, run, convert, upload."""
 
+import io
+import os
+import shutil
+import tracemalloc
 from pathlib import Path
 
 import pytest
-from executor_helpers import IV, KEY, aes, decrypt_file, psi_task
+from executor_helpers import (
+    FIXTURE_KEY,
+    IV,
+    KEY,
+    PSI,
+    PSI_CMACS,
+    aes,
+    decrypt_file,
+    protected,
+    psi_task,
+    read_protected,
+)
+from teaclave_fixtures import FIXTURES
 
 from teaclave.config import ExecutionConfig
+from teaclave.crypto import aesgcm
+from teaclave.crypto.protected_file import NODE_SIZE, encrypt_stream
 from teaclave.executor.task import run_staged_task
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
-from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedTask
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
+
+JOIN = FIXTURES / "functions" / "ordered_set_join"
+TRAIN = FIXTURES / "functions" / "gbdt_training" / "train.txt"
+JOIN_CMACS = {
+    "join0.csv.enc": bytes.fromhex("3f91d2744763445d265ea469debb74f0"),
+    "join1.csv.enc": bytes.fromhex("d1e5a520489c93d0254c8c22cdefab89"),
+}
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> ExecutionConfig:
-    return ExecutionConfig(file_roots=(str(tmp_path),))
+def work(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+@pytest.fixture
+def config(tmp_path: Path, work: Path) -> ExecutionConfig:
+    return ExecutionConfig(file_roots=(str(tmp_path),), work_dir=str(work))
+
+
+def ok(result: TaskResult) -> TaskResult:
+    assert result.WhichOneof("result") == "Ok", result
+    return result
 
 
 def reason(result: TaskResult) -> str:
@@ -21,45 +56,88 @@ def reason(result: TaskResult) -> str:
     return result.Err.reason
 
 
-def test_psi_task(tmp_path: Path, config: ExecutionConfig) -> None:
-    result = run_staged_task(psi_task(tmp_path), config)
-    assert result.WhichOneof("result") == "Ok", result
-    assert result.Ok.return_value == b"3 common items"
-    tags = result.Ok.tags_map
-    assert set(tags) == {"output_result1", "output_result2"}
-    assert decrypt_file(tmp_path / "out1.enc", tags["output_result1"]) == b"0101010"
-    assert decrypt_file(tmp_path / "out2.enc", tags["output_result2"]) == b"01101"
-
-
 def assert_no_outputs(tmp_path: Path) -> None:
     assert not (tmp_path / "out1.enc").exists()
     assert not (tmp_path / "out2.enc").exists()
 
 
-def test_wrong_cmac_fails(tmp_path: Path, config: ExecutionConfig) -> None:
-    staged = psi_task(tmp_path)
-    staged.inputs[1].cmac = bytes(16)
-    assert reason(run_staged_task(staged, config)) == "input 'input_data2': cmac mismatch"
-    assert_no_outputs(tmp_path)
+def assert_scratch_removed(work: Path) -> None:
+    assert list(work.iterdir()) == []
 
 
-def test_tampered_input_fails_before_anything_is_written(
-    tmp_path: Path, config: ExecutionConfig
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def serve_fixture(source: Path, root: Path) -> str:
+    """Copy a fixture below ``root`` under its own name (bound into teaclave-file-128 files)."""
+    shutil.copy(source, root / source.name)
+    return f"file://{root}/{source.name}"
+
+
+def protected_psi_task(root: Path) -> StagedTask:
+    """The PSI task over the teaclave-file-128 fixtures, with teaclave-file-128 outputs."""
+    staged = psi_task(root)
+    for staged_input, name in zip(staged.inputs, PSI_CMACS, strict=True):
+        staged_input.url = serve_fixture(PSI / name, root)
+        staged_input.cmac = PSI_CMACS[name]
+        staged_input.crypto_info.CopyFrom(protected(FIXTURE_KEY))
+    for output in staged.outputs:
+        output.crypto_info.CopyFrom(protected())
+    return staged
+
+
+@pytest.mark.parametrize("key", [KEY, bytes(range(32))], ids=["aes-gcm-128", "aes-gcm-256"])
+def test_aes_gcm_inputs_and_outputs(
+    tmp_path: Path, work: Path, config: ExecutionConfig, key: bytes
 ) -> None:
-    staged = psi_task(tmp_path)
-    data = bytearray((tmp_path / "psi0.enc").read_bytes())
-    data[10] ^= 1
-    (tmp_path / "psi0.enc").write_bytes(bytes(data))
-    assert "input 'input_data1': aes-gcm authentication failed" in reason(
-        run_staged_task(staged, config)
+    result = ok(run_staged_task(psi_task(tmp_path, key), config))
+    assert result.Ok.return_value == b"3 common items"
+    tags = result.Ok.tags_map
+    assert set(tags) == {"output_result1", "output_result2"}
+    assert decrypt_file(tmp_path / "out1.enc", tags["output_result1"]) == b"0101010"
+    assert decrypt_file(tmp_path / "out2.enc", tags["output_result2"]) == b"01101"
+    assert_scratch_removed(work)
+    assert work.stat().st_mode & 0o777 == 0o700
+
+
+def test_teaclave_file_inputs_and_outputs(tmp_path: Path, config: ExecutionConfig) -> None:
+    result = ok(run_staged_task(protected_psi_task(tmp_path), config))
+    assert result.Ok.return_value == b"3 common items"
+    tags = result.Ok.tags_map
+    assert read_protected(tmp_path / "out1.enc", tags["output_result1"]) == b"0101010"
+    assert read_protected(tmp_path / "out2.enc", tags["output_result2"]) == b"01101"
+
+
+def test_join_over_teaclave_file_fixtures(tmp_path: Path, config: ExecutionConfig) -> None:
+    staged = StagedTask(
+        function_name="builtin-ordered-set-join",
+        executor_type="builtin",
+        executor="builtin",
+        function_arguments=(
+            '{"left_column": 0, "right_column": 0, "ascending": true, "drop": true}'
+        ),
+        inputs=[
+            StagedInput(
+                name=f"input_data{number}",
+                url=serve_fixture(JOIN / name, tmp_path),
+                cmac=cmac,
+                crypto_info=protected(FIXTURE_KEY),
+            )
+            for number, (name, cmac) in enumerate(JOIN_CMACS.items(), start=1)
+        ],
+        outputs=[
+            StagedOutput(
+                name="output_result", url=f"file://{tmp_path}/train.enc", crypto_info=protected()
+            )
+        ],
     )
-    assert_no_outputs(tmp_path)
-
-
-def test_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
-    staged = psi_task(tmp_path)
-    staged.inputs[0].crypto_info.key = bytes(16)
-    assert "authentication failed" in reason(run_staged_task(staged, config))
+    result = ok(run_staged_task(staged, config))
+    assert result.Ok.return_value == b"120 records"
+    output = read_protected(tmp_path / "train.enc", result.Ok.tags_map["output_result"])
+    assert output.strip() == TRAIN.read_bytes().strip()
 
 
 def test_raw_input(tmp_path: Path, config: ExecutionConfig) -> None:
@@ -75,7 +153,7 @@ def test_raw_input(tmp_path: Path, config: ExecutionConfig) -> None:
             crypto_info=FileCryptoInfo(schema="raw"),
         )
     )
-    result = run_staged_task(staged, config)
+    result = ok(run_staged_task(staged, config))
     assert result.Ok.return_value == b"1 common items"
     assert decrypt_file(tmp_path / "out2.enc", result.Ok.tags_map["output_result2"]) == b"1"
 
@@ -94,23 +172,133 @@ def test_data_url_input_and_aes_gcm_256_output(tmp_path: Path, config: Execution
         outputs=psi_task(tmp_path).outputs,
     )
     staged.outputs[0].crypto_info.CopyFrom(aes(key))
-    result = run_staged_task(staged, config)
-    tags = result.Ok.tags_map
+    tags = ok(run_staged_task(staged, config)).Ok.tags_map
     assert decrypt_file(tmp_path / "out1.enc", tags["output_result1"], key) == b"01"
     assert decrypt_file(tmp_path / "out2.enc", tags["output_result2"]) == b"1"
 
 
-def test_echo_summary(config: ExecutionConfig) -> None:
+def test_aes_gcm_wrong_cmac_fails(tmp_path: Path, work: Path, config: ExecutionConfig) -> None:
+    staged = psi_task(tmp_path)
+    staged.inputs[1].cmac = bytes(16)
+    assert reason(run_staged_task(staged, config)) == "input 'input_data2': cmac mismatch"
+    assert_no_outputs(tmp_path)
+    assert_scratch_removed(work)
+
+
+def test_teaclave_file_wrong_cmac_fails(tmp_path: Path, config: ExecutionConfig) -> None:
+    staged = protected_psi_task(tmp_path)
+    staged.inputs[1].cmac = PSI_CMACS["psi0.txt.enc"]
+    assert reason(run_staged_task(staged, config)) == "input 'input_data2': cmac mismatch"
+    assert_no_outputs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("index", "offset", "message"),
+    [
+        (0, 10, "input 'input_data1': aes-gcm authentication failed"),
+        (1, -1, "input 'input_data2': cmac mismatch"),  # the tag itself
+    ],
+)
+def test_corrupted_aes_gcm_input_fails(
+    tmp_path: Path, work: Path, config: ExecutionConfig, index: int, offset: int, message: str
+) -> None:
+    staged = psi_task(tmp_path)
+    flip(tmp_path / f"psi{index}.enc", offset)
+    assert reason(run_staged_task(staged, config)).startswith(message)
+    assert_no_outputs(tmp_path)
+    assert_scratch_removed(work)
+
+
+@pytest.mark.parametrize("offset", [100, 85], ids=["content", "gmac"])
+def test_corrupted_teaclave_file_input_fails(
+    tmp_path: Path, work: Path, config: ExecutionConfig, offset: int
+) -> None:
+    staged = protected_psi_task(tmp_path)
+    flip(tmp_path / "psi0.txt.enc", offset)
+    assert reason(run_staged_task(staged, config)) == (
+        "input 'input_data1': teaclave-file-128 integrity check failed "
+        "(node 0: wrong key or corrupted file)"
+    )
+    assert_no_outputs(tmp_path)
+    assert_scratch_removed(work)
+
+
+def test_corrupted_node_is_found_before_the_function_runs(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    # The join stops after the first match, so it would never read input 2's last node.
+    rows = b"".join(b"%08d,%d\n" % (i, i) for i in range(10_000))
+    with (tmp_path / "big.csv").open("xb") as sink:
+        cmac = encrypt_stream(KEY, "big.csv", io.BytesIO(rows), sink)
+    size = (tmp_path / "big.csv").stat().st_size
+    flip(tmp_path / "big.csv", size - NODE_SIZE // 2)
+    (tmp_path / "one.csv").write_bytes(b"00000000,x\n")
+    staged = StagedTask(
+        function_name="builtin-ordered-set-join",
+        executor_type="builtin",
+        executor="builtin",
+        function_arguments='{"left_column":0,"right_column":0,"ascending":true,"drop":false}',
+        inputs=[
+            StagedInput(
+                name="input_data1",
+                url=f"file://{tmp_path}/one.csv",
+                crypto_info=FileCryptoInfo(schema="raw"),
+            ),
+            StagedInput(
+                name="input_data2",
+                url=f"file://{tmp_path}/big.csv",
+                cmac=cmac,
+                crypto_info=protected(),
+            ),
+        ],
+        outputs=[
+            StagedOutput(name="output_result", url=f"file://{tmp_path}/out1.enc", crypto_info=aes())
+        ],
+    )
+    assert reason(run_staged_task(staged, config)).startswith(
+        "input 'input_data2': teaclave-file-128 integrity check failed (node "
+    )
+    assert_no_outputs(tmp_path)
+
+
+def test_teaclave_file_input_needs_its_own_name(tmp_path: Path, config: ExecutionConfig) -> None:
+    staged = protected_psi_task(tmp_path)
+    (tmp_path / "psi0.txt.enc").rename(tmp_path / "renamed.enc")
+    staged.inputs[0].url = f"file://{tmp_path}/renamed.enc"
+    assert reason(run_staged_task(staged, config)) == (
+        "input 'input_data1': teaclave-file-128 name mismatch: "
+        "encrypted as 'psi0.txt.enc', opened as 'renamed.enc'"
+    )
+
+
+def test_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
+    staged = psi_task(tmp_path)
+    staged.inputs[0].crypto_info.key = bytes(16)
+    assert reason(run_staged_task(staged, config)).startswith(
+        "input 'input_data1': aes-gcm authentication failed"
+    )
+
+
+def test_teaclave_file_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
+    staged = protected_psi_task(tmp_path)
+    staged.inputs[1].crypto_info.key = KEY
+    assert reason(run_staged_task(staged, config)) == (
+        "input 'input_data2': teaclave-file-128 integrity check failed "
+        "(node 0: wrong key or corrupted file)"
+    )
+
+
+def test_echo_summary(work: Path, config: ExecutionConfig) -> None:
     staged = StagedTask(
         function_name="builtin-echo",
         executor_type="builtin",
         executor="builtin",
         function_arguments='{"message":"Hello From Teaclave!"}',
     )
-    result = run_staged_task(staged, config)
-    assert result.Ok.return_value == b"Hello From Teaclave!"
-    too_long = ExecutionConfig(max_summary_bytes=5)
+    assert ok(run_staged_task(staged, config)).Ok.return_value == b"Hello From Teaclave!"
+    too_long = ExecutionConfig(max_summary_bytes=5, work_dir=str(work))
     assert "max_summary_bytes" in reason(run_staged_task(staged, too_long))
+    assert_scratch_removed(work)
 
 
 @pytest.mark.parametrize(
@@ -124,13 +312,15 @@ def test_echo_summary(config: ExecutionConfig) -> None:
     ],
 )
 def test_function_errors(
-    tmp_path: Path, config: ExecutionConfig, change: dict[str, str], message: str
+    tmp_path: Path, work: Path, config: ExecutionConfig, change: dict[str, str], message: str
 ) -> None:
     staged = psi_task(tmp_path)
     for field, value in change.items():
         setattr(staged, field, value)
     assert reason(run_staged_task(staged, config)) == message
     assert_no_outputs(tmp_path)
+    if work.exists():
+        assert_scratch_removed(work)
 
 
 def test_output_schema_errors(tmp_path: Path, config: ExecutionConfig) -> None:
@@ -144,13 +334,9 @@ def test_output_schema_errors(tmp_path: Path, config: ExecutionConfig) -> None:
 @pytest.mark.parametrize(
     ("crypto", "url", "message"),
     [
-        (
-            FileCryptoInfo(schema="teaclave-file-128", key=KEY),
-            None,
-            "teaclave-file-128 is not supported yet",
-        ),
         (aes(KEY, IV[:8]), None, "aes-gcm-128 iv must be 12 bytes, got 8"),
-        (aes(), "http://127.0.0.1:1/psi0", "unsupported URL scheme 'http'"),
+        (protected(), "file://{root}/", "URL path must have a file name"),
+        (aes(), "ftp://127.0.0.1/psi0", "unsupported URL scheme 'ftp'"),
         (aes(), "file:///etc/passwd", "/etc/passwd is outside execution.file_roots"),
     ],
 )
@@ -160,8 +346,10 @@ def test_input_errors(
     staged = psi_task(tmp_path)
     staged.inputs[0].crypto_info.CopyFrom(crypto)
     if url is not None:
-        staged.inputs[0].url = url
-    assert reason(run_staged_task(staged, config)) == f"input 'input_data1': {message}"
+        staged.inputs[0].url = url.format(root=tmp_path)
+    failure = reason(run_staged_task(staged, config))
+    assert failure.startswith("input 'input_data1': ")
+    assert message in failure
     assert_no_outputs(tmp_path)
 
 
@@ -175,12 +363,61 @@ def test_output_not_created_fails(tmp_path: Path, config: ExecutionConfig) -> No
     assert_no_outputs(tmp_path)
 
 
-def test_existing_output_is_not_overwritten(tmp_path: Path, config: ExecutionConfig) -> None:
+@pytest.mark.parametrize("schema", ["aes", "protected"])
+def test_failed_upload_of_the_second_output_removes_the_first(
+    tmp_path: Path, work: Path, config: ExecutionConfig, schema: str
+) -> None:
     staged = psi_task(tmp_path)
+    if schema == "protected":
+        for output in staged.outputs:
+            output.crypto_info.CopyFrom(protected())
     (tmp_path / "out2.enc").write_bytes(b"earlier")
     assert reason(run_staged_task(staged, config)) == (
         f"output 'output_result2': {tmp_path}/out2.enc already exists"
     )
     assert (tmp_path / "out2.enc").read_bytes() == b"earlier"
-    # All outputs or none: the first one, already written, was removed again.
     assert not (tmp_path / "out1.enc").exists()
+    assert_scratch_removed(work)
+
+
+def test_work_dir_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    config = ExecutionConfig(file_roots=(str(tmp_path),), work_dir=str(tmp_path / "file" / "w"))
+    assert reason(run_staged_task(psi_task(tmp_path), config)) == (
+        "cannot create a scratch directory: Not a directory"
+    )
+
+
+def test_memory_stays_bounded_by_the_chunk_size(tmp_path: Path, config: ExecutionConfig) -> None:
+    """64 MiB inputs go through the task with far less memory than that."""
+    size = 64 << 20
+    staged = psi_task(tmp_path)
+    for index, (staged_input, step) in enumerate(zip(staged.inputs, (2, 3), strict=True)):
+        path = tmp_path / f"big{index}.enc"
+        with path.open("xb") as sink:
+            staged_input.cmac = aesgcm.encrypt(KEY, IV, _HexLines(size, step), sink)
+        staged_input.url = f"file://{path}"
+    tracemalloc.start()
+    try:
+        result = run_staged_task(staged, config)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    lines = size // 65
+    assert ok(result).Ok.return_value == b"%d common items" % len(range(0, lines * 2, 6))
+    assert os.path.getsize(tmp_path / "out1.enc") == lines + 16
+    assert peak < 16 << 20, peak
+
+
+class _HexLines:
+    """``size // 65`` ascending lines of 64 hex digits: multiples of step (generated)."""
+
+    def __init__(self, size: int, step: int) -> None:
+        self._next = 0
+        self._lines = size // 65
+        self._step = step
+
+    def read(self, size: int = -1, /) -> bytes:
+        count = min(self._lines - self._next, max(1, size // 65))
+        first, self._next = self._next, self._next + count
+        return "".join(f"{i * self._step:064x}\n" for i in range(first, first + count)).encode()

@@ -6,7 +6,7 @@ import argparse
 import sys
 import traceback
 
-from teaclave.cli import attestation, crypto, data, demo, functions, serve, tasks, users
+from teaclave.cli import attestation, crypto, data, demo, files, functions, serve, tasks, users
 from teaclave.cli.context import (
     SIMULATION_ENV,
     CliError,
@@ -19,7 +19,7 @@ from teaclave.config import ConfigError
 from teaclave.core.errors import TeaclaveError
 from teaclave.services.supervisor import SupervisorError
 
-_COMMAND_MODULES = (serve, demo, crypto, users, functions, data, tasks, attestation)
+_COMMAND_MODULES = (serve, demo, crypto, users, functions, data, tasks, attestation, files)
 _REPORTED = (CliError, TeaclaveError, ConfigError, SupervisorError, OSError, TimeoutError)
 
 

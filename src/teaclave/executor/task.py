@@ -1,33 +1,54 @@
-"""One staged task from inputs to outputs (reference §9.2), plaintext in memory only."""
+"""One staged task from inputs to outputs (reference §9.2), streamed in bounded memory.
+
+Whatever the task stages lives in a private scratch directory below
+``execution.work_dir`` (removed at the end), only ever as teaclave-file-128
+files: aes-gcm and raw inputs are re-encrypted under fresh random keys as they
+are fetched, teaclave-file-128 inputs are kept as downloaded, and every input
+is fully verified before the function starts. The function writes its outputs
+to new files under fresh random keys; once it succeeded, each is converted to
+its owner's format as it is uploaded. Plaintext exists only in memory, one
+chunk at a time: memory grows with file sizes only by the protected-file
+writer's hash-tree tables (1/96 of the file being staged).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import io
+import os
+import posixpath
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError, invalid_argument
-from teaclave.core.model import FileCrypto
-from teaclave.crypto import files
-from teaclave.crypto.aesgcm import DecryptionError
+from teaclave.core.model import CryptoSchema, FileCrypto
+from teaclave.crypto import aesgcm
+from teaclave.crypto.protected_file import KEY_SIZE, ProtectedFileWriter, encrypt_stream
+from teaclave.executor.runtime import FileRuntime, StagedFile
 from teaclave.functions import registry
 from teaclave.functions.builtin import Builtin
-from teaclave.functions.runtime import MemoryRuntime
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
-from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedTask
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 from teaclave.transport import urls
+
+_STAGED = "staged"
+"""The file name of every file the platform stages under a random key."""
 
 
 @contextlib.contextmanager
 def _about(role: str) -> Iterator[None]:
-    """Prefix the message of any failure inside with the file's role."""
+    """Prefix the message of any failure inside with the file's role (unless it has it)."""
     try:
         yield
-    except DecryptionError:
-        raise  # its message already names the file
     except TeaclaveError as exc:
+        if exc.message.startswith(f"{role}: "):
+            raise
         raise TeaclaveError(exc.status, f"{role}: {exc.message}") from None
 
 
@@ -40,70 +61,178 @@ def _function(staged: StagedTask) -> Builtin[Any]:
     return registry.lookup(staged.function_name)
 
 
-def _crypto(info: FileCryptoInfo) -> FileCrypto:
-    return FileCrypto.parse(info.schema, info.key, info.iv)
+def _file_name(url: str) -> str:
+    """The last segment of ``url``'s path: the name bound into a teaclave-file-128 file."""
+    name = posixpath.basename(unquote(urlsplit(url).path))
+    if name in ("", ".", ".."):
+        raise invalid_argument("URL path must have a file name")
+    return name
 
 
-def _fetch(staged: StagedInput, config: ExecutionConfig) -> bytes:
-    role = f"input {staged.name!r}"
+@dataclass(frozen=True)
+class _File:
+    """An input or output, checked: its URL, crypto and (teaclave-file-128) file name."""
+
+    role: str
+    url: str
+    crypto: FileCrypto
+    cmac: bytes  # inputs only
+    file_name: str  # teaclave-file-128 only: the name bound into the file
+
+
+def _file(
+    role: str,
+    url: str,
+    info: FileCryptoInfo,
+    config: ExecutionConfig,
+    *,
+    cmac: bytes = b"",
+    write: bool = False,
+) -> _File:
+    """Check a file's crypto and URL before anything is fetched or written."""
     with _about(role):
-        crypto = _crypto(staged.crypto_info)
-        with urls.open_download(staged.url, config) as reader:
-            return files.decrypt_input(crypto, staged.cmac, reader, role=role)
+        crypto = FileCrypto.parse(info.schema, info.key, info.iv)
+        if write and crypto.schema is CryptoSchema.RAW:
+            raise invalid_argument("OutputFile: unsupported type")
+        urls.check_url(url, config, write=write)
+        protected = crypto.schema is CryptoSchema.TEACLAVE_FILE_128
+        return _File(role, url, crypto, cmac, _file_name(url) if protected else "")
+
+
+@contextlib.contextmanager
+def _scratch(config: ExecutionConfig) -> Iterator[Path]:
+    """A new private directory below ``work_dir`` (the system's default if empty), then gone."""
+    try:
+        if config.work_dir:
+            os.makedirs(config.work_dir, mode=0o700, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix="task-", dir=config.work_dir or None))
+    except OSError as exc:
+        raise TeaclaveError(
+            Status.FAILED_PRECONDITION, f"cannot create a scratch directory: {exc.strerror}"
+        ) from None
+    try:
+        yield path
+    finally:
+        # Only ciphertext is there, under keys that die with this process (or the owners').
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _subdirectory(scratch: Path, name: str) -> Path:
+    path = scratch / name
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _stage_input(file: _File, directory: Path, config: ExecutionConfig) -> StagedFile:
+    """Fetch one input into ``directory`` as a protected file and verify it completely."""
+    with _about(file.role):
+        crypto = file.crypto
+        if crypto.schema is CryptoSchema.TEACLAVE_FILE_128:
+            path = directory / file.file_name
+            with urls.open_download(file.url, config) as source, path.open("xb") as sink:
+                shutil.copyfileobj(source, sink, config.chunk_bytes)
+            staged = StagedFile(path, crypto.key, file.cmac)
+            staged.verify(file.role)
+            return staged
+        path, key = directory / _STAGED, secrets.token_bytes(KEY_SIZE)
+        with urls.open_download(file.url, config) as source, path.open("xb") as sink:
+            if crypto.schema is CryptoSchema.RAW:
+                cmac = encrypt_stream(key, _STAGED, source, sink, chunk=config.chunk_bytes)
+            else:
+                # Plaintext goes to the protected file before the tag is checked; the
+                # file is only used if it is (decrypt_to raises otherwise).
+                writer = ProtectedFileWriter(key, _STAGED, sink)
+                aesgcm.decrypt_to(
+                    crypto.key, crypto.iv, source, writer, role=file.role, cmac=file.cmac
+                )
+                cmac = writer.close()
+        return StagedFile(path, key, cmac)
+
+
+def _deliver(output: _File, staged: StagedFile, directory: Path, config: ExecutionConfig) -> bytes:
+    """Convert one output to its owner's format while uploading it; returns its cmac."""
+    with _about(output.role), staged.open(output.role, config.chunk_bytes) as plaintext:
+        crypto = output.crypto
+        if crypto.schema is CryptoSchema.TEACLAVE_FILE_128:
+            # The format needs a seekable sink: seal into the scratch directory first.
+            with (directory / output.file_name).open("x+b") as sealed:
+                cmac = encrypt_stream(
+                    crypto.key, output.file_name, plaintext, sealed, chunk=config.chunk_bytes
+                )
+                sealed.seek(0)
+                with urls.open_upload(output.url, config) as sink:
+                    shutil.copyfileobj(sealed, sink, config.chunk_bytes)
+            return cmac
+        with urls.open_upload(output.url, config) as sink:
+            return aesgcm.encrypt(crypto.key, crypto.iv, plaintext, sink)
+
+
+def _deliver_all(
+    outputs: list[tuple[str, _File, StagedFile, Path]], config: ExecutionConfig
+) -> dict[str, bytes]:
+    """Deliver every output, or none: on a failure, the ones already uploaded are removed."""
+    tags: dict[str, bytes] = {}
+    delivered: list[str] = []
+    try:
+        for name, output, staged, directory in outputs:
+            tags[name] = _deliver(output, staged, directory, config)
+            delivered.append(output.url)
+    except BaseException:
+        for url in delivered:
+            with contextlib.suppress(TeaclaveError):
+                urls.discard(url, config)
+        raise
+    return tags
 
 
 def _run(staged: StagedTask, config: ExecutionConfig) -> TaskOutputs:
     function = _function(staged)
     arguments = function.parse_arguments(staged.function_arguments)
-    outputs: dict[str, tuple[str, FileCrypto]] = {}
-    for output in staged.outputs:
-        with _about(f"output {output.name!r}"):
-            crypto = _crypto(output.crypto_info)
-            files.check_output_schema(crypto)
-        outputs[output.name] = (output.url, crypto)
-    inputs = {staged_input.name: _fetch(staged_input, config) for staged_input in staged.inputs}
-    runtime = MemoryRuntime(inputs, frozenset(outputs))
-    summary = function.run(arguments, runtime).encode()
-    if len(summary) > config.max_summary_bytes:
-        raise invalid_argument(
-            f"function summary exceeds execution.max_summary_bytes ({config.max_summary_bytes})"
+    outputs = {
+        o.name: _file(f"output {o.name!r}", o.url, o.crypto_info, config, write=True)
+        for o in staged.outputs
+    }
+    inputs = {
+        i.name: _file(f"input {i.name!r}", i.url, i.crypto_info, config, cmac=i.cmac)
+        for i in staged.inputs
+    }
+    with _scratch(config) as scratch:
+        staged_inputs = {
+            name: _stage_input(file, _subdirectory(scratch, f"input-{index}"), config)
+            for index, (name, file) in enumerate(inputs.items())
+        }
+        directories = {
+            name: _subdirectory(scratch, f"output-{index}") for index, name in enumerate(outputs)
+        }
+        paths = {name: directory / _STAGED for name, directory in directories.items()}
+        with FileRuntime(staged_inputs, paths, buffer_size=config.chunk_bytes) as runtime:
+            summary = function.run(arguments, runtime).encode()
+            created = runtime.finish_outputs()
+        if len(summary) > config.max_summary_bytes:
+            raise invalid_argument(
+                f"function summary exceeds execution.max_summary_bytes ({config.max_summary_bytes})"
+            )
+        for name, output in outputs.items():
+            if name not in created:
+                raise invalid_argument(f"{output.role}: the function did not create it")
+        tags = _deliver_all(
+            [(name, file, created[name], directories[name]) for name, file in outputs.items()],
+            config,
         )
-    sealed: dict[str, io.BytesIO] = {}
-    tags: dict[str, bytes] = {}
-    for name, (_, crypto) in outputs.items():
-        plaintext = runtime.output(name)
-        if plaintext is None:
-            raise invalid_argument(f"output {name!r}: the function did not create it")
-        sealed[name] = io.BytesIO()
-        tags[name] = files.encrypt_output(crypto, io.BytesIO(plaintext), sealed[name])
-        sealed[name].seek(0)
-    _upload_all([(name, url, sealed[name]) for name, (url, _) in outputs.items()], config)
     return TaskOutputs(return_value=summary, tags_map=tags)
-
-
-def _upload_all(items: list[tuple[str, str, io.BytesIO]], config: ExecutionConfig) -> None:
-    """Upload every output, or none: on a failure, the ones already written are removed."""
-    done: list[str] = []
-    try:
-        for name, url, data in items:
-            with _about(f"output {name!r}"):
-                urls.upload(url, data, config)
-            done.append(url)
-    except TeaclaveError:
-        for url in done:
-            urls.discard(url, config)
-        raise
 
 
 def run_staged_task(staged: StagedTask, config: ExecutionConfig) -> TaskResult:
     """Run ``staged``: its outputs and summary, or the reason it failed.
 
     Every input is fully verified before the function starts; outputs are
-    uploaded only once the function succeeded and all of them are encrypted.
+    uploaded only once the function succeeded, all of them or none.
     """
     try:
         return TaskResult(Ok=_run(staged, config))
     except TeaclaveError as exc:
         return TaskResult(Err=TaskFailure(reason=exc.message))
+    except OSError as exc:  # local scratch I/O; the path is left out
+        return TaskResult(Err=TaskFailure(reason=f"I/O error: {exc.strerror or 'unknown'}"))
     except Exception as exc:  # a bug: report its kind only (details may hold task data)
         return TaskResult(Err=TaskFailure(reason=f"internal error ({type(exc).__name__})"))

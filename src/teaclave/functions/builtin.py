@@ -14,13 +14,25 @@ from teaclave.functions.runtime import Runtime
 
 A = TypeVar("A")
 
+
+class Usize(int):
+    """An argument that must be a non-negative integer (Rust's ``usize``)."""
+
+
 _JSON_TYPES: dict[type, tuple[type, ...]] = {
     str: (str,),
     bool: (bool,),
     int: (int,),
+    Usize: (int,),
     float: (int, float),
 }
-_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    Usize: "a non-negative integer",
+    float: "a number",
+}
 
 
 def _cannot_deserialize(reason: str) -> TeaclaveError:
@@ -31,8 +43,8 @@ def _cannot_deserialize(reason: str) -> TeaclaveError:
 class Builtin(Generic[A]):
     """A built-in function.
 
-    ``arguments`` is a dataclass whose fields (``str``, ``int``, ``float`` or
-    ``bool``) are the required argument keys; ``inputs`` and ``outputs`` are
+    ``arguments`` is a dataclass whose fields (``str``, ``int``, :class:`Usize`,
+    ``float`` or ``bool``) are the required argument keys; ``inputs`` and ``outputs`` are
     the file names the function opens and creates.
     """
 
@@ -57,12 +69,14 @@ class Builtin(Generic[A]):
                 raise _cannot_deserialize(f"missing key {field.name!r}")
             value, kind = raw[field.name], hints[field.name]
             # JSON true/false are never numbers (although bool is an int in Python).
-            typed = isinstance(value, _JSON_TYPES[kind]) and (
-                kind is bool or not isinstance(value, bool)
+            typed = (
+                isinstance(value, _JSON_TYPES[kind])
+                and (kind is bool or not isinstance(value, bool))
+                and (kind is not Usize or (isinstance(value, int) and value >= 0))
             )
             if not typed:
                 raise _cannot_deserialize(f"{field.name!r} must be {_TYPE_NAMES[kind]}")
-            values[field.name] = float(value) if kind is float else value
+            values[field.name] = kind(value)
         return self.arguments(**values)
 
     def invoke(self, arguments: str, runtime: Runtime) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.functions import echo, ordered_set_intersect
+from teaclave.functions import echo, ordered_set_intersect, ordered_set_join
 from teaclave.functions.builtin import Builtin
 
 BUILTINS: dict[str, Builtin[Any]] = {
-    builtin.name: builtin for builtin in (echo.BUILTIN, ordered_set_intersect.BUILTIN)
+    builtin.name: builtin
+    for builtin in (echo.BUILTIN, ordered_set_intersect.BUILTIN, ordered_set_join.BUILTIN)
 }
 
 

@@ -1,12 +1,20 @@
-"""The file API a function sees (reference §6.1), keyed by function-level file names."""
+"""The file API a function sees (reference §6.1), keyed by function-level file names.
+
+The platform's runtime (:class:`teaclave.executor.runtime.FileRuntime`) keeps
+every file as a staged teaclave-file-128 file on disk; :class:`MemoryRuntime`
+keeps plaintext in memory, for testing functions.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from teaclave.core.errors import invalid_argument
+
+if TYPE_CHECKING:
+    pass
 
 
 class Runtime(Protocol):
