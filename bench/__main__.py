@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("platform", "crypto", "memory")
+SUITES = ("platform", "crypto", "memory", "builtins")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

@@ -13,22 +13,17 @@ process on the plaintext files directly (no platform, no crypto).
 
 from __future__ import annotations
 
-import os
 import platform as host
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO
 
+from bench.tasks import PlainFiles, encrypted_input, encrypted_output, run_worker
 from teaclave.config import ExecutionConfig
-from teaclave.crypto import aesgcm
-from teaclave.executor import worker
 from teaclave.functions import ordered_set_intersect
-from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
-from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
-KEY, IV = bytes(range(16)), bytes(12)
 LINE = 65  # 64 hex digits and a newline
 STEPS = (2, 3)  # input 1 holds the multiples of 2, input 2 those of 3
 TARGET_MIB = 200
@@ -49,37 +44,17 @@ class SortedLines:
         return data
 
 
-class PlainFiles:
-    """The baseline's runtime: plaintext files opened directly."""
-
-    def __init__(self, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
-        self._inputs, self._outputs = inputs, outputs
-
-    def open_input(self, name: str) -> BinaryIO:
-        return self._inputs[name].open("rb")
-
-    def create_output(self, name: str) -> BinaryIO:
-        return self._outputs[name].open("wb")
-
-
 def generate(directory: Path, lines: int) -> StagedTask:
     """Both inputs (plaintext and encrypted) below ``directory``, and the task over them."""
     inputs = []
     for number, step in enumerate(STEPS, start=1):
-        plain, sealed = directory / f"input{number}.txt", directory / f"input{number}.enc"
-        with plain.open("xb") as tee, sealed.open("xb") as sink:
-            cmac = aesgcm.encrypt(KEY, IV, SortedLines(lines, step, tee), sink)
-        crypto = FileCryptoInfo(schema="aes-gcm-128", key=KEY, iv=IV)
-        url = f"file://{sealed}"
-        inputs.append(
-            StagedInput(name=f"input_data{number}", url=url, cmac=cmac, crypto_info=crypto)
-        )
+        with (directory / f"input{number}.txt").open("xb") as tee:
+            source = SortedLines(lines, step, tee)
+            inputs.append(
+                encrypted_input(f"input_data{number}", source, directory / f"input{number}.enc")
+            )
     outputs = [
-        StagedOutput(
-            name=f"output_result{number}",
-            url=f"file://{directory}/output{number}.enc",
-            crypto_info=FileCryptoInfo(schema="aes-gcm-128", key=KEY, iv=IV),
-        )
+        encrypted_output(f"output_result{number}", directory / f"output{number}.enc")
         for number in (1, 2)
     ]
     return StagedTask(
@@ -90,24 +65,6 @@ def generate(directory: Path, lines: int) -> StagedTask:
         inputs=inputs,
         outputs=outputs,
     )
-
-
-def run_worker(
-    config: ExecutionConfig, staged: StagedTask, directory: Path
-) -> tuple[TaskResult, float, float]:
-    """Run ``staged`` in a worker process: its result, wall time (s) and peak RSS (MiB)."""
-    envelope, result_file = directory / "envelope", directory / "result"
-    envelope.write_bytes(worker.encode_envelope(config, staged))
-    with envelope.open("rb") as stdin, result_file.open("wb") as stdout:
-        start = time.perf_counter()
-        process = subprocess.Popen(worker.command(os.getpid()), stdin=stdin, stdout=stdout)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    result = worker.read_result(process.returncode, result_file.read_bytes())
-    if result.WhichOneof("result") != "Ok":
-        raise SystemExit(f"task failed: {result.Err.reason}")
-    return result, elapsed, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def run(quick: bool) -> dict[str, object]:

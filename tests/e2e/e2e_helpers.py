@@ -2,10 +2,12 @@
 
 import io
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from e2e_platform import Platform
+from teaclave_file_fixtures import PROTECTED_FILES
 
 from teaclave.client import (
     DataMap,
@@ -115,4 +117,63 @@ def psi_task(function_id: str, a: Owned, b: Owned, order: str = "ascending") -> 
     b.client.assign_data_to_task(
         task_id, [DataMap("input_data2", b.input_id)], [DataMap("output_result2", b.output_id)]
     )
+    return task_id
+
+
+def register_builtin(
+    client: FrontendClient,
+    name: str,
+    arguments: tuple[str, ...] = (),
+    inputs: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+) -> str:
+    """Register built-in ``name``: task creators supply every argument."""
+    return client.register_function(
+        name,
+        name,
+        "builtin",
+        public=True,
+        arguments=[FunctionArgument(key, "", True) for key in arguments],
+        inputs=[FunctionInput(input_name) for input_name in inputs],
+        outputs=[FunctionOutput(output_name) for output_name in outputs],
+    )
+
+
+def protected_fixture(platform: Platform, client: FrontendClient, encrypted: Path) -> str:
+    """Register a teaclave-file-128 fixture (all-zero key), served under the name bound into it."""
+    (cmac,) = (cmac for path, _, cmac in PROTECTED_FILES if path == encrypted)
+    directory = platform.files / secrets.token_hex(6)
+    directory.mkdir()
+    served = directory / encrypted.name
+    shutil.copyfile(encrypted, served)
+    return client.register_input_file(served.as_uri(), "teaclave-file-128", bytes(16), b"", cmac)
+
+
+Slot = tuple[FrontendClient, str]
+"""A task file slot's owner and the data id they assign to it."""
+
+
+def run_task(
+    creator: FrontendClient,
+    function_id: str,
+    arguments: dict[str, object],
+    inputs: dict[str, Slot],
+    outputs: dict[str, Slot],
+) -> str:
+    """Create a task, let each owner assign their file, every participant approve; invoke it."""
+    task_id = creator.create_task(
+        function_id,
+        arguments,
+        "builtin",
+        [OwnerList(name, [client.user_id]) for name, (client, _) in inputs.items()],
+        [OwnerList(name, [client.user_id]) for name, (client, _) in outputs.items()],
+    )
+    for name, (client, data_id) in inputs.items():
+        client.assign_data_to_task(task_id, [DataMap(name, data_id)], [])
+    for name, (client, data_id) in outputs.items():
+        client.assign_data_to_task(task_id, [], [DataMap(name, data_id)])
+    participants = {c.user_id: c for c, _ in [(creator, ""), *inputs.values(), *outputs.values()]}
+    for client in participants.values():
+        client.approve_task(task_id)
+    creator.invoke_task(task_id)
     return task_id

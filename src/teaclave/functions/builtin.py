@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from teaclave.core.errors import TeaclaveError, invalid_argument
 from teaclave.functions.runtime import Runtime
@@ -18,21 +19,64 @@ A = TypeVar("A")
 class Usize(int):
     """An argument that must be a non-negative integer (Rust's ``usize``)."""
 
+    MAX: ClassVar[int] = 2**64 - 1
 
-_JSON_TYPES: dict[type, tuple[type, ...]] = {
-    str: (str,),
-    bool: (bool,),
-    int: (int,),
-    Usize: (int,),
-    float: (int, float),
-}
+
+class U32(Usize):
+    """An argument that must be an integer from 0 to 2^32 - 1 (Rust's ``u32``)."""
+
+    MAX = 2**32 - 1
+
+
+class U8(Usize):
+    """An argument that must be an integer from 0 to 255 (Rust's ``u8``)."""
+
+    MAX = 255
+
+
 _TYPE_NAMES = {
     str: "a string",
     bool: "a boolean",
     int: "an integer",
     Usize: "a non-negative integer",
+    U32: f"an integer from 0 to {U32.MAX}",
+    U8: f"an integer from 0 to {U8.MAX}",
     float: "a number",
+    bytes: "an array of integers from 0 to 255",
 }
+
+
+def _well_typed(kind: type, value: Any) -> bool:
+    """Whether JSON ``value`` is a ``kind`` (true/false are never numbers, as in serde)."""
+    if kind is not bool and isinstance(value, bool):
+        return False
+    if issubclass(kind, Usize):
+        return isinstance(value, int) and 0 <= value <= kind.MAX
+    if kind is float:
+        return isinstance(value, int | float) and abs(value) <= sys.float_info.max  # finite
+    if kind is bytes:
+        return isinstance(value, list) and all(
+            type(item) is int and 0 <= item < 256 for item in value
+        )
+    return isinstance(value, kind)
+
+
+def _optional(hint: Any) -> tuple[type, bool]:
+    """``(T, True)`` for a ``T | None`` hint, else ``(hint, False)``."""
+    kinds = typing.get_args(hint)
+    if type(None) not in kinds:
+        return hint, False
+    (kind,) = (k for k in kinds if k is not type(None))
+    return kind, True
+
+
+@dataclass(frozen=True)
+class NoArguments:
+    """The arguments of a function that takes none (any given are ignored)."""
+
+
+FileNames = tuple[str, ...] | Callable[[A], tuple[str, ...]]
+"""A built-in's input or output names: fixed, or derived from its arguments."""
 
 
 def _cannot_deserialize(reason: str) -> TeaclaveError:
@@ -44,15 +88,26 @@ class Builtin(Generic[A]):
     """A built-in function.
 
     ``arguments`` is a dataclass whose fields (``str``, ``int``, :class:`Usize`,
-    ``float`` or ``bool``) are the required argument keys; ``inputs`` and ``outputs`` are
-    the file names the function opens and creates.
+    :class:`U32`, :class:`U8`, ``float``, ``bool``, or ``bytes`` from an array of
+    integers) are the argument keys: required unless the field has a default, and
+    ``T | None`` also accepts JSON null. ``inputs`` and ``outputs`` are the file names
+    the function opens and creates, or functions of the arguments giving them
+    (e.g. one input per party); see :meth:`file_names`.
     """
 
     name: str
     arguments: type[A]
     run: Callable[[A, Runtime], str]
-    inputs: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
+    inputs: FileNames[A] = ()
+    outputs: FileNames[A] = ()
+
+    def file_names(self, arguments: A) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The inputs and outputs the function uses when run with ``arguments``."""
+        inputs, outputs = self.inputs, self.outputs
+        return (
+            inputs(arguments) if callable(inputs) else inputs,
+            outputs(arguments) if callable(outputs) else outputs,
+        )
 
     def parse_arguments(self, text: str) -> A:
         """Decode the task's JSON argument object (extra keys are ignored)."""
@@ -66,17 +121,17 @@ class Builtin(Generic[A]):
         values: dict[str, Any] = {}
         for field in dataclasses.fields(self.arguments):  # type: ignore[arg-type]
             if field.name not in raw:
-                raise _cannot_deserialize(f"missing key {field.name!r}")
-            value, kind = raw[field.name], hints[field.name]
-            # JSON true/false are never numbers (although bool is an int in Python).
-            typed = (
-                isinstance(value, _JSON_TYPES[kind])
-                and (kind is bool or not isinstance(value, bool))
-                and (kind is not Usize or (isinstance(value, int) and value >= 0))
-            )
-            if not typed:
+                if field.default is dataclasses.MISSING:
+                    raise _cannot_deserialize(f"missing key {field.name!r}")
+                continue
+            value = raw[field.name]
+            kind, nullable = _optional(hints[field.name])
+            if value is None and nullable:
+                values[field.name] = None
+            elif _well_typed(kind, value):
+                values[field.name] = kind(value)
+            else:
                 raise _cannot_deserialize(f"{field.name!r} must be {_TYPE_NAMES[kind]}")
-            values[field.name] = kind(value)
         return self.arguments(**values)
 
     def invoke(self, arguments: str, runtime: Runtime) -> str:

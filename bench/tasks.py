@@ -1,0 +1,62 @@
+"""Running a real task process on encrypted ``file://`` inputs (shared by the suites)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from teaclave.config import ExecutionConfig
+from teaclave.crypto import aesgcm
+from teaclave.crypto.streams import Reader
+from teaclave.executor import worker
+from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
+
+KEY, IV = bytes(range(16)), bytes(12)
+CRYPTO = FileCryptoInfo(schema="aes-gcm-128", key=KEY, iv=IV)
+
+
+class PlainFiles:
+    """The baselines' runtime: plaintext files opened directly."""
+
+    def __init__(self, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+        self._inputs, self._outputs = inputs, outputs
+
+    def open_input(self, name: str) -> BinaryIO:
+        return self._inputs[name].open("rb")
+
+    def create_output(self, name: str) -> BinaryIO:
+        return self._outputs[name].open("wb")
+
+
+def encrypted_input(name: str, source: Reader, sealed: Path) -> StagedInput:
+    """Encrypt ``source`` (aes-gcm-128) into ``sealed``: the task input ``name`` reading it."""
+    with sealed.open("xb") as sink:
+        cmac = aesgcm.encrypt(KEY, IV, source, sink)
+    return StagedInput(name=name, url=sealed.as_uri(), cmac=cmac, crypto_info=CRYPTO)
+
+
+def encrypted_output(name: str, sealed: Path) -> StagedOutput:
+    """The task output ``name``, written (aes-gcm-128) to ``sealed``."""
+    return StagedOutput(name=name, url=sealed.as_uri(), crypto_info=CRYPTO)
+
+
+def run_worker(
+    config: ExecutionConfig, staged: StagedTask, directory: Path
+) -> tuple[TaskResult, float, float]:
+    """Run ``staged`` in a worker process: its result, wall time (s) and peak RSS (MiB)."""
+    envelope, result_file = directory / "envelope", directory / "result"
+    envelope.write_bytes(worker.encode_envelope(config, staged))
+    with envelope.open("rb") as stdin, result_file.open("wb") as stdout:
+        start = time.perf_counter()
+        process = subprocess.Popen(worker.command(os.getpid()), stdin=stdin, stdout=stdout)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    result = worker.read_result(process.returncode, result_file.read_bytes())
+    if result.WhichOneof("result") != "Ok":
+        raise SystemExit(f"task failed: {result.Err.reason}")
+    return result, elapsed, usage.ru_maxrss / 1024  # KiB on Linux
