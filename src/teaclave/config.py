@@ -96,6 +96,13 @@ class ExecutionConfig:
     # (empty: <data_dir>/fusion and <data_dir>/work).
     fusion_dir: str = ""
     work_dir: str = ""
+    # Python functions: limits of each task's sandboxed process (CPU seconds, wall
+    # seconds from the start of the function, memory in MiB) and the modules they
+    # may import beyond the standard library.
+    python_cpu_secs: float = 10.0
+    python_wall_secs: float = 60.0
+    python_memory_mb: int = 1024
+    python_modules: tuple[str, ...] = ("numpy",)
 
 
 @dataclass(frozen=True)

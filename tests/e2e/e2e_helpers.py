@@ -159,12 +159,13 @@ def run_task(
     arguments: dict[str, object],
     inputs: dict[str, Slot],
     outputs: dict[str, Slot],
+    executor: str = "builtin",
 ) -> str:
     """Create a task, let each owner assign their file, every participant approve; invoke it."""
     task_id = creator.create_task(
         function_id,
         arguments,
-        "builtin",
+        executor,
         [OwnerList(name, [client.user_id]) for name, (client, _) in inputs.items()],
         [OwnerList(name, [client.user_id]) for name, (client, _) in outputs.items()],
     )

@@ -19,10 +19,9 @@ import posixpath
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from teaclave.config import ExecutionConfig
@@ -30,9 +29,10 @@ from teaclave.core.errors import Status, TeaclaveError, invalid_argument
 from teaclave.core.model import CryptoSchema, FileCrypto
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import KEY_SIZE, ProtectedFileWriter, encrypt_stream
+from teaclave.executor.python.function import PythonFunction
 from teaclave.executor.runtime import FileRuntime, StagedFile
 from teaclave.functions import registry
-from teaclave.functions.builtin import Builtin
+from teaclave.functions.runtime import Runtime
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 from teaclave.transport import urls
@@ -52,13 +52,28 @@ def _about(role: str) -> Iterator[None]:
         raise TeaclaveError(exc.status, f"{role}: {exc.message}") from None
 
 
-def _function(staged: StagedTask) -> Builtin[Any]:
-    if (staged.executor_type, staged.executor) != ("builtin", "builtin"):
+_PYTHON_EXECUTORS = ("python", "mesapy")  # "mesapy": Teaclave's name, for compatibility
+
+
+@contextlib.contextmanager
+def _function(staged: StagedTask, config: ExecutionConfig) -> Iterator[Callable[[Runtime], bytes]]:
+    """The task's function, ready to run on a runtime; gives its summary.
+
+    A Python function's sandbox is forked here, so this must come before
+    anything that may start threads (fetching inputs).
+    """
+    if (staged.executor_type, staged.executor) == ("builtin", "builtin"):
+        builtin = registry.lookup(staged.function_name)
+        arguments = builtin.parse_arguments(staged.function_arguments)
+        yield lambda runtime: builtin.run(arguments, runtime).encode()
+    elif staged.executor_type == "python" and staged.executor in _PYTHON_EXECUTORS:
+        with PythonFunction(staged, config) as function:
+            yield function.run
+    else:
         raise TeaclaveError(
             Status.FAILED_PRECONDITION,
             f"function not available: ({staged.executor_type}, {staged.executor})",
         )
-    return registry.lookup(staged.function_name)
 
 
 def _file_name(url: str) -> str:
@@ -186,8 +201,13 @@ def _deliver_all(
 
 
 def _run(staged: StagedTask, config: ExecutionConfig) -> TaskOutputs:
-    function = _function(staged)
-    arguments = function.parse_arguments(staged.function_arguments)
+    with _function(staged, config) as function:
+        return _run_function(staged, function, config)
+
+
+def _run_function(
+    staged: StagedTask, function: Callable[[Runtime], bytes], config: ExecutionConfig
+) -> TaskOutputs:
     outputs = {
         o.name: _file(f"output {o.name!r}", o.url, o.crypto_info, config, write=True)
         for o in staged.outputs
@@ -206,7 +226,7 @@ def _run(staged: StagedTask, config: ExecutionConfig) -> TaskOutputs:
         }
         paths = {name: directory / _STAGED for name, directory in directories.items()}
         with FileRuntime(staged_inputs, paths, buffer_size=config.chunk_bytes) as runtime:
-            summary = function.run(arguments, runtime).encode()
+            summary = function(runtime)
             created = runtime.finish_outputs()
         if len(summary) > config.max_summary_bytes:
             raise invalid_argument(

@@ -3,6 +3,8 @@
 stdin carries an envelope: a 4-byte big-endian length, that many bytes of
 JSON execution settings, then the serialized ``StagedTask``. stdout receives
 the serialized ``TaskResult``. The process dies with its parent (PR_SET_PDEATHSIG).
+It starts no thread before the task runs: a Python function's sandbox is forked
+first thing in :func:`run_staged_task`, while the process is single-threaded.
 """
 
 from __future__ import annotations

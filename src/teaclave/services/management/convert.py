@@ -9,6 +9,7 @@ from teaclave.core.errors import invalid_argument
 from teaclave.core.ids import Kind, external_id, parse_external_id
 from teaclave.core.model import (
     CMAC_SIZE,
+    ExecutorType,
     FileCrypto,
     Function,
     FunctionArgument,
@@ -18,6 +19,7 @@ from teaclave.core.model import (
     parse_executor_type,
 )
 from teaclave.core.tasks import OwnerLists, status_name
+from teaclave.executor.python import payload
 from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_scheduler_service_pb2 as sched
@@ -77,6 +79,8 @@ def function_from_request(
 ) -> Function:
     """The function a Register/UpdateFunction request describes."""
     executor_type = parse_executor_type(request.executor_type)
+    if executor_type is ExecutorType.PYTHON:
+        payload.check(request.payload)
     _unique("argument", (a.key for a in request.arguments))
     _unique("input", (f.name for f in request.inputs))
     _unique("output", (f.name for f in request.outputs))

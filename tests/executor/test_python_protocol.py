@@ -1,0 +1,201 @@
+"""The channel's framing and its trusted end against a malicious sandbox."""
+
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from teaclave.executor.python import protocol
+from teaclave.executor.python.protocol import ChannelClosed, Frame, ProtocolError
+from teaclave.executor.python.server import (
+    INVALID_HANDLE,
+    MAX_HANDLES,
+    OPEN_FAILED,
+    ChannelServer,
+    FunctionFailed,
+)
+from teaclave.functions.runtime import MemoryRuntime
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    trusted, sandbox = socket.socketpair()
+    with trusted, sandbox:
+        yield trusted, sandbox
+
+
+def raw(header: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">II", len(header), len(body)) + header + body
+
+
+def serve(trusted: socket.socket, runtime: MemoryRuntime | None = None, **limits: int) -> bytes:
+    runtime = runtime or MemoryRuntime({"in": b"line 1\nline 2\n"}, frozenset({"out"}))
+    server = ChannelServer(
+        trusted,
+        runtime,
+        max_file_bytes=limits.get("max_file_bytes", 1 << 20),
+        max_summary_bytes=limits.get("max_summary_bytes", 100),
+    )
+    return server.serve()
+
+
+def replies(sandbox: socket.socket, count: int) -> list[Frame]:
+    return [protocol.receive(sandbox) for _ in range(count)]
+
+
+def test_round_trip(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    protocol.send(a, "write", b"\x00body", handle=3)
+    assert protocol.receive(b) == Frame({"op": "write", "handle": 3}, b"\x00body")
+    protocol.send(a, "close", handle=3)
+    assert protocol.receive(b).field("handle", int) == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (raw(b"\xff\xfe"), "frame header is not JSON"),
+        (raw(b"{not json"), "frame header is not JSON"),
+        (raw(b"[1, 2]"), "an object with a string 'op'"),
+        (raw(b'{"op": 7}'), "an object with a string 'op'"),
+        (struct.pack(">II", 0xFFFFFFFF, 0), "frame header too large"),
+        (struct.pack(">II", 2, 0xFFFFFFFF) + b"{}", "frame body too large"),
+        (raw(b'{"op":"result"}', b"x")[:-1], "channel closed in the middle of a frame"),
+        (b"\x00\x00", "channel closed in the middle of a frame"),
+    ],
+)
+def test_malformed_frames(
+    pair: tuple[socket.socket, socket.socket], data: bytes, message: str
+) -> None:
+    trusted, sandbox = pair
+    sandbox.sendall(data)
+    sandbox.shutdown(socket.SHUT_WR)
+    with pytest.raises(ProtocolError, match=message):
+        serve(trusted)
+
+
+def test_closed_between_frames(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+    sandbox.shutdown(socket.SHUT_WR)
+    with pytest.raises(ChannelClosed):
+        serve(trusted)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"op": "fork"}, "unknown op 'fork'"),
+        ({"op": "read", "handle": True, "size": 1}, "'handle' must be a int"),
+        ({"op": "read", "handle": "1", "size": 1}, "'handle' must be a int"),
+        ({"op": "open", "name": "in"}, "'mode' must be a str"),
+        ({"op": "open", "name": "in", "mode": "r"}, "unknown mode 'r'"),
+        ({"op": "failure"}, "'error' must be a str"),
+    ],
+)
+def test_ill_formed_requests(
+    pair: tuple[socket.socket, socket.socket], header: dict[str, object], message: str
+) -> None:
+    trusted, sandbox = pair
+    sandbox.sendall(raw(json.dumps(header).encode()))
+    with pytest.raises(ProtocolError, match=message):
+        serve(trusted)
+
+
+def test_files_and_result(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+    runtime = MemoryRuntime({"in": b"line 1\nline 2\n"}, frozenset({"out"}))
+    protocol.send(sandbox, "open", name="in", mode="rb")
+    protocol.send(sandbox, "read", handle=1, size=7)
+    protocol.send(sandbox, "read", handle=1, size=100)
+    protocol.send(sandbox, "read", handle=1, size=100)
+    protocol.send(sandbox, "open", name="out", mode="wb")
+    protocol.send(sandbox, "write", b"written", handle=2)
+    protocol.send(sandbox, "close", handle=2)
+    protocol.send(sandbox, "result", b"done")
+    assert serve(trusted, runtime) == b"done"
+    answers = replies(sandbox, 7)
+    assert [a.op for a in answers] == ["ok"] * 7
+    assert answers[0].header["handle"] == 1
+    assert [a.body for a in answers[1:4]] == [b"line 1\n", b"line 2\n", b""]
+    assert runtime.output("out") == b"written"
+
+
+def test_refused_requests_are_errors_the_function_sees(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "open", name="nope", mode="rb")
+    protocol.send(sandbox, "open", name="in", mode="wb")  # an input is not an output
+    protocol.send(sandbox, "read", handle=1, size=1)  # never opened
+    protocol.send(sandbox, "close", handle=99)
+    protocol.send(sandbox, "open", name="out", mode="wb")
+    protocol.send(sandbox, "read", handle=1, size=1)  # a write handle
+    protocol.send(sandbox, "write", b"12345", handle=1)  # over max_file_bytes
+    protocol.send(sandbox, "close", handle=1)
+    protocol.send(sandbox, "close", handle=1)  # twice
+    protocol.send(sandbox, "result")
+    assert serve(trusted, max_file_bytes=4) == b""
+    answers = [(a.op, a.header.get("message")) for a in replies(sandbox, 9)]
+    assert answers == [
+        ("error", OPEN_FAILED),
+        ("error", OPEN_FAILED),
+        ("error", INVALID_HANDLE),
+        ("error", INVALID_HANDLE),
+        ("ok", None),
+        ("error", INVALID_HANDLE),
+        ("error", "output exceeds execution.max_file_bytes (4)"),
+        ("ok", None),
+        ("error", INVALID_HANDLE),
+    ]
+
+
+@pytest.mark.parametrize("size", [0, -1, protocol.CHUNK + 1])
+def test_read_sizes_are_bounded(pair: tuple[socket.socket, socket.socket], size: int) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "open", name="in", mode="rb")
+    protocol.send(sandbox, "read", handle=1, size=size)
+    with pytest.raises(ProtocolError, match="size must be from 1 to"):
+        serve(trusted)
+
+
+def test_handles_are_limited(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+
+    def requests() -> None:
+        for _ in range(MAX_HANDLES + 1):
+            protocol.send(sandbox, "open", name="in", mode="rb")
+        protocol.send(sandbox, "result")
+
+    answers: list[Frame] = []
+    # Requests and replies both outgrow the socket buffers: all three ends run at once.
+    threads = [
+        threading.Thread(target=requests),
+        threading.Thread(target=lambda: answers.extend(replies(sandbox, MAX_HANDLES + 1))),
+    ]
+    for thread in threads:
+        thread.start()
+    serve(trusted)
+    for thread in threads:
+        thread.join(10)
+    assert answers[MAX_HANDLES - 1].header == {"op": "ok", "handle": MAX_HANDLES}
+    assert answers[MAX_HANDLES].header["message"] == "too many files opened (1023 per task)"
+
+
+def test_failure_carries_the_traceback(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "failure", b"Traceback ...", error="ValueError: bad")
+    with pytest.raises(FunctionFailed) as failed:
+        serve(trusted)
+    assert (failed.value.error, failed.value.traceback) == ("ValueError: bad", "Traceback ...")
+
+
+def test_summary_body_is_bounded(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "result", b"x" * 101)  # one more than the limit: accepted, refused later
+    assert serve(trusted, max_summary_bytes=protocol.CHUNK + 100) == b"x" * 101
+    sandbox.sendall(struct.pack(">II", 15, protocol.CHUNK + 1) + b'{"op":"result"}')
+    with pytest.raises(ProtocolError, match="frame body too large"):
+        serve(trusted)
