@@ -45,6 +45,13 @@ T = TypeVar("T")
 
 _RPC_TIMEOUT_SECS = 10.0
 _INHERITED_ENV = ("PYTHONPATH",)
+_WORKER_ENV = {
+    # Numerical libraries must not start thread pools: a sandboxed function may
+    # not create threads, and its memory limit counts their address space.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 def _transient(exc: Exception) -> bool:
@@ -67,6 +74,7 @@ class _Task:
         self.task_id = staged.task_id
         self.canceled = threading.Event()
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
+        env.update(_WORKER_ENV)
         self._process = subprocess.Popen(
             worker.command(os.getpid()),
             stdin=subprocess.PIPE,
