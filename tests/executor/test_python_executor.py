@@ -1,5 +1,6 @@
 """Python functions through run_staged_task: real payloads in the real sandbox, aes-gcm files."""
 
+import io
 import os
 import signal
 import subprocess
@@ -11,10 +12,11 @@ import pytest
 from executor_helpers import aes, decrypt_file, encrypt_file
 
 from teaclave.config import ExecutionConfig
+from teaclave.crypto import aesgcm
 from teaclave.executor import worker
 from teaclave.executor.python.payload import flatten
 from teaclave.executor.task import run_staged_task
-from teaclave.proto.teaclave_common_pb2 import TaskResult
+from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
 CSV = b"x,y\n1,0\n2,1\n3,1\n"
@@ -329,3 +331,51 @@ def test_killing_the_worker_kills_its_sandbox(tmp_path: Path, config: ExecutionC
     while any(Path(f"/proc/{pid}").exists() for pid in sandboxed):
         assert time.monotonic() < deadline, "sandbox outlived its worker"
         time.sleep(0.05)
+
+
+def memory_holds(pid: int, secret: bytes) -> bool:
+    """Whether ``secret`` is anywhere in the readable memory of process ``pid``."""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                found = found or secret in mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+    return found
+
+
+def test_the_sandbox_never_holds_the_file_keys(tmp_path: Path, config: ExecutionConfig) -> None:
+    """The worker forks the sandbox before it reads the task and its keys."""
+    staged = python_task(tmp_path, "import time\ndef entrypoint(argv):\n    time.sleep(30)\n")
+    key, iv = os.urandom(16), os.urandom(12)
+    sealed = io.BytesIO()
+    cmac = aesgcm.encrypt(key, iv, io.BytesIO(b"a,1\n"), sealed)
+    (tmp_path / "data.enc").write_bytes(sealed.getvalue())  # the input, under this key
+    staged.inputs[0].crypto_info.CopyFrom(FileCryptoInfo(schema="aes-gcm-128", key=key, iv=iv))
+    staged.inputs[0].cmac = cmac
+    process = subprocess.Popen(
+        worker.command(os.getpid()), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={}
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(worker.encode_envelope(config, staged))
+        process.stdin.close()
+        deadline = time.monotonic() + 20
+        while len(sandboxed := descendants(process.pid)) < 2 or not memory_holds(
+            process.pid, key
+        ):  # the worker has read the task (so the search works) and forked the sandbox
+            assert time.monotonic() < deadline, "no sandbox, or the worker never read the key"
+            time.sleep(0.05)
+        for pid in sandboxed:
+            assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()

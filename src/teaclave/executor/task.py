@@ -55,8 +55,15 @@ def _about(role: str) -> Iterator[None]:
 _PYTHON_EXECUTORS = ("python", "mesapy")  # "mesapy": Teaclave's name, for compatibility
 
 
+def is_python(staged: StagedTask) -> bool:
+    """Whether ``staged`` runs in the Python executor (in the sandbox)."""
+    return staged.executor_type == "python" and staged.executor in _PYTHON_EXECUTORS
+
+
 @contextlib.contextmanager
-def _function(staged: StagedTask, config: ExecutionConfig) -> Iterator[Callable[[Runtime], bytes]]:
+def _function(
+    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None
+) -> Iterator[Callable[[Runtime], bytes]]:
     """The task's function, ready to run on a runtime; gives its summary.
 
     A Python function's sandbox is forked here, so this must come before
@@ -66,8 +73,9 @@ def _function(staged: StagedTask, config: ExecutionConfig) -> Iterator[Callable[
         builtin = registry.lookup(staged.function_name)
         arguments = builtin.parse_arguments(staged.function_arguments)
         yield lambda runtime: builtin.run(arguments, runtime).encode()
-    elif staged.executor_type == "python" and staged.executor in _PYTHON_EXECUTORS:
-        with PythonFunction(staged, config) as function:
+    elif is_python(staged):
+        with sandbox or PythonFunction(config) as function:
+            function.load(staged)
             yield function.run
     else:
         raise TeaclaveError(
@@ -200,8 +208,10 @@ def _deliver_all(
     return tags
 
 
-def _run(staged: StagedTask, config: ExecutionConfig) -> TaskOutputs:
-    with _function(staged, config) as function:
+def _run(
+    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None
+) -> TaskOutputs:
+    with _function(staged, config, sandbox) as function:
         return _run_function(staged, function, config)
 
 
@@ -242,14 +252,18 @@ def _run_function(
     return TaskOutputs(return_value=summary, tags_map=tags)
 
 
-def run_staged_task(staged: StagedTask, config: ExecutionConfig) -> TaskResult:
+def run_staged_task(
+    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None = None
+) -> TaskResult:
     """Run ``staged``: its outputs and summary, or the reason it failed.
 
     Every input is fully verified before the function starts; outputs are
-    uploaded only once the function succeeded, all of them or none.
+    uploaded only once the function succeeded, all of them or none. ``sandbox``:
+    a Python task's sandbox, forked before the task and its file keys were read
+    (the worker does so); otherwise it is forked here.
     """
     try:
-        return TaskResult(Ok=_run(staged, config))
+        return TaskResult(Ok=_run(staged, config, sandbox))
     except TeaclaveError as exc:
         return TaskResult(Err=TaskFailure(reason=exc.message))
     except OSError as exc:  # local scratch I/O; the path is left out

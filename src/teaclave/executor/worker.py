@@ -9,21 +9,25 @@ first thing in :func:`run_staged_task`, while the process is single-threaded.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import os
 import signal
 import struct
 import sys
+from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec
-from teaclave.executor.task import run_staged_task
+from teaclave.executor.python.function import PythonFunction
+from teaclave.executor.task import is_python, run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
-_LENGTH = struct.Struct(">I")
+_HEADER = struct.Struct(">IB")  # settings length, whether the task is a Python one
 _PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
 
@@ -34,27 +38,53 @@ def command(parent_pid: int) -> list[str]:
 
 
 def encode_envelope(config: ExecutionConfig, staged: StagedTask) -> bytes:
-    """The worker's stdin for running ``staged`` with ``config``."""
+    """The worker's stdin for running ``staged`` with ``config``.
+
+    The header (settings, and whether a sandbox is needed) holds no secret, so
+    the worker can fork a Python task's sandbox before it reads the task's keys.
+    """
     settings = codec.encode(config)
-    return _LENGTH.pack(len(settings)) + settings + staged.SerializeToString()
+    header = _HEADER.pack(len(settings), is_python(staged))
+    return header + settings + staged.SerializeToString()
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := stream.read(size - len(data))):
+        data += chunk
+    if len(data) < size:
+        raise ValueError("envelope too short")
+    return data
+
+
+def read_header(stream: BinaryIO) -> tuple[ExecutionConfig, bool]:
+    """The settings, and whether the task is a Python one (ValueError if malformed).
+
+    Reads exactly the header: from an unbuffered stream, nothing of the task
+    (its keys) is read ahead.
+    """
+    size, python = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    try:
+        return codec.decode(ExecutionConfig, _read_exactly(stream, size)), bool(python)
+    except codec.CodecError as exc:
+        raise ValueError(f"malformed settings: {exc}") from None
+
+
+def read_task(stream: BinaryIO) -> StagedTask:
+    """The staged task after the header (ValueError if malformed)."""
+    staged = StagedTask()
+    try:
+        staged.ParseFromString(stream.read())
+    except DecodeError as exc:
+        raise ValueError(f"malformed staged task: {exc}") from None
+    return staged
 
 
 def decode_envelope(data: bytes) -> tuple[ExecutionConfig, StagedTask]:
     """The settings and task of an envelope (ValueError if it is malformed)."""
-    if len(data) < _LENGTH.size:
-        raise ValueError("envelope too short")
-    (size,) = _LENGTH.unpack_from(data)
-    end = _LENGTH.size + size
-    try:
-        config = codec.decode(ExecutionConfig, data[_LENGTH.size : end])
-    except codec.CodecError as exc:
-        raise ValueError(f"malformed settings: {exc}") from None
-    staged = StagedTask()
-    try:
-        staged.ParseFromString(data[end:])
-    except DecodeError as exc:
-        raise ValueError(f"malformed staged task: {exc}") from None
-    return config, staged
+    stream = io.BytesIO(data)
+    config, _ = read_header(stream)
+    return config, read_task(stream)
 
 
 def _failure(reason: str) -> TaskResult:
@@ -87,9 +117,16 @@ def main(argv: list[str]) -> None:
     # Only the result goes to stdout: anything else printed lands on stderr.
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    config, staged = decode_envelope(sys.stdin.buffer.read())
-    with result_out:
-        result_out.write(run_staged_task(staged, config).SerializeToString())
+    stdin = open(0, "rb", buffering=0, closefd=False)  # unbuffered: no read-ahead  # noqa: SIM115
+    config, python = read_header(stdin)
+    # Fork a Python task's sandbox now: before any thread exists and before the
+    # task, with its file keys, is in this process's memory.
+    with (
+        PythonFunction(config) if python else contextlib.nullcontext() as sandbox,
+        result_out,
+    ):
+        staged = read_task(stdin)
+        result_out.write(run_staged_task(staged, config, sandbox).SerializeToString())
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ def _ended(outcome: sandbox.SandboxOutcome) -> str:
 class PythonFunction:
     """A task's payload in a forked sandbox, waiting for :meth:`run` (a context manager)."""
 
-    def __init__(self, staged: StagedTask, config: ExecutionConfig) -> None:
-        self._argv = payload.flatten(staged.function_arguments)
-        self._payload = payload.source(staged.function_payload).encode()
+    def __init__(self, config: ExecutionConfig) -> None:
+        self._argv: list[str] = []
+        self._payload = b""
         self._config = config
         self._limits = limits(config)
         preload(config.python_modules)
@@ -79,6 +79,11 @@ class PythonFunction:
 
     def __enter__(self) -> PythonFunction:
         return self
+
+    def load(self, staged: StagedTask) -> None:
+        """The task's payload and arguments, sent to the sandbox by :meth:`run`."""
+        self._argv = payload.flatten(staged.function_arguments)
+        self._payload = payload.source(staged.function_payload).encode()
 
     def __exit__(
         self,
