@@ -158,12 +158,6 @@ def entrypoint(argv):
     return helper(1)
 """
 
-AUDIT_HOOK_TOO_STRICT = pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox's audit hook refuses sys._getframe and object.__getattr__ "
-    "(frames), which tracebacks and collections.namedtuple need",
-)
-
 
 def test_exception_fails_the_task(tmp_path: Path, config: ExecutionConfig) -> None:
     text = reason(run(tmp_path, config, RAISES, output=True))
@@ -171,7 +165,6 @@ def test_exception_fails_the_task(tmp_path: Path, config: ExecutionConfig) -> No
     assert not (tmp_path / "result.enc").exists()
 
 
-@AUDIT_HOOK_TOO_STRICT
 def test_exception_reports_its_traceback(tmp_path: Path, config: ExecutionConfig) -> None:
     trace = reason(run(tmp_path, config, RAISES, output=True)).split("\n", 1)[1]
     assert trace.startswith("Traceback (most recent call last):")
@@ -232,7 +225,6 @@ def test_stdlib_and_numpy_are_available(tmp_path: Path, config: ExecutionConfig)
     assert summary(run(tmp_path, config, payload)) == b"-2.0"
 
 
-@AUDIT_HOOK_TOO_STRICT
 def test_namedtuple_users_are_available(tmp_path: Path, config: ExecutionConfig) -> None:
     payload = "import statistics\ndef entrypoint(argv):\n    return statistics.mean([1, 2])\n"
     assert summary(run(tmp_path, config, payload)) == b"1.5"
