@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,19 @@ def prefix_end(prefix: str) -> str | None:
     return "".join(chars)
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for other openers: SQLite's busy handler does not cover it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore:
     """A :class:`~teaclave.storage.api.Store` in a SQLite file; thread-safe."""
 
@@ -53,7 +67,7 @@ class SqliteStore:
             path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None, check_same_thread=False
         )
         self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECS * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(self._db)
         self._db.execute("PRAGMA synchronous = FULL")
         with self._transaction("BEGIN IMMEDIATE"):
             for statement in _SCHEMA:
