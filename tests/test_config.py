@@ -32,6 +32,14 @@ def test_values_override_defaults() -> None:
         ("auth = 3", r"\[auth\] must be a table"),
         ("[attestation]\nprovider = 'sgx'", "not available"),
         ("x = [", "invalid TOML"),
+        (
+            "[execution]\nmemory_mb = 9000",
+            "execution.memory_mb must not exceed execution.max_memory_mb",
+        ),
+        (
+            "[execution]\nmax_cpu_secs = 5.0",
+            "execution.cpu_secs must not exceed execution.max_cpu_secs",
+        ),
     ],
 )
 def test_bad_settings_are_named(text: str, message: str) -> None:

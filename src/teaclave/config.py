@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from teaclave.core.limits import Limits
 
 SERVICES = (
     "storage",
@@ -96,13 +98,28 @@ class ExecutionConfig:
     # (empty: <data_dir>/fusion and <data_dir>/work).
     fusion_dir: str = ""
     work_dir: str = ""
-    # Python functions: limits of each task's sandboxed process (CPU seconds, wall
-    # seconds from the start of the function, memory in MiB) and the modules they
-    # may import beyond the standard library.
-    python_cpu_secs: float = 10.0
-    python_wall_secs: float = 60.0
-    python_memory_mb: int = 1024
+    # Limits of a sandboxed function (CPU seconds, wall seconds from its start,
+    # memory in MiB): the defaults, and the most a function or task may set.
+    cpu_secs: float = 10.0
+    wall_secs: float = 60.0
+    memory_mb: int = 1024
+    max_cpu_secs: float = 600.0
+    max_wall_secs: float = 3600.0
+    max_memory_mb: int = 8192
+    # Installed packages Python functions may import beyond the standard library.
     python_modules: tuple[str, ...] = ("numpy",)
+
+    def limits(self) -> Limits:
+        """The default limits (in a worker's settings: the task's own limits)."""
+        return Limits(self.cpu_secs, self.wall_secs, self.memory_mb)
+
+    def max_limits(self) -> Limits:
+        """The most a function or task may set."""
+        return Limits(self.max_cpu_secs, self.max_wall_secs, self.max_memory_mb)
+
+    def with_limits(self, limits: Limits) -> ExecutionConfig:
+        """These settings with ``limits`` as the limits."""
+        return replace(self, **asdict(limits))
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,9 @@ def parse_config(text: str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}") from exc
     config: Config = _build(Config, raw, "")
+    for name, default in asdict(config.execution.limits()).items():
+        if default > getattr(config.execution, f"max_{name}"):
+            raise ConfigError(f"execution.{name} must not exceed execution.max_{name}")
     if config.attestation.provider != "simulation":
         raise ConfigError(
             f"attestation.provider {config.attestation.provider!r} is not available; "

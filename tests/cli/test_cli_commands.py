@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from teaclave.attestation.measure import service_measurement
-from teaclave.cli.main import main
+from teaclave.cli.main import build_parser, main
+from teaclave.cli.tasks import task_arguments
 from teaclave.config import SERVICES
 
 
@@ -62,3 +63,12 @@ def test_argument_errors_exit_2(
     code, _, err = run(capsys, *argv, "--session", str(session))
     assert code == 2
     assert message in err
+
+
+def test_task_limit_options_become_limit_arguments() -> None:
+    argv = ["task", "create", "f", "--arg", "k=v", "--cpu-secs", "2.5", "--memory-mb", "64"]
+    assert task_arguments(build_parser().parse_args(argv)) == {
+        "k": "v",
+        "teaclave.cpu_secs": 2.5,
+        "teaclave.memory_mb": 64,
+    }

@@ -7,6 +7,7 @@ import pytest
 
 from teaclave.core import tasks
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.limits import Limits
 from teaclave.core.model import (
     CryptoSchema,
     Executor,
@@ -56,6 +57,7 @@ def create(fn: Function | None = None, creator: str = "alice", **kwargs: object)
         "arguments": "{}",
         "inputs_ownership": [],
         "outputs_ownership": [],
+        "max_limits": Limits(600.0, 3600.0, 8192),
     }
     params.update(kwargs)
     return tasks.create_task(**params)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 import re
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -61,6 +62,8 @@ def entrypoint(argv):
 """
 
 LOOP = "def entrypoint(argv):\n    while True:\n        pass\n"
+TASK_START_SECS = 5.0
+"""Generous time from CreateTask to a running function (staging, sandbox start)."""
 
 
 def register_python(
@@ -158,9 +161,57 @@ def test_cancel_a_running_python_task(platform: Platform) -> None:
     assert echo(platform, "still serving") == b"still serving"
 
 
-def test_cpu_limit_ends_the_task(platform: Platform) -> None:
+def test_a_tasks_cpu_limit_ends_it(platform: Platform) -> None:
     user = platform.new_user("PlatformAdmin")
-    task_id = run_task(user, register_python(user, LOOP), {}, {}, {}, "python")
-    with pytest.raises(TaskFailed, match=r"CPU time limit \(10 s\) exceeded"):
+    task_id = run_task(
+        user, register_python(user, LOOP), {"teaclave.cpu_secs": 1}, {}, {}, "python"
+    )
+    started = time.monotonic()
+    with pytest.raises(TaskFailed, match=r"CPU time limit \(1 s\) exceeded"):
         user.get_task_result(task_id, timeout=60)
+    assert time.monotonic() - started < 2 * 1 + TASK_START_SECS
     assert echo(platform, "next task") == b"next task"
+
+
+def test_a_function_fixes_its_memory_limit_for_every_task(platform: Platform) -> None:
+    user = platform.new_user("PlatformAdmin")
+    payload = "def entrypoint(argv):\n    return str(argv) + str(len(bytearray(200 << 20)))\n"
+    function_id = user.register_function(
+        "bounded",
+        "at most 64 MiB",
+        "python",
+        payload=payload.encode(),
+        arguments=[FunctionArgument("teaclave.memory_mb", "64", False)],
+    )
+    with pytest.raises(InvalidArgument, match=r"'teaclave\.memory_mb' cannot be overwritten"):
+        user.create_task(function_id, {"teaclave.memory_mb": 4096}, "python")
+    task_id = run_task(user, function_id, {}, {}, {}, "python")
+    with pytest.raises(TaskFailed, match=r"memory limit \(64 MiB\) exceeded: MemoryError"):
+        user.get_task_result(task_id, timeout=60)
+
+
+def test_limits_are_not_the_functions_arguments(platform: Platform) -> None:
+    user = platform.new_user("PlatformAdmin")
+    function_id = register_python(user, "def entrypoint(argv):\n    return repr(argv)\n", ("k",))
+    arguments = {"k": "v", "teaclave.wall_secs": 5, "teaclave.memory_mb": "512"}
+    task_id = run_task(user, function_id, arguments, {}, {}, "python")
+    assert user.get_task_result(task_id, timeout=60) == b"['k', 'v']"
+    assert user.get_task(task_id).function_arguments == arguments
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"teaclave.cpu_secs": 601},
+            r"'teaclave.cpu_secs' must be a number of seconds in \(0, 600\]",
+        ),
+        ({"teaclave.disk_mb": 1}, "unknown platform argument 'teaclave.disk_mb'"),
+    ],
+)
+def test_bad_limits_are_refused_at_create_task(
+    platform: Platform, arguments: dict[str, object], message: str
+) -> None:
+    user = platform.new_user("PlatformAdmin")
+    with pytest.raises(InvalidArgument, match=message):
+        user.create_task(register_python(user, LOOP), arguments, "python")

@@ -143,6 +143,14 @@ def test_failures_are_reported(tmp_path: Path, store: RemoteStore) -> None:
     assert task.result.reason == "input 'input_data1': cmac mismatch"
 
 
+def test_a_task_with_a_bad_limit_fails_without_a_worker(tmp_path: Path, store: RemoteStore) -> None:
+    staged = psi_task(tmp_path / "files")
+    staged.function_arguments = '{"teaclave.cpu_secs":1}'  # a built-in: runs no limits
+    task = wait_for(ended(store, stage(store, staged, 1)))
+    assert task.result.reason == "invalid task: builtin functions take no limits"
+    assert worker_children() == []
+
+
 def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None:
     first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
     first.mkdir()

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,8 @@ def config(tmp_path: Path) -> ExecutionConfig:
     return ExecutionConfig(
         file_roots=(str(tmp_path),),
         work_dir=str(tmp_path / "work"),
-        python_cpu_secs=5,
-        python_wall_secs=20,
+        cpu_secs=5,
+        wall_secs=20,
         max_summary_bytes=200,
     )
 
@@ -256,14 +257,14 @@ def test_the_sandbox_blocks_processes_files_and_network(
 
 
 def test_cpu_limit(tmp_path: Path, config: ExecutionConfig) -> None:
-    limited = ExecutionConfig(**{**config.__dict__, "python_cpu_secs": 1.0})
+    limited = replace(config, cpu_secs=1.0)
     assert reason(run(tmp_path, limited, "def entrypoint(argv):\n    while True: pass\n")) == (
         "CPU time limit (1 s) exceeded"
     )
 
 
 def test_wall_time_limit(tmp_path: Path, config: ExecutionConfig) -> None:
-    limited = ExecutionConfig(**{**config.__dict__, "python_wall_secs": 1.0})
+    limited = replace(config, wall_secs=1.0)
     payload = "import time\ndef entrypoint(argv):\n    time.sleep(30)\n"
     started = time.monotonic()
     assert reason(run(tmp_path, limited, payload)) == "wall time limit (1 s) exceeded"
@@ -271,7 +272,7 @@ def test_wall_time_limit(tmp_path: Path, config: ExecutionConfig) -> None:
 
 
 def test_memory_limit(tmp_path: Path, config: ExecutionConfig) -> None:
-    limited = ExecutionConfig(**{**config.__dict__, "python_memory_mb": 64})
+    limited = replace(config, memory_mb=64)
     payload = "def entrypoint(argv):\n    return len(bytearray(1 << 30))\n"
     line = reason(run(tmp_path, limited, payload)).split("\n")[0]
     assert line == "memory limit (64 MiB) exceeded: MemoryError"

@@ -7,9 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from executor_helpers import decrypt_file, psi_task
 
 from teaclave.config import ExecutionConfig
+from teaclave.core.errors import TeaclaveError
+from teaclave.core.limits import Limits
 from teaclave.executor import worker
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 
@@ -96,3 +99,20 @@ def test_worker_dies_with_its_parent() -> None:
         middle.wait()
         if middle.stdout is not None:
             middle.stdout.close()
+
+
+def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Path) -> None:
+    staged = psi_task(tmp_path)
+    staged.executor_type = "python"
+    staged.function_arguments = '{"k":"v","teaclave.cpu_secs":2,"teaclave.memory_mb":"64"}'
+    config, task = worker.decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
+    assert config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
+    assert task.function_arguments == '{"k":"v"}'
+
+
+def test_limits_above_the_executors_maxima_are_refused(tmp_path: Path) -> None:
+    staged = psi_task(tmp_path)
+    staged.executor_type = "python"
+    staged.function_arguments = '{"teaclave.wall_secs":100}'
+    with pytest.raises(TeaclaveError, match=r"'teaclave.wall_secs' must be .* \(0, 50\]"):
+        worker.encode_envelope(ExecutionConfig(wall_secs=50.0, max_wall_secs=50.0), staged)

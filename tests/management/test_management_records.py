@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from teaclave.config import ExecutionConfig
 from teaclave.core import tasks
 from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
@@ -112,6 +113,7 @@ def test_record_round_trips() -> None:
         arguments='{"k": [1, 2.5, null]}',
         inputs_ownership=[("in", ["a", "b"])],
         outputs_ownership=[("out", ["a"])],
+        max_limits=ExecutionConfig().max_limits(),
     )
     task = tasks.assign_data(task, "a", [("in", _input())], [("out", output)])
     finished = replace(task, result=TaskResult.success(b"ok", {"out": bytes(16)}, ("line",)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from typing import Any
 
 from teaclave.cli.context import (
@@ -15,13 +16,15 @@ from teaclave.cli.context import (
     key_value,
 )
 from teaclave.client import DataMap, OwnerList
+from teaclave.core.limits import PREFIX, Limits
 
 
 def _owners(pairs: list[tuple[str, str]]) -> list[OwnerList]:
     return [OwnerList(name, [u for u in users.split(",") if u]) for name, users in pairs]
 
 
-def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments of `task create`: --args-json, then each --arg, then the limit options."""
     try:
         arguments = json.loads(args.args_json) if args.args_json else {}
     except ValueError as exc:
@@ -29,11 +32,14 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise UsageError("--args-json must be a JSON object")
     arguments.update(args.arg)
+    for name in (f.name for f in fields(Limits)):
+        if (value := getattr(args, name)) is not None:
+            arguments[PREFIX + name] = value
     return arguments
 
 
 def _create(args: argparse.Namespace, ctx: Context) -> None:
-    arguments = _arguments(args)
+    arguments = task_arguments(args)
     with ctx.frontend() as fe:
         task_id = fe.create_task(
             args.function_id,
@@ -96,7 +102,7 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
     group = add_group(sub, "task", "tasks")
     parser = add_command(group, parent, "create", _create, "create a task of a function")
     parser.add_argument("function_id")
-    parser.add_argument("--executor", default="builtin", help="builtin, mesapy or wamr")
+    parser.add_argument("--executor", default="builtin", help="builtin, python, mesapy or wamr")
     parser.add_argument(
         "--arg",
         type=key_value,
@@ -106,6 +112,9 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
         help="a string argument (repeatable)",
     )
     parser.add_argument("--args-json", metavar="JSON", help="arguments as a JSON object")
+    parser.add_argument("--cpu-secs", type=float, help="CPU time limit of a Python function")
+    parser.add_argument("--wall-secs", type=float, help="wall time limit of a Python function")
+    parser.add_argument("--memory-mb", type=int, help="memory limit of a Python function, MiB")
     for kind in ("input", "output"):
         parser.add_argument(
             f"--{kind}-owner",

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from teaclave.core import limits
 from teaclave.core.errors import Status, TeaclaveError, invalid_argument, permission_denied
 from teaclave.core.model import (
     Function,
@@ -81,7 +82,8 @@ def _reject_constant(name: str) -> Any:
 def merge_arguments(declared: Sequence[FunctionArgument], text: str) -> str:
     """The task's arguments: the request's overwritable values plus every other default.
 
-    The request's keys must be exactly the overwritable arguments; supplied
+    The request's keys must be exactly the overwritable arguments, plus any
+    limit the function does not declare (:mod:`teaclave.core.limits`); supplied
     values keep their JSON type, defaults are JSON strings. Returns compact
     JSON with keys sorted.
     """
@@ -93,9 +95,9 @@ def merge_arguments(declared: Sequence[FunctionArgument], text: str) -> str:
         raise invalid_argument("invalid function arguments: must be a JSON object")
     by_key = {arg.key: arg for arg in declared}
     for key in sorted(supplied):
-        if key not in by_key:
+        if key not in by_key and not limits.is_reserved(key):
             raise invalid_argument(f"invalid task: unknown argument {key!r}")
-        if not by_key[key].allow_overwrite:
+        if key in by_key and not by_key[key].allow_overwrite:
             raise invalid_argument(f"invalid task: argument {key!r} cannot be overwritten")
     for arg in declared:
         if arg.allow_overwrite and arg.key not in supplied:
@@ -140,8 +142,9 @@ def create_task(
     arguments: str,
     inputs_ownership: OwnerLists,
     outputs_ownership: OwnerLists,
+    max_limits: limits.Limits,
 ) -> Task:
-    """A new Created task, validated in Teaclave's order (reference §3.5)."""
+    """A new Created task, validated in Teaclave's order (reference §3.5), then its limits."""
     check_may_create_task(function, creator, role)
     parsed_executor = parse_executor(executor)
     merged = merge_arguments(function.arguments, arguments)
@@ -152,6 +155,7 @@ def create_task(
         participants |= owners
     if not function.public:
         participants.add(function.owner)
+    limits.split(merged, max_limits, max_limits, function.executor_type)
     return Task(
         uuid=task_uuid,
         creator=creator,

@@ -21,7 +21,8 @@ from typing import BinaryIO
 from google.protobuf.message import DecodeError
 
 from teaclave.config import ExecutionConfig
-from teaclave.core import codec
+from teaclave.core import codec, limits
+from teaclave.core.model import parse_executor_type
 from teaclave.executor.python.function import PythonFunction
 from teaclave.executor.task import is_python, run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
@@ -40,12 +41,23 @@ def command(parent_pid: int) -> list[str]:
 def encode_envelope(config: ExecutionConfig, staged: StagedTask) -> bytes:
     """The worker's stdin for running ``staged`` with ``config``.
 
-    The header (settings, and whether a sandbox is needed) holds no secret, so
-    the worker can fork a Python task's sandbox before it reads the task's keys.
+    The task's limits (:mod:`teaclave.core.limits`) move from its arguments into
+    the settings; INVALID_ARGUMENT if one is bad. The header (settings, and
+    whether a sandbox is needed) holds no secret, so the worker can fork a
+    Python task's sandbox before it reads the task's keys.
     """
-    settings = codec.encode(config)
-    header = _HEADER.pack(len(settings), is_python(staged))
-    return header + settings + staged.SerializeToString()
+    task_limits, arguments = limits.split(
+        staged.function_arguments,
+        config.limits(),
+        config.max_limits(),
+        parse_executor_type(staged.executor_type),
+    )
+    task = StagedTask()
+    task.CopyFrom(staged)
+    task.function_arguments = arguments
+    settings = codec.encode(config.with_limits(task_limits))
+    header = _HEADER.pack(len(settings), is_python(task))
+    return header + settings + task.SerializeToString()
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:

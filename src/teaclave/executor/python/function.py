@@ -30,9 +30,9 @@ def _failure(message: str) -> TeaclaveError:
 def limits(config: ExecutionConfig) -> sandbox.Limits:
     """The sandbox limits of a Python task."""
     return sandbox.Limits(
-        cpu_secs=config.python_cpu_secs,
-        wall_secs=config.python_wall_secs,
-        memory_bytes=config.python_memory_mb << 20,
+        cpu_secs=config.cpu_secs,
+        wall_secs=config.wall_secs,
+        memory_bytes=config.memory_mb << 20,
     )
 
 
@@ -144,7 +144,7 @@ class PythonFunction:
         except FunctionFailed as exc:
             error = exc.error
             if error.startswith("MemoryError"):
-                error = f"memory limit ({config.python_memory_mb} MiB) exceeded: {error}"
+                error = f"memory limit ({config.memory_mb} MiB) exceeded: {error}"
             raise _failure(f"{error}\n{exc.traceback}".rstrip()) from None
         except (ProtocolError, OSError) as exc:
             raise _failure(self._broken(exc)) from None

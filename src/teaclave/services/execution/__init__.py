@@ -21,7 +21,6 @@ from typing import TypeVar
 
 import grpc
 
-from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import worker
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
@@ -31,7 +30,6 @@ from teaclave.proto.teaclave_scheduler_service_pb2 import (
     Idle,
     NewTask,
     PullTaskRequest,
-    StagedTask,
     Stop,
     UpdateTaskResultRequest,
 )
@@ -69,9 +67,9 @@ class _Task:
     """
 
     def __init__(
-        self, staged: StagedTask, config: Config, on_done: Callable[[_Task, TaskResult], None]
+        self, task_id: str, envelope: bytes, on_done: Callable[[_Task, TaskResult], None]
     ) -> None:
-        self.task_id = staged.task_id
+        self.task_id = task_id
         self.canceled = threading.Event()
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
         env.update(_WORKER_ENV)
@@ -84,7 +82,7 @@ class _Task:
         )
         self._thread = threading.Thread(
             target=self._wait,
-            args=(worker.encode_envelope(config.execution_settings(), staged), on_done),
+            args=(envelope, on_done),
             name=f"task-{self.task_id}",
             daemon=True,
         )
@@ -169,7 +167,11 @@ class _Executor:
         staged = response.staged_task
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         try:
-            task = _Task(staged, self._config, self._finish)
+            envelope = worker.encode_envelope(self._config.execution_settings(), staged)
+            task = _Task(staged.task_id, envelope, self._finish)
+        except TeaclaveError as exc:
+            self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=exc.message)))
+            return
         except OSError as exc:
             reason = f"cannot start executor process: {exc.strerror}"
             self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))

@@ -17,7 +17,7 @@ STOP_GRACE_SECS = 5.0
 def main(env: ServiceEnv, stop: threading.Event) -> None:
     """Serve TeaclaveManagement over the storage service until ``stop`` is set."""
     peer = env.peer("storage")
-    servicer = ManagementServicer(RemoteStore(peer))
+    servicer = ManagementServicer(RemoteStore(peer), env.config.execution.max_limits())
 
     def register(server: grpc.Server) -> None:
         mgmt_grpc.add_TeaclaveManagementServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from teaclave.core import limits
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.ids import Kind, external_id, new_uuid, parse_external_id
 from teaclave.core.model import InputFile, OutputFile
@@ -52,10 +53,11 @@ def _task_uuid(text: str) -> str:
 
 
 class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
-    """TeaclaveManagement over one :class:`Store`."""
+    """TeaclaveManagement over one :class:`Store`; limits may be set up to ``max_limits``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_limits: limits.Limits) -> None:
         self._store = store
+        self._max_limits = max_limits
 
     # --- files ---------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
     ) -> fe.RegisterFunctionResponse:
         caller = caller_of(context)
         function = function_from_request(request, new_uuid(), caller.user_id)
+        limits.check_function(function, self._max_limits)
         functions.register_function(self._store, function)
         return fe.RegisterFunctionResponse(function_id=external_id(Kind.FUNCTION, function.uuid))
 
@@ -162,6 +165,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         caller = caller_of(context)
         uuid = _function_uuid(request.function_id)
         function = function_from_request(request, uuid, caller.user_id)
+        limits.check_function(function, self._max_limits)
         functions.update_function(self._store, caller, function)
         return fe.UpdateFunctionResponse(function_id=external_id(Kind.FUNCTION, uuid))
 
@@ -203,6 +207,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
             arguments=request.function_arguments,
             inputs_ownership=owner_lists(request.inputs_ownership),
             outputs_ownership=owner_lists(request.outputs_ownership),
+            max_limits=self._max_limits,
         )
         return fe.CreateTaskResponse(task_id=task_id)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from teaclave.core import tasks as rules
 from teaclave.core.errors import TeaclaveError, invalid_argument
 from teaclave.core.ids import Kind, external_id, new_uuid
+from teaclave.core.limits import Limits
 from teaclave.core.model import InputFile, OutputFile, Task
 from teaclave.core.tasks import OwnerLists
 from teaclave.services.management.common import Caller, Txn, transact
@@ -36,6 +37,7 @@ def create_task(
     arguments: str,
     inputs_ownership: OwnerLists,
     outputs_ownership: OwnerLists,
+    max_limits: Limits,
 ) -> str:
     """A new Created task on a function the caller may use; returns its id."""
 
@@ -49,6 +51,7 @@ def create_task(
             arguments=arguments,
             inputs_ownership=inputs_ownership,
             outputs_ownership=outputs_ownership,
+            max_limits=max_limits,
         )
         txn.put(keys.TASK + task.uuid, task)
         return task
