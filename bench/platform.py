@@ -4,7 +4,9 @@
   → access control → management → storage) — the baseline;
 * ``echo_task``: a ``builtin-echo`` task from registration to result
   (RegisterFunction, CreateTask, InvokeTask, result), one client;
-* ``throughput_N``: tasks per second with N concurrent clients.
+* ``throughput_N``: tasks per second with N concurrent clients;
+* ``python_echo_task`` and ``python_throughput``: the same with an echo written
+  in Python (run in the sandbox), one client, sequential tasks.
 
 Ratios compare each figure with the baseline measured in the same run.
 """
@@ -26,6 +28,8 @@ from teaclave.client import AuthenticationClient, FrontendClient, FunctionArgume
 from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
 from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
+
+PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -59,30 +63,31 @@ class Bench:
         return FrontendClient(self.frontend, self.admin, token, simulation_key=self.key)
 
     @staticmethod
-    def register(client: FrontendClient) -> str:
+    def register(client: FrontendClient, executor: str = "builtin") -> str:
         return client.register_function(
-            "builtin-echo",
+            f"{executor}-echo",
             "echo",
-            "builtin",
+            executor,
+            payload=PYTHON_ECHO if executor == "python" else b"",
             arguments=[FunctionArgument("message", "", True)],
         )
 
-    def echo_task(self, client: FrontendClient) -> None:
-        function_id = self.register(client)
-        task_id = client.create_task(function_id, {"message": "bench"}, "builtin")
+    def echo_task(self, client: FrontendClient, executor: str = "builtin") -> None:
+        function_id = self.register(client, executor)
+        task_id = client.create_task(function_id, {"message": "bench"}, executor)
         client.invoke_task(task_id)
         if client.get_task_result(task_id, timeout=60) != b"bench":
             raise SystemExit("echo task returned a wrong result")
 
-    def throughput(self, clients: int, seconds: float) -> float:
+    def throughput(self, clients: int, seconds: float, executor: str = "builtin") -> float:
         done = [0] * clients
         deadline = time.monotonic() + seconds
 
         def work(index: int) -> None:
             with self.client() as client:
-                function_id = self.register(client)
+                function_id = self.register(client, executor)
                 while time.monotonic() < deadline:
-                    task_id = client.create_task(function_id, {"message": "t"}, "builtin")
+                    task_id = client.create_task(function_id, {"message": "t"}, executor)
                     client.invoke_task(task_id)
                     client.get_task_result(task_id, timeout=60)
                     done[index] += 1
@@ -113,7 +118,10 @@ def run(quick: bool) -> dict[str, object]:
                 bench.echo_task(client)  # warm up every path once
                 rpc = summary(timed(lambda: client.get_function(function_id), runs * 5))
                 echo = summary(timed(lambda: bench.echo_task(client), runs))
+                bench.echo_task(client, "python")
+                python = summary(timed(lambda: bench.echo_task(client, "python"), runs))
             throughput = {n: round(bench.throughput(n, seconds), 2) for n in (1, 4, 8)}
+            python_throughput = round(bench.throughput(1, seconds, "python"), 2)
     base = rpc["median_ms"]
     return {
         "machine": f"{host.machine()}, {host.python_implementation()} {host.python_version()}",
@@ -121,4 +129,10 @@ def run(quick: bool) -> dict[str, object]:
         "echo_task": {**echo, "ratio_to_rpc": round(echo["median_ms"] / base, 1)},
         "throughput_tasks_per_s": {f"{n}_clients": v for n, v in throughput.items()},
         "throughput_ratio_8_to_1": round(throughput[8] / throughput[1], 2),
+        "python_echo_task": {
+            **python,
+            "ratio_to_builtin_echo": round(python["median_ms"] / echo["median_ms"], 2),
+        },
+        "python_throughput_tasks_per_s": python_throughput,
+        "python_throughput_ratio_to_builtin": round(python_throughput / throughput[1], 2),
     }

@@ -75,6 +75,11 @@ def test_psi_invalid_order_and_hex() -> None:
         psi(b"", b"00\n0g\n")
 
 
+@pytest.mark.parametrize("name", sorted(registry.LOCATIONS))
+def test_every_builtin_is_found_under_its_own_name(name: str) -> None:
+    assert registry.lookup(name).name == name
+
+
 def test_unknown_function() -> None:
     with pytest.raises(TeaclaveError, match=r"^Function not found\.$") as info:
         registry.lookup("builtin-nope")

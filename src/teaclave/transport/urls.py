@@ -23,13 +23,16 @@ from collections.abc import Iterator
 
 from teaclave.config import ExecutionConfig
 from teaclave.crypto.streams import Reader, Writer
-from teaclave.transport import local, remote
+from teaclave.transport import local
 from teaclave.transport.policy import Clearance, check_endpoint, endpoint, url_scheme
 
 __all__ = ["check_url", "discard", "open_download", "open_upload", "upload"]
 
 _log = logging.getLogger(__name__)
 _REMOTE = ("http", "https", "s3")
+"""Schemes served by :mod:`teaclave.transport.remote`, imported only when one is used:
+aiohttp and s3fs take a quarter of a second to import, and most task processes
+open no remote URL."""
 
 
 def _check(url: str, config: ExecutionConfig, *, write: bool) -> tuple[str, Clearance | None]:
@@ -61,6 +64,8 @@ def open_download(url: str, config: ExecutionConfig) -> Iterator[Reader]:
         yield io.BytesIO(local.decode_data(url, config))
         return
     if clearance is not None:
+        from teaclave.transport import remote  # imported on first use: see _REMOTE
+
         opener = remote.s3_download if scheme == "s3" else remote.http_download
         with opener(url, clearance, config) as reader:
             yield reader
@@ -74,6 +79,8 @@ def open_upload(url: str, config: ExecutionConfig) -> Iterator[Writer]:
     """A writer of a new file at ``url``, committed only if the block ends normally."""
     scheme, clearance = _check(url, config, write=True)
     if clearance is not None:
+        from teaclave.transport import remote  # imported on first use: see _REMOTE
+
         opener = remote.s3_upload if scheme == "s3" else remote.http_upload
         with opener(url, clearance, config) as writer:
             yield writer
@@ -101,6 +108,8 @@ def discard(url: str, config: ExecutionConfig) -> None:
     elif scheme == "fusion":
         local.remove_fusion(url, config)
     elif scheme == "s3" and clearance is not None:
+        from teaclave.transport import remote  # imported on first use: see _REMOTE
+
         remote.s3_remove(url, clearance, config)
     elif clearance is not None:
         _log.warning(
