@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export GRPC_VERBOSITY := ERROR
 
-.PHONY: all demo test lint typecheck imports pytest proto bench clean
+.PHONY: all demo test lint typecheck imports pytest proto bench clean system-packages
 
 all: test
 
@@ -18,8 +18,13 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --require-hashes -r scripts/bootstrap-requirements.txt
 
-# The virtual environment, exactly as uv.lock says (hashes checked).
-$(STAMP): $(UV) uv.lock pyproject.toml
+# Debian packages (clang, lld) for building the WebAssembly payloads, installed if missing.
+system-packages:
+	sh scripts/system-packages.sh
+
+# The virtual environment, exactly as uv.lock says (hashes checked); the system packages
+# come first (order-only: checked on every run, never a reason to sync again).
+$(STAMP): $(UV) uv.lock pyproject.toml | system-packages
 	$(UV) sync --locked --python $(PYTHON)
 	touch $@
 

@@ -108,6 +108,10 @@ class ExecutionConfig:
     max_memory_mb: int = 8192
     # Installed packages Python functions may import beyond the standard library.
     python_modules: tuple[str, ...] = ("numpy",)
+    # Wasm functions: fuel per CPU second of the cpu limit (wasmtime counts fuel, not time).
+    wasm_fuel_per_sec: int = 1_000_000_000
+    # Compiled Wasm modules the execution service keeps in memory, in MiB.
+    wasm_cache_mb: int = 256
 
     def limits(self) -> Limits:
         """The default limits (in a worker's settings: the task's own limits)."""

@@ -8,15 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from teaclave.executor.files import INVALID_HANDLE, MAX_HANDLES, OPEN_FAILED, WRITE_FLAG
 from teaclave.executor.python import protocol
 from teaclave.executor.python.protocol import ChannelClosed, Frame, ProtocolError
-from teaclave.executor.python.server import (
-    INVALID_HANDLE,
-    MAX_HANDLES,
-    OPEN_FAILED,
-    ChannelServer,
-    FunctionFailed,
-)
+from teaclave.executor.python.server import ChannelServer, FunctionFailed
 from teaclave.functions.runtime import MemoryRuntime
 
 
@@ -112,8 +107,8 @@ def test_files_and_result(pair: tuple[socket.socket, socket.socket]) -> None:
     protocol.send(sandbox, "read", handle=1, size=100)
     protocol.send(sandbox, "read", handle=1, size=100)
     protocol.send(sandbox, "open", name="out", mode="wb")
-    protocol.send(sandbox, "write", b"written", handle=2)
-    protocol.send(sandbox, "close", handle=2)
+    protocol.send(sandbox, "write", b"written", handle=WRITE_FLAG | 2)
+    protocol.send(sandbox, "close", handle=WRITE_FLAG | 2)
     protocol.send(sandbox, "result", b"done")
     assert serve(trusted, runtime) == b"done"
     answers = replies(sandbox, 7)
@@ -132,10 +127,10 @@ def test_refused_requests_are_errors_the_function_sees(
     protocol.send(sandbox, "read", handle=1, size=1)  # never opened
     protocol.send(sandbox, "close", handle=99)
     protocol.send(sandbox, "open", name="out", mode="wb")
-    protocol.send(sandbox, "read", handle=1, size=1)  # a write handle
-    protocol.send(sandbox, "write", b"12345", handle=1)  # over max_file_bytes
-    protocol.send(sandbox, "close", handle=1)
-    protocol.send(sandbox, "close", handle=1)  # twice
+    protocol.send(sandbox, "read", handle=WRITE_FLAG | 1, size=1)  # a write handle
+    protocol.send(sandbox, "write", b"12345", handle=WRITE_FLAG | 1)  # over max_file_bytes
+    protocol.send(sandbox, "close", handle=WRITE_FLAG | 1)
+    protocol.send(sandbox, "close", handle=WRITE_FLAG | 1)  # twice
     protocol.send(sandbox, "result")
     assert serve(trusted, max_file_bytes=4) == b""
     answers = [(a.op, a.header.get("message")) for a in replies(sandbox, 9)]
