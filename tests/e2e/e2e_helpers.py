@@ -102,12 +102,14 @@ def own_data(
     return Owned(client, input_id, output_id, out_path, out_key, out_iv, schema)
 
 
-def psi_task(function_id: str, a: Owned, b: Owned, order: str = "ascending") -> str:
-    """Create the two-party PSI task (as ``a``), assign both parties' data, both approve."""
+def psi_task(
+    function_id: str, a: Owned, b: Owned, order: str = "ascending", executor: str = "builtin"
+) -> str:
+    """Create the two-party PSI task (as ``a``) and assign both parties' data."""
     task_id = a.client.create_task(
         function_id,
         {"order": order},
-        "builtin",
+        executor,
         [OwnerList("input_data1", [a.user_id]), OwnerList("input_data2", [b.user_id])],
         [OwnerList("output_result1", [a.user_id]), OwnerList("output_result2", [b.user_id])],
     )

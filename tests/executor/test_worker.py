@@ -32,7 +32,8 @@ def run_worker(envelope: bytes) -> tuple[int, bytes]:
 def test_round_trip(tmp_path: Path) -> None:
     config = ExecutionConfig(file_roots=(str(tmp_path),), max_summary_bytes=100)
     staged = psi_task(tmp_path)
-    assert worker.decode_envelope(worker.encode_envelope(config, staged)) == (config, staged)
+    header, task = worker.decode_envelope(worker.encode_envelope(config, staged, b"module"))
+    assert (header, task) == (worker.Header(config, python=False, module=b"module"), staged)
     result = worker.read_result(*run_worker(worker.encode_envelope(config, staged)))
     assert result.Ok.return_value == b"3 common items"
     assert decrypt_file(tmp_path / "out1.enc", result.Ok.tags_map["output_result1"]) == b"0101010"
@@ -103,10 +104,11 @@ def test_worker_dies_with_its_parent() -> None:
 
 def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Path) -> None:
     staged = psi_task(tmp_path)
-    staged.executor_type = "python"
+    staged.executor_type = staged.executor = "python"
     staged.function_arguments = '{"k":"v","teaclave.cpu_secs":2,"teaclave.memory_mb":"64"}'
-    config, task = worker.decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
-    assert config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
+    header, task = worker.decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
+    assert header.python
+    assert header.config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
     assert task.function_arguments == '{"k":"v"}'
 
 

@@ -1,6 +1,7 @@
 """Management over RA-TLS gRPC: functions, usage stats and function lists (§3.3, §4.3)."""
 
 import pytest
+import wasmtime
 from mgmt_helpers import User, UserFactory, refused, register_function
 
 from teaclave.core.errors import Status
@@ -134,6 +135,14 @@ def test_lists(owner: User, user: UserFactory, admin: User, bob: User) -> None:
     assert _lists(admin, "unknown") == ([], sorted([f1, f2, f3]))
 
 
+WASM = bytes(
+    wasmtime.wat2wasm(
+        '(module (memory (export "memory") 1)'
+        ' (func (export "entrypoint") (param i32 i32) (result i32) (i32.const 0)))'
+    )
+)
+
+
 def test_update_function(owner: User, bob: User, user: UserFactory, admin: User) -> None:
     function_id = register_function(owner, public=False, user_allowlist=["bob", "carol"])
     carol = user("carol", "DataOwner-z")
@@ -142,7 +151,7 @@ def test_update_function(owner: User, bob: User, user: UserFactory, admin: User)
         name="renamed",
         executor_type="wamr",
         public=False,
-        payload=b"wasm",
+        payload=WASM,
         user_allowlist=["carol", "dave"],
         usage_quota=7,
     )
@@ -153,7 +162,7 @@ def test_update_function(owner: User, bob: User, user: UserFactory, admin: User)
     assert (updated.name, updated.executor_type, updated.payload, updated.owner) == (
         "renamed",
         "wamr",
-        b"wasm",
+        WASM,
         "fo",
     )
     assert _stats(owner, function_id) == (7, 0)

@@ -101,7 +101,12 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--public", dest="public", action="store_true", default=True)
     visibility.add_argument("--private", dest="public", action="store_false")
-    parser.add_argument("--payload", type=Path, metavar="FILE", help="the code (python, wamr)")
+    parser.add_argument(
+        "--payload",
+        type=Path,
+        metavar="FILE",
+        help="the code (python source; wamr, wasi: a .wasm module)",
+    )
     parser.add_argument(
         "--argument",
         type=key_value,

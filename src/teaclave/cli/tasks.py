@@ -102,7 +102,9 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
     group = add_group(sub, "task", "tasks")
     parser = add_command(group, parent, "create", _create, "create a task of a function")
     parser.add_argument("function_id")
-    parser.add_argument("--executor", default="builtin", help="builtin, python, mesapy or wamr")
+    parser.add_argument(
+        "--executor", default="builtin", help="builtin, python (or mesapy), wamr or wasi"
+    )
     parser.add_argument(
         "--arg",
         type=key_value,
@@ -112,9 +114,15 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
         help="a string argument (repeatable)",
     )
     parser.add_argument("--args-json", metavar="JSON", help="arguments as a JSON object")
-    parser.add_argument("--cpu-secs", type=float, help="CPU time limit of a Python function")
-    parser.add_argument("--wall-secs", type=float, help="wall time limit of a Python function")
-    parser.add_argument("--memory-mb", type=int, help="memory limit of a Python function, MiB")
+    parser.add_argument(
+        "--cpu-secs", type=float, help="CPU time limit of a Python or Wasm function"
+    )
+    parser.add_argument(
+        "--wall-secs", type=float, help="wall time limit of a Python or Wasm function"
+    )
+    parser.add_argument(
+        "--memory-mb", type=int, help="memory limit of a Python or Wasm function, MiB"
+    )
     for kind in ("input", "output"):
         parser.add_argument(
             f"--{kind}-owner",

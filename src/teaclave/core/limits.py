@@ -23,7 +23,7 @@ from teaclave.core.model import ExecutorType, Function
 PREFIX = "teaclave."
 """Arguments with this prefix are the platform's, never the function's."""
 
-LIMITED = frozenset({ExecutorType.PYTHON})
+LIMITED = frozenset({ExecutorType.PYTHON, ExecutorType.WAMR, ExecutorType.WASI})
 """Executor types whose functions run under limits (built-ins run unsandboxed)."""
 
 

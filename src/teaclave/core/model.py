@@ -18,6 +18,7 @@ class ExecutorType(StrEnum):
     BUILTIN = "builtin"
     PYTHON = "python"
     WAMR = "wamr"
+    WASI = "wasi"
 
 
 class Executor(StrEnum):
@@ -27,6 +28,7 @@ class Executor(StrEnum):
     MESAPY = "mesapy"
     PYTHON = "python"
     WAMR = "wamr"
+    WASI = "wasi"
 
 
 def parse_executor_type(text: str) -> ExecutorType:

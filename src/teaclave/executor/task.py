@@ -53,6 +53,9 @@ def _about(role: str) -> Iterator[None]:
 
 
 _PYTHON_EXECUTORS = ("python", "mesapy")  # "mesapy": Teaclave's name, for compatibility
+_WASM_EXECUTORS = ("wamr", "wasi")
+"""Wasm executor types (each its own task executor name). wasmtime is imported only
+by tasks that use it: it adds 50 ms to a task process's start."""
 
 
 def is_python(staged: StagedTask) -> bool:
@@ -60,16 +63,24 @@ def is_python(staged: StagedTask) -> bool:
     return staged.executor_type == "python" and staged.executor in _PYTHON_EXECUTORS
 
 
+def is_wasm(staged: StagedTask) -> bool:
+    """Whether ``staged`` runs in a Wasm executor (``wamr`` or ``wasi``)."""
+    return staged.executor_type in _WASM_EXECUTORS and staged.executor == staged.executor_type
+
+
 @contextlib.contextmanager
 def _function(
-    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None
+    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None, module: bytes
 ) -> Iterator[Callable[[Runtime], bytes]]:
     """The task's function, ready to run on a runtime; gives its summary.
 
     A Python function's sandbox is forked here, so this must come before
-    anything that may start threads (fetching inputs).
+    anything that may start threads (fetching inputs). A Wasm function runs
+    ``module`` if given (compiled by the trusted caller), else its payload
+    compiled here.
     """
-    if (staged.executor_type, staged.executor) == ("builtin", "builtin"):
+    kind = (staged.executor_type, staged.executor)
+    if kind == ("builtin", "builtin"):
         builtin = registry.lookup(staged.function_name)
         arguments = builtin.parse_arguments(staged.function_arguments)
         yield lambda runtime: builtin.run(arguments, runtime).encode()
@@ -77,10 +88,17 @@ def _function(
         with sandbox or PythonFunction(config) as function:
             function.load(staged)
             yield function.run
+    elif is_wasm(staged):
+        from teaclave.executor import wasm  # imported on first use: see _WASM_EXECUTORS
+
+        abi = staged.executor_type
+        compiled = module or wasm.compile_module(staged.function_payload, abi)
+        with wasm.WasmFunction(config, compiled, abi) as wasm_function:
+            wasm_function.load(staged)
+            yield wasm_function.run
     else:
         raise TeaclaveError(
-            Status.FAILED_PRECONDITION,
-            f"function not available: ({staged.executor_type}, {staged.executor})",
+            Status.FAILED_PRECONDITION, f"function not available: ({kind[0]}, {kind[1]})"
         )
 
 
@@ -209,9 +227,9 @@ def _deliver_all(
 
 
 def _run(
-    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None
+    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None, module: bytes
 ) -> TaskOutputs:
-    with _function(staged, config, sandbox) as function:
+    with _function(staged, config, sandbox, module) as function:
         return _run_function(staged, function, config)
 
 
@@ -253,17 +271,22 @@ def _run_function(
 
 
 def run_staged_task(
-    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None = None
+    staged: StagedTask,
+    config: ExecutionConfig,
+    sandbox: PythonFunction | None = None,
+    *,
+    module: bytes = b"",
 ) -> TaskResult:
     """Run ``staged``: its outputs and summary, or the reason it failed.
 
     Every input is fully verified before the function starts; outputs are
     uploaded only once the function succeeded, all of them or none. ``sandbox``:
     a Python task's sandbox, forked before the task and its file keys were read
-    (the worker does so); otherwise it is forked here.
+    (the worker does so); otherwise it is forked here. ``module``: a Wasm task's
+    module, compiled by the execution service; otherwise it is compiled here.
     """
     try:
-        return TaskResult(Ok=_run(staged, config, sandbox))
+        return TaskResult(Ok=_run(staged, config, sandbox, module))
     except TeaclaveError as exc:
         return TaskResult(Err=TaskFailure(reason=exc.message))
     except OSError as exc:  # local scratch I/O; the path is left out

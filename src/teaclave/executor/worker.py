@@ -1,10 +1,10 @@
 """The child process that runs one task: ``python -m teaclave.executor.worker [PARENT_PID]``.
 
-stdin carries an envelope: a 4-byte big-endian length, that many bytes of
-JSON execution settings, then the serialized ``StagedTask``. stdout receives
-the serialized ``TaskResult``. The process dies with its parent (PR_SET_PDEATHSIG).
-It starts no thread before the task runs: a Python function's sandbox is forked
-first thing in :func:`run_staged_task`, while the process is single-threaded.
+stdin carries an envelope: a header (:data:`_HEADER`), JSON execution settings,
+a compiled Wasm module (if any), then the serialized ``StagedTask``. stdout
+receives the serialized ``TaskResult``. The process dies with its parent
+(PR_SET_PDEATHSIG). It starts no thread before the task runs: a Python
+function's sandbox is forked first thing, while the process is single-threaded.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import signal
 import struct
 import sys
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
@@ -28,7 +29,7 @@ from teaclave.executor.task import is_python, run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
-_HEADER = struct.Struct(">IB")  # settings length, whether the task is a Python one
+_HEADER = struct.Struct(">IBI")  # settings length, whether the task is a Python one, module length
 _PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
 
@@ -38,13 +39,14 @@ def command(parent_pid: int) -> list[str]:
     return [sys.executable, "-m", __name__, str(parent_pid)]
 
 
-def encode_envelope(config: ExecutionConfig, staged: StagedTask) -> bytes:
+def encode_envelope(config: ExecutionConfig, staged: StagedTask, module: bytes = b"") -> bytes:
     """The worker's stdin for running ``staged`` with ``config``.
 
     The task's limits (:mod:`teaclave.core.limits`) move from its arguments into
-    the settings; INVALID_ARGUMENT if one is bad. The header (settings, and
-    whether a sandbox is needed) holds no secret, so the worker can fork a
-    Python task's sandbox before it reads the task's keys.
+    the settings; INVALID_ARGUMENT if one is bad. ``module``: the task's Wasm
+    module compiled by the caller (:mod:`teaclave.executor.wasm`), if any. The
+    header, settings and module hold no secret, so the worker can fork a Python
+    task's sandbox before it reads the task's keys.
     """
     task_limits, arguments = limits.split(
         staged.function_arguments,
@@ -56,8 +58,8 @@ def encode_envelope(config: ExecutionConfig, staged: StagedTask) -> bytes:
     task.CopyFrom(staged)
     task.function_arguments = arguments
     settings = codec.encode(config.with_limits(task_limits))
-    header = _HEADER.pack(len(settings), is_python(task))
-    return header + settings + task.SerializeToString()
+    header = _HEADER.pack(len(settings), is_python(task), len(module))
+    return header + settings + module + task.SerializeToString()
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -69,17 +71,27 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def read_header(stream: BinaryIO) -> tuple[ExecutionConfig, bool]:
-    """The settings, and whether the task is a Python one (ValueError if malformed).
+@dataclass(frozen=True)
+class Header:
+    """What comes before the task: no secret."""
+
+    config: ExecutionConfig
+    python: bool
+    module: bytes
+
+
+def read_header(stream: BinaryIO) -> Header:
+    """The header of the envelope on ``stream`` (ValueError if it is malformed).
 
     Reads exactly the header: from an unbuffered stream, nothing of the task
     (its keys) is read ahead.
     """
-    size, python = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    size, python, module_size = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
     try:
-        return codec.decode(ExecutionConfig, _read_exactly(stream, size)), bool(python)
+        config = codec.decode(ExecutionConfig, _read_exactly(stream, size))
     except codec.CodecError as exc:
         raise ValueError(f"malformed settings: {exc}") from None
+    return Header(config, bool(python), _read_exactly(stream, module_size))
 
 
 def read_task(stream: BinaryIO) -> StagedTask:
@@ -92,11 +104,11 @@ def read_task(stream: BinaryIO) -> StagedTask:
     return staged
 
 
-def decode_envelope(data: bytes) -> tuple[ExecutionConfig, StagedTask]:
-    """The settings and task of an envelope (ValueError if it is malformed)."""
+def decode_envelope(data: bytes) -> tuple[Header, StagedTask]:
+    """The header and task of an envelope (ValueError if it is malformed)."""
     stream = io.BytesIO(data)
-    config, _ = read_header(stream)
-    return config, read_task(stream)
+    header = read_header(stream)
+    return header, read_task(stream)
 
 
 def _failure(reason: str) -> TaskResult:
@@ -130,15 +142,17 @@ def main(argv: list[str]) -> None:
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     stdin = open(0, "rb", buffering=0, closefd=False)  # unbuffered: no read-ahead  # noqa: SIM115
-    config, python = read_header(stdin)
+    header = read_header(stdin)
+    config = header.config
     # Fork a Python task's sandbox now: before any thread exists and before the
     # task, with its file keys, is in this process's memory.
     with (
-        PythonFunction(config) if python else contextlib.nullcontext() as sandbox,
+        PythonFunction(config) if header.python else contextlib.nullcontext() as sandbox,
         result_out,
     ):
         staged = read_task(stdin)
-        result_out.write(run_staged_task(staged, config, sandbox).SerializeToString())
+        result = run_staged_task(staged, config, sandbox, module=header.module)
+        result_out.write(result.SerializeToString())
 
 
 if __name__ == "__main__":

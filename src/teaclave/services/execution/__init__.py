@@ -23,6 +23,7 @@ import grpc
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import worker
+from teaclave.executor.task import is_wasm
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
     Executing,
@@ -30,12 +31,14 @@ from teaclave.proto.teaclave_scheduler_service_pb2 import (
     Idle,
     NewTask,
     PullTaskRequest,
+    StagedTask,
     Stop,
     UpdateTaskResultRequest,
 )
 from teaclave.proto.teaclave_scheduler_service_pb2_grpc import TeaclaveSchedulerStub
 from teaclave.rpc.channel import Peer
 from teaclave.services.base import ServiceEnv
+from teaclave.services.execution.modules import ModuleCache
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class _Executor:
         self._task: _Task | None = None
         # Set when a task ends, so the next heartbeat (and pull) happens at once.
         self._idle = threading.Event()
+        self._modules = ModuleCache(env.config.execution.wasm_cache_mb << 20)
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
         # Not repeated at once on a lost reply: a second PullTask would take another
@@ -167,7 +171,9 @@ class _Executor:
         staged = response.staged_task
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         try:
-            envelope = worker.encode_envelope(self._config.execution_settings(), staged)
+            envelope = worker.encode_envelope(
+                self._config.execution_settings(), staged, self._module(staged)
+            )
             task = _Task(staged.task_id, envelope, self._finish)
         except TeaclaveError as exc:
             self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=exc.message)))
@@ -179,6 +185,12 @@ class _Executor:
         with self._lock:
             self._task = task
         task.start()
+
+    def _module(self, staged: StagedTask) -> bytes:
+        """A Wasm task's compiled module (empty for other tasks)."""
+        if not is_wasm(staged):
+            return b""
+        return self._modules.compiled(staged.function_payload, staged.executor_type)
 
     def _finish(self, task: _Task, result: TaskResult) -> None:
         """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""

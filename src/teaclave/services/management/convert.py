@@ -19,6 +19,7 @@ from teaclave.core.model import (
     parse_executor_type,
 )
 from teaclave.core.tasks import OwnerLists, status_name
+from teaclave.executor import wasm
 from teaclave.executor.python import payload
 from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
@@ -81,6 +82,8 @@ def function_from_request(
     executor_type = parse_executor_type(request.executor_type)
     if executor_type is ExecutorType.PYTHON:
         payload.check(request.payload)
+    elif executor_type in (ExecutorType.WAMR, ExecutorType.WASI):
+        wasm.check(request.payload, executor_type.value)
     _unique("argument", (a.key for a in request.arguments))
     _unique("input", (f.name for f in request.inputs))
     _unique("output", (f.name for f in request.outputs))
