@@ -30,7 +30,14 @@ def test_values_override_defaults() -> None:
         ("[auth]\ndev_teaclave_admin = 1", "auth.dev_teaclave_admin must be true or false"),
         ("[execution]\nfile_roots = '/x'", "execution.file_roots must be a list"),
         ("auth = 3", r"\[auth\] must be a table"),
-        ("[attestation]\nprovider = 'sgx'", "not available"),
+        ("[attestation]\nprovider = 'sgx'", "attestation.provider must be one of simulation, "),
+        ("[attestation]\nmode = 'prod'", "attestation.mode must be one of development, production"),
+        ("[attestation]\nenclave_info = 'e.json'", "enclave_info needs attestation.auditors"),
+        ("[attestation]\nmode = 'production'", "production refuses simulated evidence"),
+        (
+            "[attestation]\nmode = 'production'\nprovider = 'nitro'\nallow_simulation = false",
+            "production needs attestation.enclave_info",
+        ),
         ("x = [", "invalid TOML"),
         (
             "[execution]\nmemory_mb = 9000",

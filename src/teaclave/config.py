@@ -126,15 +126,36 @@ class ExecutionConfig:
         return replace(self, **asdict(limits))
 
 
+PROVIDERS = ("simulation", "configfs-tsm", "gramine", "nitro")
+"""Evidence providers: simulated, or a TEE's kernel interface (docs/attestation.md)."""
+MODES = ("development", "production")
+
+
 @dataclass(frozen=True)
 class AttestationConfig:
     """Evidence for this platform's services and what peers must show."""
 
-    # Evidence provider: only "simulation" is available without TEE hardware.
+    # Evidence provider: "simulation" (no hardware), or the kernel interface of a
+    # TEE: "configfs-tsm" (TDX, SEV-SNP guests), "gramine" (SGX), "nitro".
     provider: str = "simulation"
+    # "production" refuses the simulation provider and requires an enclave info.
+    mode: str = "development"
     # Trust simulated evidence signed by this data directory's simulated platform key
     # (required between services with the simulation provider).
     allow_simulation: bool = True
+    # Refuse evidence older than this (its certificate's claims carry the time).
+    max_evidence_age_secs: float = 30 * 24 * 3600.0
+    # The auditor-signed enclave info naming the accepted measurements of each
+    # service (empty: this installation's own measurements, for development), the
+    # auditors' public keys ("NAME=path.pem") and how many must have signed it.
+    enclave_info: str = ""
+    auditors: tuple[str, ...] = ()
+    auditor_threshold: int = 1
+    # Attestation collateral: a cache directory (empty: <data_dir>/collateral), and
+    # where to refresh it (an Intel PCCS-compatible base URL, the AMD KDS base URL).
+    collateral_dir: str = ""
+    pccs_url: str = ""
+    kds_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -233,12 +254,25 @@ def parse_config(text: str) -> Config:
     for name, default in asdict(config.execution.limits()).items():
         if default > getattr(config.execution, f"max_{name}"):
             raise ConfigError(f"execution.{name} must not exceed execution.max_{name}")
-    if config.attestation.provider != "simulation":
-        raise ConfigError(
-            f"attestation.provider {config.attestation.provider!r} is not available; "
-            'use "simulation"'
-        )
+    _check_attestation(config.attestation)
     return config
+
+
+def _check_attestation(attestation: AttestationConfig) -> None:
+    if attestation.provider not in PROVIDERS:
+        raise ConfigError(f"attestation.provider must be one of {', '.join(PROVIDERS)}")
+    if attestation.mode not in MODES:
+        raise ConfigError(f"attestation.mode must be one of {', '.join(MODES)}")
+    if attestation.enclave_info and not attestation.auditors:
+        raise ConfigError("attestation.enclave_info needs attestation.auditors")
+    if attestation.mode == "production":
+        if attestation.provider == "simulation" or attestation.allow_simulation:
+            raise ConfigError(
+                "attestation.mode production refuses simulated evidence: set a hardware "
+                "attestation.provider and allow_simulation = false"
+            )
+        if not attestation.enclave_info:
+            raise ConfigError("attestation.mode production needs attestation.enclave_info")
 
 
 def load_config(path: str | Path | None) -> Config:
