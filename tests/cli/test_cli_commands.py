@@ -1,10 +1,13 @@
 """Commands that need no running platform: measurements, sessions, argument errors."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+import teaclave
 from teaclave.attestation.measure import service_measurement
 from teaclave.cli.main import build_parser, main
 from teaclave.cli.tasks import task_arguments
@@ -72,3 +75,31 @@ def test_task_limit_options_become_limit_arguments() -> None:
         "teaclave.cpu_secs": 2.5,
         "teaclave.memory_mb": 64,
     }
+
+
+def test_serve_refuses_production_mode_on_simulation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "production.toml"
+    config.write_text('[attestation]\nmode = "production"\n')
+    code, _, err = run(capsys, "serve", "--config", str(config), "--data-dir", str(tmp_path))
+    assert code == 1
+    assert "attestation.mode production refuses simulated evidence" in err
+    assert not (tmp_path / "simulation").exists()  # nothing was started
+
+
+def test_measurements_are_recomputed_from_a_copy_of_the_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another path, other file times, stray bytecode: the same measurements."""
+    copy = tmp_path / "elsewhere" / "teaclave"
+    shutil.copytree(Path(teaclave.__file__).parent, copy, ignore=shutil.ignore_patterns("*.pyc"))
+    (copy / "stray.cpython-311.pyc").write_bytes(b"bytecode")
+    for path in copy.rglob("*.py"):
+        os.utime(path, (0, 0))
+    code, out, _ = run(capsys, "attestation", "measurements", "--json", "--source", str(copy))
+    assert code == 0
+    assert json.loads(out) == {name: service_measurement(name).hex() for name in SERVICES}
+    (copy / "core" / "errors.py").write_text("# changed\n")
+    _, out, _ = run(capsys, "attestation", "measurements", "--json", "--source", str(copy))
+    assert json.loads(out)["storage"] != service_measurement("storage").hex()

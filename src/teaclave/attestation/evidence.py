@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from teaclave.core.errors import Status, TeaclaveError
+
+if TYPE_CHECKING:
+    from teaclave.attestation.appraisal import Appraisal
+    from teaclave.attestation.ratls import CertificateEvidence
 
 SIMULATION = "simulation"
 _SIGNED_PREFIX = b"teaclave-simulated-evidence-v1\x00"
@@ -105,6 +111,10 @@ class Verdict:
         return f"{self.service}: {label}, measurement {self.measurement.hex()}"
 
 
+Appraiser = Callable[["CertificateEvidence", datetime], "Appraisal"]
+"""Appraises hardware evidence found in a certificate, at a time."""
+
+
 @dataclass(frozen=True)
 class AttestationPolicy:
     """What a verifier accepts.
@@ -113,10 +123,14 @@ class AttestationPolicy:
     a service missing from the map is refused. ``simulation_keys`` are the
     fingerprints (:func:`platform_fingerprint`) of the simulated platforms whose
     evidence is accepted; empty (the default) refuses all simulated evidence.
+    ``max_evidence_age_secs``: older evidence is refused (None: any age).
+    ``appraise``: the verifier of hardware evidence (None: refuse it).
     """
 
     measurements: Mapping[str, frozenset[bytes]] = field(default_factory=dict)
     simulation_keys: frozenset[bytes] = frozenset()
+    max_evidence_age_secs: float | None = None
+    appraise: Appraiser | None = None
 
 
 def platform_fingerprint(platform_key: bytes) -> bytes:

@@ -18,16 +18,25 @@ import teaclave
 _TAG = b"teaclave-measurement-v1\x00"
 
 
-@functools.cache
-def package_digest() -> bytes:
-    """SHA-256 over every ``.py`` file of the package (path and content, sorted)."""
-    root = Path(teaclave.__file__).resolve().parent
+def source_digest(root: Path) -> bytes:
+    """SHA-256 over every ``.py`` file below ``root`` (relative path and content, sorted).
+
+    Nothing else enters it (no timestamps, no bytecode, no absolute paths), so
+    the same release gives the same digest on every machine: an auditor
+    recomputes it from the release's ``teaclave`` package directory.
+    """
     outer = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix().encode()
         outer.update(len(rel).to_bytes(4, "big") + rel)
         outer.update(hashlib.sha256(path.read_bytes()).digest())
     return outer.digest()
+
+
+@functools.cache
+def package_digest() -> bytes:
+    """The :func:`source_digest` of the installed ``teaclave`` package."""
+    return source_digest(Path(teaclave.__file__).resolve().parent)
 
 
 def service_measurement(service: str, digest: bytes | None = None) -> bytes:

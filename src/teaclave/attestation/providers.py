@@ -267,3 +267,16 @@ def detect(
         if (dev / "sev-guest").exists():
             return SEV_SNP
     return None
+
+
+def for_name(name: str) -> Provider:
+    """The provider a configuration names (``attestation.provider``), at its default path."""
+    factories: dict[str, Callable[[], Provider]] = {
+        "configfs-tsm": ConfigfsTsm,
+        "gramine": GramineAttestation,
+        "nitro": NitroNsm,
+    }
+    factory = factories.get(name)
+    if factory is None:
+        raise ValueError(f"no evidence provider {name!r} (known: {', '.join(factories)})")
+    return factory()

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from teaclave.client import AuthenticationClient, FrontendClient
+from teaclave.attestation.evidence import AttestationPolicy
+from teaclave.client import AuthenticationClient, FrontendClient, default_policy
 from teaclave.config import Endpoints
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -66,6 +67,27 @@ def add_global_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
         help="accept SIMULATED attestation (no hardware protection) from the simulated "
         f"platform with this key fingerprint (env {SIMULATION_ENV}; "
         "`teaclave attestation simulation-key` prints it)",
+    )
+    group.add_argument(
+        "--enclave-info",
+        metavar="FILE",
+        default=default(os.environ.get("TEACLAVE_ENCLAVE_INFO")),
+        help="accept the measurements of this auditor-signed enclave info (env "
+        "TEACLAVE_ENCLAVE_INFO; default: those of this installation's code)",
+    )
+    group.add_argument(
+        "--auditor",
+        metavar="NAME=KEY.pem",
+        action="append",
+        default=default([]),
+        help="an auditor's public key, for --enclave-info (repeatable)",
+    )
+    group.add_argument(
+        "--auditor-threshold",
+        metavar="N",
+        type=int,
+        default=default(1),
+        help=shown("how many auditors must have signed the enclave info (default: %(default)s)"),
     )
     group.add_argument(
         "--session",
@@ -132,6 +154,15 @@ class Context:
         self.simulation_key: str | None = args.simulation_key
         self.session_path: Path = Path(args.session).expanduser()
 
+    def policy(self) -> AttestationPolicy:
+        """What to accept of the platform: --simulation-key, --enclave-info, --auditor."""
+        return default_policy(
+            self.simulation_key,
+            enclave_info=self.args.enclave_info,
+            auditors=self.args.auditor,
+            threshold=self.args.auditor_threshold,
+        )
+
     def emit(self, data: Any, text: str | None = None) -> None:
         """Print ``data`` (JSON with ``--json``, else ``text`` or a readable rendering)."""
         if self.json:
@@ -165,16 +196,12 @@ class Context:
     def authentication(self, *, login: bool = True) -> AuthenticationClient:
         """A client of the authentication API (as the session's user when ``login``)."""
         user_id, token = self.session() if login else ("", "")
-        return AuthenticationClient(
-            self.args.auth_address, user_id, token, simulation_key=self.simulation_key
-        )
+        return AuthenticationClient(self.args.auth_address, user_id, token, policy=self.policy())
 
     def frontend(self) -> FrontendClient:
         """A client of the frontend API as the session's user."""
         user_id, token = self.session()
-        return FrontendClient(
-            self.args.frontend_address, user_id, token, simulation_key=self.simulation_key
-        )
+        return FrontendClient(self.args.frontend_address, user_id, token, policy=self.policy())
 
 
 def read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:

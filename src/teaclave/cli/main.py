@@ -6,7 +6,19 @@ import argparse
 import sys
 import traceback
 
-from teaclave.cli import attestation, crypto, data, demo, files, functions, serve, tasks, users
+from teaclave.cli import (
+    attestation,
+    crypto,
+    data,
+    demo,
+    enclave_info,
+    evidence,
+    files,
+    functions,
+    serve,
+    tasks,
+    users,
+)
 from teaclave.cli.context import (
     SIMULATION_ENV,
     CliError,
@@ -19,7 +31,19 @@ from teaclave.config import ConfigError
 from teaclave.core.errors import TeaclaveError
 from teaclave.services.supervisor import SupervisorError
 
-_COMMAND_MODULES = (serve, demo, crypto, users, functions, data, tasks, attestation, files)
+_COMMAND_MODULES = (
+    serve,
+    demo,
+    crypto,
+    users,
+    functions,
+    data,
+    tasks,
+    attestation,
+    enclave_info,
+    evidence,
+    files,
+)
 _REPORTED = (CliError, TeaclaveError, ConfigError, SupervisorError, OSError, TimeoutError)
 
 

@@ -28,7 +28,13 @@ def _serve(args: argparse.Namespace, ctx: Context) -> None:
             run_service(args.service, config, stop)
         return
     configure_logging("supervisor")
-    if config.attestation.provider == "simulation":
+    attestation = config.attestation
+    trusted = attestation.enclave_info or "this installation's own code (no enclave info)"
+    ctx.note(
+        f"attestation: provider {attestation.provider}, mode {attestation.mode}, "
+        f"accepted measurements from {trusted}"
+    )
+    if attestation.provider == "simulation":
         ctx.note(
             "SIMULATED TEE (no hardware protection). Clients trust it with "
             f"--simulation-key {simulation_key(config.data_path)}"

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
 from teaclave.attestation.evidence import AttestationPolicy
-from teaclave.attestation.measure import local_measurements
 from teaclave.client.errors import from_platform_error, from_rpc_error
-from teaclave.config import SERVICES
+from teaclave.config import AttestationConfig
 from teaclave.core.errors import TeaclaveError
 from teaclave.core.policy import SAFE_TO_REPEAT, api_name
 from teaclave.rpc.channel import attested_channel, never_sent
+from teaclave.rpc.trust import trusted_measurements
 
 T = TypeVar("T")
 
@@ -23,12 +24,22 @@ Address = str | tuple[str, int]
 DEFAULT_RPC_TIMEOUT = 30.0
 
 
-def default_policy(simulation_key: str | None = None) -> AttestationPolicy:
-    """Accept exactly the measurements of this installation's code.
+def default_policy(
+    simulation_key: str | None = None,
+    *,
+    enclave_info: str | Path | None = None,
+    auditors: Sequence[str] = (),
+    threshold: int = 1,
+    max_evidence_age_secs: float | None = AttestationConfig().max_evidence_age_secs,
+) -> AttestationPolicy:
+    """What to accept of the platform's services.
 
-    Simulated evidence (which proves nothing about hardware) is accepted only
-    from the simulated platform whose key fingerprint ``simulation_key`` (64 hex
-    digits; ``teaclave attestation simulation-key`` prints it) names.
+    Measurements: those of ``enclave_info`` (a file) if at least ``threshold``
+    of the ``auditors`` (``NAME=path.pem``) signed it; without one, those of
+    this installation's own code (development). Simulated evidence (which
+    proves nothing about hardware) is accepted only from the simulated
+    platform whose key fingerprint ``simulation_key`` (64 hex digits;
+    ``teaclave attestation simulation-key`` prints it) names.
     """
     keys: frozenset[bytes] = frozenset()
     if simulation_key is not None:
@@ -39,7 +50,11 @@ def default_policy(simulation_key: str | None = None) -> AttestationPolicy:
         if len(key) != 32:
             raise ValueError("simulation_key must be 64 hex digits (a SHA-256 fingerprint)")
         keys = frozenset({key})
-    return AttestationPolicy(measurements=local_measurements(SERVICES), simulation_keys=keys)
+    return AttestationPolicy(
+        measurements=trusted_measurements(enclave_info, auditors, threshold),
+        simulation_keys=keys,
+        max_evidence_age_secs=max_evidence_age_secs,
+    )
 
 
 def format_address(address: Address) -> str:

@@ -1,36 +1,24 @@
 """RA-TLS certificates: an X.509 certificate whose extension carries evidence.
 
-The evidence's report data is SHA-256 of the certificate's public key
-(SubjectPublicKeyInfo, DER), so the evidence vouches for exactly this key.
-Server certificates are self-signed (clients pin them); client certificates
-of services are issued by the platform key so that internal servers can
-require them in the TLS handshake, then check their evidence per call.
+The extension is interoperable RA-TLS (:mod:`teaclave.attestation.ratls`):
+the evidence's report data is SHA-256 of claims that bind the certificate's
+public key, name the service and date the evidence, so the evidence vouches
+for exactly this key. Server certificates are self-signed (clients pin them);
+client certificates of services are issued by the platform CA so that
+internal servers can require them in the TLS handshake, then check their
+evidence per call.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from teaclave.attestation.evidence import AttestationError
-
-EVIDENCE_OID = x509.ObjectIdentifier("2.16.840.1.113730.1.13")
-"""Where the evidence sits (the OID Apache Teaclave used; non-critical)."""
-
 VALIDITY = datetime.timedelta(days=90)
-
-
-def report_data_for(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    """The report data that binds evidence to ``public_key``."""
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
 
 
 def server_name(service: str) -> str:
@@ -57,7 +45,10 @@ def _builder(
 
 
 def make_server_cert(
-    service: str, key: ec.EllipticCurvePrivateKey, evidence: bytes, now: datetime.datetime
+    service: str,
+    key: ec.EllipticCurvePrivateKey,
+    evidence: x509.UnrecognizedExtension,
+    now: datetime.datetime,
 ) -> x509.Certificate:
     """A self-signed server certificate carrying ``evidence``."""
     name = server_name(service)
@@ -66,7 +57,7 @@ def make_server_cert(
         _builder(name, subject, key, now)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.UnrecognizedExtension(EVIDENCE_OID, evidence), critical=False)
+        .add_extension(evidence, critical=False)
         .sign(key, hashes.SHA256())
     )
 
@@ -84,7 +75,7 @@ def make_platform_ca(key: ec.EllipticCurvePrivateKey, now: datetime.datetime) ->
 def make_client_cert(
     service: str,
     key: ec.EllipticCurvePrivateKey,
-    evidence: bytes,
+    evidence: x509.UnrecognizedExtension,
     *,
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
@@ -94,24 +85,9 @@ def make_client_cert(
     return (
         _builder(server_name(service), ca_cert.subject, key, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.UnrecognizedExtension(EVIDENCE_OID, evidence), critical=False)
+        .add_extension(evidence, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-
-
-def evidence_of(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    """``(evidence, report data the key implies)`` of a certificate."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(EVIDENCE_OID)
-    except x509.ExtensionNotFound:
-        raise AttestationError("certificate carries no attestation evidence") from None
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise AttestationError("unexpected attestation extension type")
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise AttestationError("certificate key is not an EC key")
-    return value.value, report_data_for(key)
 
 
 def to_pem(cert: x509.Certificate) -> bytes:

@@ -14,12 +14,15 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from teaclave.attestation.evidence import AttestationError, AttestationPolicy, Verdict, verify
+from teaclave.attestation.evidence import AttestationError, AttestationPolicy, Verdict
+from teaclave.attestation.peer import verify_peer
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.rpc import certs
 from teaclave.rpc.identity import ServiceIdentity
@@ -96,9 +99,11 @@ def attested_channel(
 ) -> tuple[grpc.Channel, Verdict]:
     """A channel to ``service`` at ``address`` whose evidence the policy accepts."""
     cert = fetch_certificate(address, identity, timeout)
-    evidence, report_data = certs.evidence_of(cert)
-    verdict = verify(
-        evidence, report_data=report_data, services=frozenset({service}), policy=policy
+    verdict = verify_peer(
+        cert.public_bytes(serialization.Encoding.DER),
+        services=frozenset({service}),
+        policy=policy,
+        now=datetime.now(UTC),
     )
     credentials = grpc.ssl_channel_credentials(
         root_certificates=certs.to_pem(cert),

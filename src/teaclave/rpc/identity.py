@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from teaclave.attestation.simulation import SimulatedPlatform
+from teaclave.attestation import ratls
 from teaclave.rpc import certs
+
+Attester = Callable[[bytes], tuple[str, bytes]]
+"""Evidence for 64 bytes of report data: ``(TEE type, evidence)``."""
 
 
 @dataclass(frozen=True)
@@ -26,17 +30,19 @@ class ServiceIdentity:
     def create(
         cls,
         service: str,
-        measurement: bytes,
-        platform: SimulatedPlatform,
+        attest: Attester,
+        platform_ca_key: ec.EllipticCurvePrivateKey,
         platform_ca: x509.Certificate,
         now: datetime.datetime,
     ) -> ServiceIdentity:
         """Generate a key, obtain evidence for it and issue both certificates."""
         key = ec.generate_private_key(ec.SECP256R1())
-        evidence = platform.attest(service, measurement, certs.report_data_for(key.public_key()))
-        server = certs.make_server_cert(service, key, evidence, now)
+        claims = ratls.pubkey_claims(key.public_key(), service=service, iat=int(now.timestamp()))
+        tee, evidence = attest(ratls.claims_report_data(claims))
+        extension = ratls.interoperable_extension(evidence, tee, claims)
+        server = certs.make_server_cert(service, key, extension, now)
         client = certs.make_client_cert(
-            service, key, evidence, ca_key=platform.key, ca_cert=platform_ca, now=now
+            service, key, extension, ca_key=platform_ca_key, ca_cert=platform_ca, now=now
         )
         return cls(
             service=service,

@@ -14,14 +14,16 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from teaclave.attestation.evidence import AttestationError, AttestationPolicy, verify
+from teaclave.attestation.evidence import AttestationError, AttestationPolicy
+from teaclave.attestation.peer import verify_peer
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.rpc import certs
 from teaclave.rpc.identity import ServiceIdentity
 
 log = logging.getLogger(__name__)
@@ -59,9 +61,11 @@ class _PeerCheck:
             cached = self._cache.get(pem)
         if cached is not None:
             return cached
-        evidence, report_data = certs.evidence_of(x509.load_pem_x509_certificate(pem))
-        verdict = verify(
-            evidence, report_data=report_data, services=self._peers, policy=self._policy
+        verdict = verify_peer(
+            x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER),
+            services=self._peers,
+            policy=self._policy,
+            now=datetime.now(UTC),
         )
         with self._lock:
             self._cache[pem] = verdict.service

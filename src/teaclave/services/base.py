@@ -16,14 +16,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from teaclave.attestation.evidence import AttestationPolicy
-from teaclave.attestation.measure import local_measurements, service_measurement
+from teaclave.attestation import providers
+from teaclave.attestation.evidence import SIMULATION, AttestationPolicy
+from teaclave.attestation.measure import service_measurement
 from teaclave.attestation.simulation import SimulatedPlatform
-from teaclave.config import SERVICES, Config
+from teaclave.config import Config
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.rpc import certs
 from teaclave.rpc.channel import Peer
-from teaclave.rpc.identity import ServiceIdentity
+from teaclave.rpc.identity import Attester, ServiceIdentity
 from teaclave.rpc.server import start_server
+from teaclave.rpc.trust import trusted_measurements
 from teaclave.services.topology import INBOUND
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,16 @@ def load_simulated_platform(data_dir: Path) -> tuple[SimulatedPlatform, x509.Cer
     return SimulatedPlatform(loaded), ca
 
 
+def _attester(
+    provider: str, service: str, measurement: bytes, platform: SimulatedPlatform
+) -> Attester:
+    """How ``service`` obtains evidence: from the simulated platform or a TEE's interface."""
+    if provider == "simulation":
+        return lambda report_data: (SIMULATION, platform.attest(service, measurement, report_data))
+    device = providers.for_name(provider)
+    return lambda report_data: (device.tee, device.evidence(report_data))
+
+
 def simulation_key(data_dir: Path) -> str:
     """The fingerprint (hex) clients pin to accept this data directory's simulated platform."""
     platform, _ = load_simulated_platform(data_dir)
@@ -76,18 +89,36 @@ class ServiceEnv:
 
     @classmethod
     def create(cls, config: Config, service: str) -> ServiceEnv:
-        """Attest ``service`` on this platform and build its environment."""
+        """Attest ``service`` on this platform and build its environment.
+
+        FAILED_PRECONDITION if the enclave info does not verify or does not list
+        this service's own measurement.
+        """
+        attestation = config.attestation
         platform, ca = load_simulated_platform(config.data_path)
+        measurement = service_measurement(service)
+        measurements = trusted_measurements(
+            attestation.enclave_info, attestation.auditors, attestation.auditor_threshold
+        )
+        if attestation.provider == "simulation" and measurement not in measurements.get(
+            service, frozenset()
+        ):
+            raise TeaclaveError(
+                Status.FAILED_PRECONDITION,
+                f"{service}: its measurement {measurement.hex()} is not in the enclave info",
+            )
         identity = ServiceIdentity.create(
             service,
-            service_measurement(service),
-            platform,
+            _attester(attestation.provider, service, measurement, platform),
+            platform.key,
             ca,
             datetime.datetime.now(datetime.UTC),
         )
-        trusted = {platform.fingerprint} if config.attestation.allow_simulation else set()
+        trusted = {platform.fingerprint} if attestation.allow_simulation else set()
         policy = AttestationPolicy(
-            measurements=local_measurements(SERVICES), simulation_keys=frozenset(trusted)
+            measurements=measurements,
+            simulation_keys=frozenset(trusted),
+            max_evidence_age_secs=attestation.max_evidence_age_secs,
         )
         return cls(config, identity, policy)
 
