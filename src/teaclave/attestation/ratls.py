@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from teaclave.attestation import cose
+from teaclave.attestation import cose, der
 from teaclave.attestation.appraisal import NITRO, SEV_SNP, SGX, TDX, Appraisal
 from teaclave.attestation.evidence import SIMULATION, AttestationError, Evidence
 from teaclave.attestation.intel import Collateral, verify_quote
@@ -86,23 +86,10 @@ class CertificateEvidence:
 
 def _elements(data: bytes) -> list[tuple[int, bytes, bytes]]:
     """``(tag, whole element, content)`` of each DER element in ``data``."""
-    out: list[tuple[int, bytes, bytes]] = []
-    pos = 0
-    while pos < len(data):
-        if pos + 2 > len(data):
-            raise RatlsFormatError("truncated DER")
-        tag, length, start = data[pos], data[pos + 1], pos + 2
-        if length & 0x80:
-            count = length & 0x7F
-            if not 1 <= count <= 4 or start + count > len(data):
-                raise RatlsFormatError("bad DER length")
-            length, start = int.from_bytes(data[start : start + count], "big"), start + count
-        end = start + length
-        if end > len(data):
-            raise RatlsFormatError("truncated DER")
-        out.append((tag, data[pos:end], data[start:end]))
-        pos = end
-    return out
+    try:
+        return der.elements(data)
+    except der.DerError as exc:
+        raise RatlsFormatError(str(exc)) from None
 
 
 def _inside(data: bytes, tag: int, what: str) -> list[tuple[int, bytes, bytes]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from teaclave.attestation import ratls, roots
+from teaclave.attestation import ratls
 from teaclave.attestation.evidence import (
     SIMULATION,
     AttestationError,
@@ -17,12 +17,20 @@ from teaclave.attestation.evidence import (
 )
 from teaclave.attestation.measure import service_measurement, source_digest
 from teaclave.attestation.peer import verify_peer
-from teaclave.cli.context import CliError, Context, Subcommands, add_command, add_group
+from teaclave.cli.context import (
+    CliError,
+    Context,
+    Subcommands,
+    add_command,
+    add_group,
+    collateral_cache,
+)
 from teaclave.client.errors import from_platform_error
 from teaclave.config import SERVICES, load_config
 from teaclave.core.errors import TeaclaveError
 from teaclave.rpc.channel import attested_channel, fetch_certificate
 from teaclave.services.base import simulation_key
+from teaclave.transport.appraiser import appraiser
 
 
 def _measurements(args: argparse.Namespace, ctx: Context) -> None:
@@ -59,7 +67,7 @@ def _verify(args: argparse.Namespace, ctx: Context) -> None:
     )
 
 
-def _evidence_lines(found: ratls.CertificateEvidence, der: bytes, now: datetime) -> list[str]:
+def _evidence_lines(found: ratls.CertificateEvidence, now: datetime) -> list[str]:
     """What the certificate's evidence says, checked as far as this machine can."""
     lines = [f"format: {found.format} RA-TLS", f"binding: {found.binding}"]
     lines += [f"claim {name}: {value!r}" for name, value in found.claims.items()]
@@ -73,10 +81,7 @@ def _evidence_lines(found: ratls.CertificateEvidence, der: bytes, now: datetime)
             f"signed by: simulated platform key {platform}",
         ]
         return lines
-    appraisal = ratls.verify_certificate(
-        der, now=now, intel_root=roots.intel_root(), nitro_root=roots.nitro_root()
-    )
-    return lines + appraisal.describe()
+    return lines + appraiser(collateral_cache())(found, now).describe()
 
 
 def _attest(args: argparse.Namespace, ctx: Context) -> None:
@@ -87,7 +92,7 @@ def _attest(args: argparse.Namespace, ctx: Context) -> None:
         found = ratls.extract(der)
     except ratls.RatlsFormatError as exc:
         raise CliError(f"{args.address}: {exc}") from None
-    lines = [f"endpoint: {args.address}", f"TEE: {found.tee}", *_evidence_lines(found, der, now)]
+    lines = [f"endpoint: {args.address}", f"TEE: {found.tee}", *_evidence_lines(found, now)]
     try:
         verdict = verify_peer(der, services=frozenset(SERVICES), policy=ctx.policy(), now=now)
         outcome = f"ACCEPTED by your policy: {verdict.describe()}"

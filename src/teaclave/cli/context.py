@@ -16,12 +16,27 @@ from typing import Any, TypeAlias
 from teaclave.attestation.evidence import AttestationPolicy
 from teaclave.client import AuthenticationClient, FrontendClient, default_policy
 from teaclave.config import Endpoints
+from teaclave.transport.appraiser import appraiser
+from teaclave.transport.collateral import CollateralCache
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = "Callable[[argparse.Namespace, Context], None]"
 
 SIMULATION_ENV = "TEACLAVE_SIMULATION_KEY"
 DEFAULT_SESSION = Path("~/.config/teaclave/session.json")
+DEFAULT_COLLATERAL = "~/.cache/teaclave/collateral"
+"""Where the CLI caches attestation collateral (env TEACLAVE_COLLATERAL_DIR; refreshed from
+TEACLAVE_PCCS_URL / TEACLAVE_KDS_URL when set)."""
+
+
+def collateral_cache() -> CollateralCache:
+    """The CLI's attestation collateral cache (see :data:`DEFAULT_COLLATERAL`)."""
+    directory = os.environ.get("TEACLAVE_COLLATERAL_DIR", DEFAULT_COLLATERAL)
+    return CollateralCache(
+        Path(directory).expanduser(),
+        pccs_url=os.environ.get("TEACLAVE_PCCS_URL", ""),
+        kds_url=os.environ.get("TEACLAVE_KDS_URL", ""),
+    )
 
 
 class CliError(Exception):
@@ -161,6 +176,15 @@ class Context:
             enclave_info=self.args.enclave_info,
             auditors=self.args.auditor,
             threshold=self.args.auditor_threshold,
+            appraise=appraiser(
+                CollateralCache(
+                    Path(
+                        os.environ.get("TEACLAVE_COLLATERAL_DIR", DEFAULT_COLLATERAL)
+                    ).expanduser(),
+                    pccs_url=os.environ.get("TEACLAVE_PCCS_URL", ""),
+                    kds_url=os.environ.get("TEACLAVE_KDS_URL", ""),
+                )
+            ),
         )
 
     def emit(self, data: Any, text: str | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from teaclave.attestation.evidence import AttestationPolicy
+from teaclave.attestation.evidence import Appraiser, AttestationPolicy
 from teaclave.client.errors import from_platform_error, from_rpc_error
 from teaclave.config import AttestationConfig
 from teaclave.core.errors import TeaclaveError
@@ -31,6 +31,7 @@ def default_policy(
     auditors: Sequence[str] = (),
     threshold: int = 1,
     max_evidence_age_secs: float | None = AttestationConfig().max_evidence_age_secs,
+    appraise: Appraiser | None = None,
 ) -> AttestationPolicy:
     """What to accept of the platform's services.
 
@@ -39,7 +40,9 @@ def default_policy(
     this installation's own code (development). Simulated evidence (which
     proves nothing about hardware) is accepted only from the simulated
     platform whose key fingerprint ``simulation_key`` (64 hex digits;
-    ``teaclave attestation simulation-key`` prints it) names.
+    ``teaclave attestation simulation-key`` prints it) names. Hardware evidence
+    is accepted if ``appraise`` (e.g. :func:`teaclave.transport.appraiser.appraiser`)
+    accepts it.
     """
     keys: frozenset[bytes] = frozenset()
     if simulation_key is not None:
@@ -54,6 +57,7 @@ def default_policy(
         measurements=trusted_measurements(enclave_info, auditors, threshold),
         simulation_keys=keys,
         max_evidence_age_secs=max_evidence_age_secs,
+        appraise=appraise,
     )
 
 

@@ -28,6 +28,8 @@ from teaclave.rpc.identity import Attester, ServiceIdentity
 from teaclave.rpc.server import start_server
 from teaclave.rpc.trust import trusted_measurements
 from teaclave.services.topology import INBOUND
+from teaclave.transport.appraiser import appraiser
+from teaclave.transport.collateral import CollateralCache
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class ServiceEnv:
             measurements=measurements,
             simulation_keys=frozenset(trusted),
             max_evidence_age_secs=attestation.max_evidence_age_secs,
+            appraise=appraiser(CollateralCache.from_config(config)),
         )
         return cls(config, identity, policy)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from cryptography import x509
 
+from teaclave.attestation import der
+
 SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 STATUSES = (
     "UpToDate",
@@ -38,21 +40,10 @@ class TcbError(ValueError):
 
 def _der_items(data: bytes) -> list[tuple[int, bytes]]:
     """The (tag, content) TLVs directly inside ``data``."""
-    items, pos = [], 0
-    while pos < len(data):
-        if pos + 2 > len(data):
-            raise TcbError("SGX extension: truncated DER")
-        tag, length, pos = data[pos], data[pos + 1], pos + 2
-        if length & 0x80:
-            count = length & 0x7F
-            if count == 0 or count > 4 or pos + count > len(data):
-                raise TcbError("SGX extension: bad DER length")
-            length, pos = int.from_bytes(data[pos : pos + count], "big"), pos + count
-        if pos + length > len(data):
-            raise TcbError("SGX extension: DER value overruns its container")
-        items.append((tag, data[pos : pos + length]))
-        pos += length
-    return items
+    try:
+        return [(tag, content) for tag, _, content in der.elements(data)]
+    except der.DerError as exc:
+        raise TcbError(f"SGX extension: {exc}") from None
 
 
 def _oid(content: bytes) -> str:
