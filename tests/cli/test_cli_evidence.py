@@ -18,7 +18,6 @@ SNP_T = "2025-06-01T00:00:00Z"
 MILAN_CHAIN = "trustee/milan_ask_ark_asvk.pem"
 
 
-
 def v(name: str) -> str:
     return str(VECTORS / name)
 

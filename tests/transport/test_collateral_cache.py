@@ -32,7 +32,6 @@ SGX_FMSPC = "00a067110000"
 SNP_T = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-
 def vector(name: str) -> bytes:
     return (VECTORS / name).read_bytes()
 
