@@ -13,6 +13,7 @@ from teaclave.config import Config, Endpoints
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_access_control_service_pb2 as pb
 from teaclave.proto import teaclave_access_control_service_pb2_grpc as pb_grpc
+from teaclave.rpc import server as server_module
 from teaclave.rpc.channel import attested_channel
 from teaclave.rpc.server import peer_service
 from teaclave.services.base import ServiceEnv
@@ -169,3 +170,23 @@ def test_pinned_channel_survives_many_threads(server: ServiceEnv, config: Config
         t.join()
     peer.close()
     assert results == [True] * 80
+
+
+def test_server_rechecks_a_peers_evidence_after_a_while(
+    server: ServiceEnv, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    original = server_module.verify_peer
+
+    def spy(*args: object, **kwargs: object) -> object:
+        checked.append("x")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server_module, "verify_peer", spy)
+    frontend = ServiceEnv.create(config, "frontend")
+    assert call(frontend, "x", role="frontend")
+    assert call(frontend, "x", role="frontend")
+    assert len(checked) == 1  # the verdict is reused
+    monkeypatch.setattr(server_module, "VERDICT_CACHE_SECS", 0.0)
+    assert call(frontend, "x", role="frontend")
+    assert len(checked) == 2  # and checked again once it is old

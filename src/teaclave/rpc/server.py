@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from datetime import UTC, datetime
@@ -43,13 +45,18 @@ def peer_service() -> str:
     return _peer_service.get()
 
 
+VERDICT_CACHE_SECS = 300.0
+"""A verdict on a client certificate is reused this long, then the evidence is checked again
+(so evidence that has grown too old is refused within this time)."""
+
+
 class _PeerCheck:
-    """Verifies client-certificate evidence, caching verdicts per certificate."""
+    """Verifies client-certificate evidence, caching verdicts per certificate for a while."""
 
     def __init__(self, peers: frozenset[str], policy: AttestationPolicy) -> None:
         self._peers = peers
         self._policy = policy
-        self._cache: dict[bytes, str] = {}
+        self._cache: dict[bytes, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def service_of(self, context: grpc.ServicerContext) -> str:
@@ -57,10 +64,11 @@ class _PeerCheck:
         if not isinstance(pems, list) or not pems:
             raise AttestationError("no client certificate")
         pem = bytes(pems[0])
+        now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(pem)
-        if cached is not None:
-            return cached
+            service, verified = self._cache.get(pem, ("", -math.inf))
+        if now - verified < VERDICT_CACHE_SECS:
+            return service
         verdict = verify_peer(
             x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER),
             services=self._peers,
@@ -68,7 +76,7 @@ class _PeerCheck:
             now=datetime.now(UTC),
         )
         with self._lock:
-            self._cache[pem] = verdict.service
+            self._cache[pem] = (verdict.service, now)
         return verdict.service
 
 
