@@ -9,7 +9,6 @@ from teaclave.core import limits, tasks
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.core.model import ExecutorType, Function, FunctionArgument
-from teaclave.core.roles import Role
 
 DEFAULTS = Limits(cpu_secs=10.0, wall_secs=60.0, memory_mb=1024)
 MAXIMA = Limits(cpu_secs=600.0, wall_secs=3600.0, memory_mb=8192)
@@ -173,7 +172,6 @@ def test_create_task_refuses_a_limit_above_the_maximum() -> None:
             task_uuid="t",
             function=python_function(),
             creator="alice",
-            role=Role.parse("DataOwner-x"),
             executor="python",
             arguments='{"teaclave.cpu_secs": 601}',
             inputs_ownership=[],

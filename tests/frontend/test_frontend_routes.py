@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from teaclave.config import Config
+from teaclave.core.apis import api_name
+from teaclave.core.auditlog import audit_user
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.core.policy import api_name
 from teaclave.proto import teaclave_common_pb2 as common
+from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.services.base import ServiceEnv
-from teaclave.services.frontend.audit import AuditBuffer, audit_user, entry, peer_ip
+from teaclave.services.frontend.audit import BACKLOGGED, AuditBuffer, entry, peer_ip
 from teaclave.services.frontend.service import FRONTEND, Frontend, routes
 
 # Reference §2.5, in the order of the table.
@@ -137,13 +141,67 @@ def test_unsaved_entries_are_kept_and_retried() -> None:
     assert management.saved == ["0", "1", "2", "3"]
 
 
-def test_a_full_buffer_drops_the_oldest_entries(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_full_buffer_refuses_rather_than_drops(caplog: pytest.LogCaptureFixture) -> None:
     management = Management()
-    buffer = AuditBuffer(management.save, capacity=3)
-    for i in range(5):
+    buffer = AuditBuffer(management.save, capacity=3, wait_secs=0.05)
+    for i in range(3):
         buffer.add(entry(b"", "", str(i), True))
+    for _ in range(2):
+        with pytest.raises(TeaclaveError) as caught:
+            buffer.reserve(entry(b"", "", "x", True))
+        assert (caught.value.status, caught.value.message) == (Status.UNAVAILABLE, BACKLOGGED)
     assert not buffer.flush()
     management.up = True
     assert buffer.flush()
-    assert management.saved == ["2", "3", "4"]
-    assert "dropped the 2 oldest" in caplog.text
+    assert management.saved[:3] == ["0", "1", "2"]
+    assert buffer.flush()
+    assert management.saved[3:] == ["audit log backlogged: 2 calls refused unaudited"]
+    assert "2 calls refused" in caplog.text
+
+
+def test_a_waiting_call_gets_room_once_entries_are_saved() -> None:
+    management = Management()
+    management.up = True
+    buffer = AuditBuffer(management.save, capacity=1, wait_secs=10)
+    buffer.add(entry(b"", "", "0", True))
+    flusher = threading.Timer(0.1, buffer.flush)
+    flusher.start()
+    buffer.add(entry(b"", "", "1", True))  # waits for the flush
+    flusher.join()
+    assert buffer.flush()
+    assert management.saved == ["0", "1"]
+
+
+def test_a_slot_left_unfilled_records_its_default() -> None:
+    management = Management()
+    management.up = True
+    buffer = AuditBuffer(management.save, capacity=1, wait_secs=0)
+    with pytest.raises(RuntimeError), buffer.reserve(entry(b"", "", "default", False)):
+        raise RuntimeError
+    assert buffer.flush()
+    with buffer.reserve(entry(b"", "", "unused", False)) as slot:
+        slot.record(entry(b"", "", "recorded", True))
+    slot.record(entry(b"", "", "late", True))  # one entry per slot
+    assert buffer.flush()
+    assert management.saved == ["default", "recorded"]
+
+
+class Unreachable:
+    """A peer that must not be called."""
+
+    def call(self, *_: object, **__: object) -> None:
+        raise AssertionError("a backlogged call was handled")
+
+
+class Context:
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5"
+
+
+def test_a_backlogged_audit_log_refuses_calls_before_handling_them() -> None:
+    peer: Any = Unreachable()
+    frontend = Frontend(peer, peer, peer, AuditBuffer(lambda _: None, capacity=0, wait_secs=0))
+    handle: Any = frontend.handler().service(CallDetails(f"/{FRONTEND.full_name}/GetTask"))
+    with pytest.raises(TeaclaveError) as caught:
+        handle.unary_unary(fe.GetTaskRequest(), Context())
+    assert (caught.value.status, caught.value.message) == (Status.UNAVAILABLE, BACKLOGGED)

@@ -79,10 +79,10 @@ def test_bad_queries(admin: User, query: str, message: str) -> None:
     refused(Status.INVALID_ARGUMENT, message, lambda: _query(admin, query))
 
 
-def test_admin_only(alice: User, user: UserFactory) -> None:
-    for caller in (alice, user("fo", "FunctionOwner"), user("m", "DataOwnerManager-x")):
-        refused(
-            Status.PERMISSION_DENIED,
-            "permission denied: only a PlatformAdmin can query audit logs",
-            lambda c=caller: _query(c, ""),
-        )
+@pytest.mark.usefixtures("saved")
+def test_others_see_only_entries_about_themselves(user: UserFactory) -> None:
+    assert _query(user("alice", "DataOwner-x"), "") == [3, 1]
+    assert _query(user("alice", "DataOwner-x"), "create_task") == [3]
+    assert _query(user("bob", "DataOwner-y"), "result:false") == [2]
+    assert _query(user("fo", "FunctionOwner"), "") == []
+    refused(Status.PERMISSION_DENIED, "permission denied", lambda: _query(user("i", "Invalid"), ""))

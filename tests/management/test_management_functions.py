@@ -89,14 +89,19 @@ def test_invalid_function_id(owner: User, function_id: str) -> None:
 
 
 def test_private_function_visibility(owner: User, user: UserFactory, admin: User) -> None:
+    allowlist = ["listed", "user:carol", "attribute:x", "y"]
     function_id = register_function(
-        owner, public=False, payload=b"secret", user_allowlist=["listed", "x"]
+        owner, public=False, payload=b"secret", user_allowlist=allowlist
     )
     for reader in (owner, admin):
         full = _get(reader, function_id)
-        assert (full.payload, list(full.user_allowlist)) == (b"secret", ["listed", "x"])
-    # Allow-listed by user id or by role attribute: no payload, no allow-list.
-    for listed in (user("listed", "DataOwner-z"), user("alice", "DataOwner-x")):
+        assert (full.payload, list(full.user_allowlist)) == (b"secret", allowlist)
+    # Allow-listed by user id (plain or user:) or by attribute: no payload, no allow-list.
+    for listed in (
+        user("listed", "DataOwner-z"),
+        user("carol", "DataOwner-z"),
+        user("alice", "DataOwner-x"),
+    ):
         blanked = _get(listed, function_id)
         assert (blanked.name, blanked.payload, list(blanked.user_allowlist)) == (
             "builtin-echo",
@@ -104,9 +109,10 @@ def test_private_function_visibility(owner: User, user: UserFactory, admin: User
             [],
         )
         assert _stats(listed, function_id) == (-1, 0)
-    stranger = user("bob", "DataOwner-y")
-    refused(Status.PERMISSION_DENIED, PRIVATE, lambda: _get(stranger, function_id))
-    refused(Status.PERMISSION_DENIED, PRIVATE, lambda: _stats(stranger, function_id))
+    # A plain entry names a user, never an attribute; a user named "x" is not attribute x.
+    for stranger in (user("bob", "DataOwner-y"), user("x", "DataOwner-z")):
+        refused(Status.PERMISSION_DENIED, PRIVATE, lambda s=stranger: _get(s, function_id))
+        refused(Status.PERMISSION_DENIED, PRIVATE, lambda s=stranger: _stats(s, function_id))
     # The owner reads their own usage stats (Teaclave refuses unless allow-listed).
     assert _stats(owner, function_id) == (-1, 0)
 
@@ -155,7 +161,8 @@ def test_update_function(owner: User, bob: User, user: UserFactory, admin: User)
         user_allowlist=["carol", "dave"],
         usage_quota=7,
     )
-    for intruder in (bob, admin):
+    refused(Status.PERMISSION_DENIED, "permission denied", lambda: bob.UpdateFunction(request))
+    for intruder in (user("fo2", "FunctionOwner"), admin):
         refused(Status.PERMISSION_DENIED, NOT_OWNER, lambda u=intruder: u.UpdateFunction(request))
     assert owner.UpdateFunction(request).function_id == function_id
     updated = _get(owner, function_id)
@@ -173,10 +180,11 @@ def test_update_function(owner: User, bob: User, user: UserFactory, admin: User)
     refused(Status.PERMISSION_DENIED, PRIVATE, lambda: _get(bob, function_id))
 
 
-def test_delete_function(owner: User, bob: User, admin: User) -> None:
+def test_delete_function(owner: User, bob: User, admin: User, user: UserFactory) -> None:
     function_id = register_function(owner, user_allowlist=["bob"])
     request = fe.DeleteFunctionRequest(function_id=function_id)
-    for intruder in (bob, admin):
+    refused(Status.PERMISSION_DENIED, "permission denied", lambda: bob.DeleteFunction(request))
+    for intruder in (user("fo2", "FunctionOwner"), admin):
         refused(Status.PERMISSION_DENIED, NOT_OWNER, lambda u=intruder: u.DeleteFunction(request))
     owner.DeleteFunction(request)
     refused(Status.INVALID_ARGUMENT, "invalid function id", lambda: _get(owner, function_id))
@@ -188,10 +196,14 @@ def test_delete_function(owner: User, bob: User, admin: User) -> None:
 
 
 @pytest.mark.parametrize("disabler", ["owner", "admin"])
-def test_disable_function(owner: User, bob: User, admin: User, alice: User, disabler: str) -> None:
+def test_disable_function(
+    owner: User, bob: User, admin: User, alice: User, user: UserFactory, disabler: str
+) -> None:
     function_id = register_function(owner, user_allowlist=["bob"])
     request = fe.DisableFunctionRequest(function_id=function_id)
-    refused(Status.PERMISSION_DENIED, NOT_OWNER, lambda: bob.DisableFunction(request))
+    refused(Status.PERMISSION_DENIED, "permission denied", lambda: bob.DisableFunction(request))
+    intruder = user("fo2", "FunctionOwner")
+    refused(Status.PERMISSION_DENIED, NOT_OWNER, lambda: intruder.DisableFunction(request))
     {"owner": owner, "admin": admin}[disabler].DisableFunction(request)
     assert _lists(owner, "fo") == ([], [])
     assert _lists(bob, "bob") == ([], [])

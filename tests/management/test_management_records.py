@@ -19,10 +19,7 @@ from teaclave.core.model import (
     Task,
     TaskResult,
 )
-from teaclave.core.roles import Role
-from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
-from teaclave.services.management import audit
 from teaclave.services.management.common import COMMIT_ATTEMPTS, Txn, transact
 from teaclave.services.management.convert import function_from_request, staged_task
 from teaclave.storage.api import Write
@@ -108,14 +105,13 @@ def test_record_round_trips() -> None:
         task_uuid="t",
         function=function,
         creator="a",
-        role=Role.parse("DataOwner-x"),
         executor="builtin",
         arguments='{"k": [1, 2.5, null]}',
         inputs_ownership=[("in", ["a", "b"])],
         outputs_ownership=[("out", ["a"])],
         max_limits=ExecutionConfig().max_limits(),
     )
-    task = tasks.assign_data(task, "a", [("in", _input())], [("out", output)])
+    task = tasks.assign_data(task, [("in", _input())], [("out", output)])
     finished = replace(task, result=TaskResult.success(b"ok", {"out": bytes(16)}, ("line",)))
     for record, cls in (
         (function, Function),
@@ -128,9 +124,3 @@ def test_record_round_trips() -> None:
     staged = staged_task(task, function, "a")
     assert type(staged).FromString(staged.SerializeToString()) == staged
     assert staged.function_arguments == '{"k":[1,2.5,null]}'
-
-
-def test_audit_keys_sort_in_time_order() -> None:
-    keys = [audit.entry_key(common.Entry(microsecond=m)) for m in (5, 40, 300, -1)]
-    assert sorted(keys) == [keys[3], keys[0], keys[1], keys[2]]
-    assert len(set(audit.entry_key(common.Entry(microsecond=1)) for _ in range(100))) == 100

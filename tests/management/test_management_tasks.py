@@ -77,7 +77,7 @@ def test_single_party_flow_stages_a_complete_task(
         owner,
         public=False,
         payload=b"code",
-        user_allowlist=["x"],
+        user_allowlist=["attribute:x"],
         arguments=[*ECHO_ARGS, fe.FunctionArgument(key="fixed", default_value="1")],
         inputs=[fe.FunctionInput(name="in"), fe.FunctionInput(name="opt", optional=True)],
         outputs=[fe.FunctionOutput(name="out")],
@@ -121,9 +121,10 @@ def test_single_party_flow_stages_a_complete_task(
     for user in (alice, owner):
         user.ApproveTask(fe.ApproveTaskRequest(task_id=task_id))
     assert _task(alice, task_id).status == common.Approved
+    # A FunctionOwner approves as a participant but may not invoke (role matrix).
     refused(
         Status.PERMISSION_DENIED,
-        "permission denied: only the task's creator can invoke it",
+        "permission denied",
         lambda: owner.InvokeTask(fe.InvokeTaskRequest(task_id=task_id)),
     )
     alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id))
@@ -235,14 +236,17 @@ def test_create_task_rejections(
 
 
 def test_create_task_gate(owner: User, alice: User, bob: User, user: UserFactory) -> None:
-    function_id = register_function(owner, public=False, user_allowlist=["x", "carol"])
+    function_id = register_function(
+        owner, public=False, user_allowlist=["attribute:x", "carol", "y"]
+    )
     assert _create(alice, function_id).startswith("task-")  # attribute x allow-listed
     assert _create(user("carol", "DataOwner-q"), function_id).startswith("task-")  # user id
-    refused(
-        Status.PERMISSION_DENIED,
-        "permission denied: function is private and not shared with you",
-        lambda: _create(bob, function_id),
-    )
+    for refused_user in (bob, user("x", "DataOwner-q")):  # plain "y" is a user, not attribute y
+        refused(
+            Status.PERMISSION_DENIED,
+            "permission denied: function is private and not shared with you",
+            lambda u=refused_user: _create(u, function_id),
+        )
     refused(
         Status.INVALID_ARGUMENT,
         "invalid function id",

@@ -136,8 +136,9 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
         "--allow",
         action="append",
         default=[],
-        metavar="USER",
-        help="allow-list entry for a private function (repeatable)",
+        metavar="ENTRY",
+        help="who may use a private function: a user id (or user:ID), or attribute:ATTR "
+        "for every data owner of that organisation (repeatable)",
     )
     parser.add_argument("--quota", type=int, default=-1, help="usage quota (default: unlimited)")
 

@@ -8,6 +8,7 @@ import traceback
 
 from teaclave.cli import (
     attestation,
+    audit,
     crypto,
     data,
     demo,
@@ -43,6 +44,7 @@ _COMMAND_MODULES = (
     enclave_info,
     evidence,
     files,
+    audit,
 )
 _REPORTED = (CliError, TeaclaveError, ConfigError, SupervisorError, OSError, TimeoutError)
 

@@ -11,8 +11,8 @@ import grpc
 from teaclave.attestation.evidence import Appraiser, AttestationPolicy
 from teaclave.client.errors import from_platform_error, from_rpc_error
 from teaclave.config import AttestationConfig
+from teaclave.core.apis import SAFE_TO_REPEAT, api_name
 from teaclave.core.errors import TeaclaveError
-from teaclave.core.policy import SAFE_TO_REPEAT, api_name
 from teaclave.rpc.channel import attested_channel, never_sent
 from teaclave.rpc.trust import trusted_measurements
 

@@ -27,7 +27,6 @@ from teaclave.core.model import (
     TaskStatus,
     parse_executor,
 )
-from teaclave.core.roles import Role
 
 CANCELED_BEFORE_STAGING = "Task canceled"
 CANCELED_BY_USER = "Task Canceled by the user"
@@ -48,28 +47,6 @@ def _unknown(message: str) -> TeaclaveError:
 def failed_to_invoke(reason: str) -> TeaclaveError:
     """UNKNOWN "failed to invoke task: <reason>" (Teaclave's status and text)."""
     return _unknown(f"failed to invoke task: {reason}")
-
-
-# --- functions ---------------------------------------------------------------
-
-
-def is_allow_listed(function: Function, user_id: str, role: Role) -> bool:
-    """Whether the caller's user id or role attribute is in the function's allow-list."""
-    allowlist = function.user_allowlist
-    return user_id in allowlist or (bool(role.attribute) and role.attribute in allowlist)
-
-
-def check_may_create_task(function: Function, user_id: str, role: Role) -> None:
-    """CreateTask's function gate: public, owner, allow-listed or PlatformAdmin; not disabled."""
-    if not (
-        role.is_admin
-        or function.public
-        or function.owner == user_id
-        or is_allow_listed(function, user_id, role)
-    ):
-        raise permission_denied("permission denied: function is private and not shared with you")
-    if function.disabled:
-        raise permission_denied("permission denied: function is disabled")
 
 
 # --- creation ----------------------------------------------------------------
@@ -137,15 +114,17 @@ def create_task(
     task_uuid: str,
     function: Function,
     creator: str,
-    role: Role,
     executor: str,
     arguments: str,
     inputs_ownership: OwnerLists,
     outputs_ownership: OwnerLists,
     max_limits: limits.Limits,
 ) -> Task:
-    """A new Created task, validated in Teaclave's order (reference §3.5), then its limits."""
-    check_may_create_task(function, creator, role)
+    """A new Created task, validated in Teaclave's order (reference §3.5), then its limits.
+
+    Whether ``creator`` may use ``function`` is the ``create_task`` rule's
+    (:mod:`teaclave.core.access`).
+    """
     parsed_executor = parse_executor(executor)
     merged = merge_arguments(function.arguments, arguments)
     inputs = _ownership("input", inputs_ownership, function.inputs)
@@ -198,67 +177,38 @@ def everyone_approved(task: Task) -> bool:
     return len(task.participants) == 1 or task.participants == task.approved_users
 
 
-def check_participant(task: Task, user_id: str) -> None:
-    """PERMISSION_DENIED unless ``user_id`` takes part in the task."""
-    if user_id not in task.participants:
-        raise permission_denied("permission denied: not a participant of the task")
-
-
 # --- transitions -------------------------------------------------------------
 
 
-def _check_file(
-    what: str,
-    name: str,
-    *,
-    owners: frozenset[str],
-    declared: Mapping[str, frozenset[str]],
-    assigned: Mapping[str, object],
-    caller: str,
-) -> None:
-    if caller not in owners:
-        raise permission_denied(f"permission denied: you do not own the file for {what} {name!r}")
-    if name not in declared:
-        raise permission_denied(f"permission denied: task has no {what} {name!r}")
-    if owners != declared[name]:
-        raise permission_denied(
-            f"permission denied: owners of the file differ from those of {what} {name!r}"
-        )
+def slot(what: str, name: str) -> str:
+    """How errors name a file's place in a task: ``input 'name'``."""
+    return f"{what} {name!r}"
+
+
+def _check_unassigned(what: str, name: str, assigned: Mapping[str, object]) -> None:
     if name in assigned:
-        raise permission_denied(f"permission denied: {what} {name!r} is already assigned")
+        raise permission_denied(f"permission denied: {slot(what, name)} is already assigned")
 
 
 def assign_data(
     task: Task,
-    caller: str,
     inputs: Sequence[tuple[str, InputFile]],
     outputs: Sequence[tuple[str, OutputFile]],
 ) -> Task:
-    """AssignData: attach files to a Created task; DataAssigned once all are attached."""
-    check_participant(task, caller)
+    """AssignData: attach files to a Created task; DataAssigned once all are attached.
+
+    That the caller owns each file and its owners are those the task declares
+    for the slot is the ``assign_data`` rule's (:mod:`teaclave.core.access`).
+    """
     if task.status is not TaskStatus.CREATED:
         raise _unknown(f"failed to assign data to task: task is {status_name(task.status)}")
     assigned_inputs = dict(task.assigned_inputs)
     for name, input_file in inputs:
-        _check_file(
-            "input",
-            name,
-            owners=input_file.owners,
-            declared=task.inputs_ownership,
-            assigned=assigned_inputs,
-            caller=caller,
-        )
+        _check_unassigned("input", name, assigned_inputs)
         assigned_inputs[name] = input_file
     assigned_outputs = dict(task.assigned_outputs)
     for name, output_file in outputs:
-        _check_file(
-            "output",
-            name,
-            owners=output_file.owners,
-            declared=task.outputs_ownership,
-            assigned=assigned_outputs,
-            caller=caller,
-        )
+        _check_unassigned("output", name, assigned_outputs)
         if reason := output_file.why_not_writable():
             raise permission_denied(f"permission denied: output {name!r} {reason}")
         assigned_outputs[name] = output_file
@@ -269,8 +219,7 @@ def assign_data(
 
 
 def approve(task: Task, caller: str) -> Task:
-    """ApproveTask: record the caller's approval; Approved once everyone approved."""
-    check_participant(task, caller)
+    """ApproveTask: record a participant's approval; Approved once everyone approved."""
     if task.status is TaskStatus.CREATED and not all_data_assigned(task):
         raise _unknown("failed to approve task: data is not fully assigned")
     if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED):
@@ -280,12 +229,8 @@ def approve(task: Task, caller: str) -> Task:
     return replace(updated, status=status)
 
 
-def invoke(
-    task: Task, caller: str, function: Function, usage: FunctionUsage
-) -> tuple[Task, FunctionUsage]:
-    """InvokeTask: stage a ready task and count one use of its function."""
-    if caller != task.creator:
-        raise permission_denied("permission denied: only the task's creator can invoke it")
+def invoke(task: Task, function: Function, usage: FunctionUsage) -> tuple[Task, FunctionUsage]:
+    """InvokeTask (by the creator): stage a ready task and count one use of its function."""
     if function.usage_quota is not None and function.usage_quota <= usage.use_numbers:
         raise _unknown("function quota has been used up")
     if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED):
@@ -306,10 +251,8 @@ def invoke(
     )
 
 
-def cancel(task: Task, caller: str, role: Role) -> Task:
+def cancel(task: Task) -> Task:
     """CancelTask: cancel now unless Running, where the scheduler is asked to stop it."""
-    if not (role.is_admin or caller == task.creator):
-        raise permission_denied("permission denied: only the task's creator can cancel it")
     if task.status.ended:
         raise _unknown("failed to cancel task, reason: task has already been canceled")
     if task.status is TaskStatus.RUNNING:

@@ -15,7 +15,10 @@ INPUT = "input/"  # management: InputFile by uuid
 OUTPUT = "output/"  # management, scheduler: OutputFile by uuid
 TASK = "task/"  # management, scheduler: Task by uuid
 STAGED = "staged/"  # management, scheduler: queue of staged task uuids, in order
-AUDIT = "audit/"  # management: audit entries, in time order
+AUDIT = "audit/"  # management: the audit log (the three keys below)
+AUDIT_LOG = "audit/log/"  # audit records by sequence number (audit_key)
+AUDIT_CHECKPOINT = "audit/checkpoint/"  # signed checkpoints by sequence number (audit_key)
+AUDIT_HEAD = "audit/head"  # the chain's head: sequence number, hash, last checkpoint
 
 GRANTS: dict[str, tuple[str, ...]] = {
     "authentication": (USER, AUTH_SECRET),
@@ -33,3 +36,8 @@ def allowed(service: str, key: str) -> bool:
 def staged_key(sequence: int, task_uuid: str) -> str:
     """Queue key for a staged task; keys sort in staging order."""
     return f"{STAGED}{sequence:020d}-{task_uuid}"
+
+
+def audit_key(namespace: str, sequence: int) -> str:
+    """Key of the audit record or checkpoint ``sequence``; keys sort in sequence order."""
+    return f"{namespace}{sequence:020d}"

@@ -1,10 +1,10 @@
-"""The access-control servicer: answers AuthorizeApi from :mod:`teaclave.core.policy`."""
+"""The access-control servicer: answers AuthorizeApi from :mod:`teaclave.core.access`."""
 
 from __future__ import annotations
 
 import grpc
 
-from teaclave.core.policy import authorize_api
+from teaclave.core.access import authorize_api
 from teaclave.core.roles import Role
 from teaclave.proto import teaclave_access_control_service_pb2 as acs
 from teaclave.proto import teaclave_access_control_service_pb2_grpc as acs_grpc

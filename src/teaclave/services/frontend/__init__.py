@@ -1,7 +1,8 @@
 """The frontend service: the public entry point for everything but user management.
 
-Stores nothing; audit entries are buffered in memory and saved with the
-management service every second and when the service stops.
+Stores nothing; audit entries are buffered in memory (bounded, never dropped:
+calls wait for room, then are refused) and saved with the management service
+every second, as soon as a batch is waiting, and when the service stops.
 """
 
 from __future__ import annotations

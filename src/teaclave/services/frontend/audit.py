@@ -1,9 +1,13 @@
-"""Audit entries of frontend calls (reference §2.7), buffered and shipped to management."""
+"""Audit entries of frontend calls (reference §2.7), buffered and shipped to management.
+
+Every call gets exactly one entry, or is refused before it is handled (see
+:class:`AuditBuffer`); the buffer never drops an entry.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import itertools
 import logging
 import threading
 import time
@@ -11,14 +15,15 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from teaclave.core.errors import TeaclaveError
-from teaclave.core.roles import Role, RoleKind
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_common_pb2 as common
 
 log = logging.getLogger(__name__)
 
 CAPACITY = 10_000
 BATCH = 1000
+WAIT_SECS = 5.0
+BACKLOGGED = "audit log is backlogged"
 UNKNOWN_IP = bytes(16)
 
 
@@ -40,15 +45,6 @@ def peer_ip(peer: str) -> bytes:
     return ip.packed
 
 
-def audit_user(user_id: str, role: str) -> str:
-    """Teaclave's rendering of a caller: ``{ user: alice, role: DataOwner("x") }``."""
-    parsed = Role.parse(role)
-    shown = parsed.kind.value
-    if parsed.kind in (RoleKind.DATA_OWNER, RoleKind.DATA_OWNER_MANAGER):
-        shown += f"({json.dumps(parsed.attribute, ensure_ascii=False)})"
-    return f"{{ user: {user_id}, role: {shown} }}"
-
-
 MAX_FIELD_CHARS = 1024
 """Longer users and messages are cut: an entry stays small, so a batch always fits a message."""
 
@@ -64,51 +60,109 @@ def entry(ip: bytes, user: str, message: str, result: bool) -> common.Entry:
     )
 
 
+class AuditSlot:
+    """Room for one entry, reserved before a call is handled; filled exactly once."""
+
+    def __init__(self, buffer: AuditBuffer, default: common.Entry) -> None:
+        self._buffer = buffer
+        self._default = default
+        self._filled = False
+
+    def record(self, new: common.Entry) -> None:
+        """Fill the slot with the call's entry (only the first one counts)."""
+        if not self._filled:
+            self._filled = True
+            self._buffer._fill(new)
+
+    def __enter__(self) -> AuditSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A call that ended without an entry (an unexpected error) is audited by ``default``."""
+        self.record(self._default)
+
+
 class AuditBuffer:
-    """Entries waiting to be saved; bounded (the oldest are dropped when full)."""
+    """Entries waiting to be saved: bounded, never dropped, removed only once saved.
+
+    Room for an entry is reserved before the call is handled; when the buffer is
+    full, the caller waits up to ``wait_secs`` for the flusher to make room and is
+    otherwise refused UNAVAILABLE "audit log is backlogged" before anything is done.
+    Refused calls are counted and reported by an entry once there is room.
+    """
 
     def __init__(
-        self, send: Callable[[Sequence[common.Entry]], None], capacity: int = CAPACITY
+        self,
+        send: Callable[[Sequence[common.Entry]], None],
+        capacity: int = CAPACITY,
+        wait_secs: float = WAIT_SECS,
     ) -> None:
         self._send = send
         self._capacity = capacity
+        self._wait_secs = wait_secs
         self._entries: deque[common.Entry] = deque()
-        self._dropped = 0
-        self._lock = threading.Lock()
+        self._reserved = 0
+        self._refused = 0
+        self._room = threading.Condition()
         self._flushing = threading.Lock()
+        self._wake = threading.Event()
+
+    def reserve(self, default: common.Entry) -> AuditSlot:
+        """Room for one entry (``default`` if none is recorded); UNAVAILABLE when backlogged."""
+        with self._room:
+            if not self._room.wait_for(self._has_room, self._wait_secs):
+                self._refused += 1
+                raise TeaclaveError(Status.UNAVAILABLE, BACKLOGGED)
+            self._reserved += 1
+        return AuditSlot(self, default)
 
     def add(self, new: common.Entry) -> None:
-        """Buffer one entry."""
-        with self._lock:
-            self._entries.append(new)
-            self._trim()
+        """Buffer one entry (waiting for room as :meth:`reserve` does)."""
+        self.reserve(new).record(new)
 
     def flush(self) -> bool:
-        """Send everything buffered; on failure keep what was not sent. Whether all was sent."""
+        """Send what is buffered, in batches; each leaves the buffer once saved. Whether all was."""
         with self._flushing:
-            with self._lock:
-                pending = list(self._entries)
-                self._entries.clear()
-                dropped, self._dropped = self._dropped, 0
-            if dropped:
-                log.warning("audit buffer full: dropped the %d oldest entries", dropped)
-            for start in range(0, len(pending), BATCH):
+            with self._room:
+                remaining = len(self._entries)
+            while remaining > 0:
+                with self._room:
+                    batch = list(itertools.islice(self._entries, min(BATCH, remaining)))
                 try:
-                    self._send(pending[start : start + BATCH])
+                    self._send(batch)
                 except TeaclaveError as exc:
                     log.warning("cannot save audit entries (will retry): %s", exc.message)
-                    with self._lock:
-                        self._entries.extendleft(reversed(pending[start:]))
-                        self._trim()
                     return False
+                with self._room:
+                    for _ in batch:
+                        self._entries.popleft()
+                    self._note_refused()
+                    self._room.notify_all()
+                remaining -= len(batch)
             return True
 
     def run(self, stop: threading.Event, interval: float) -> None:
-        """Flush every ``interval`` seconds until ``stop`` is set."""
-        while not stop.wait(interval):
-            self.flush()
+        """Flush every ``interval`` seconds, or sooner when a batch is waiting, until ``stop``."""
+        while not stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if not self.flush():
+                stop.wait(interval)
 
-    def _trim(self) -> None:
-        while len(self._entries) > self._capacity:
-            self._entries.popleft()
-            self._dropped += 1
+    def _has_room(self) -> bool:
+        return len(self._entries) + self._reserved < self._capacity
+
+    def _fill(self, new: common.Entry) -> None:
+        with self._room:
+            self._reserved -= 1
+            self._entries.append(new)
+            if len(self._entries) >= BATCH:
+                self._wake.set()
+
+    def _note_refused(self) -> None:
+        """An entry for the calls refused while backlogged, if there is room (lock held)."""
+        if self._refused and self._has_room():
+            message = f"audit log backlogged: {self._refused} calls refused unaudited"
+            log.warning(message)
+            self._entries.append(entry(UNKNOWN_IP, "", message, False))
+            self._refused = 0

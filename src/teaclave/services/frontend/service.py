@@ -4,7 +4,8 @@ Each ``TeaclaveFrontend`` RPC is (1) authenticated by the authentication
 service, (2) authorized by access control, (3) forwarded unchanged to the
 same-named ``TeaclaveManagement`` RPC with the caller's id and role from the
 token, and (4) audited (reference §1.2, §2.6, §2.7). No RPC has its own handler,
-so none can skip a step.
+so none can skip a step. Room for the audit entry is reserved before step (1):
+a call is audited whatever its outcome, or refused UNAVAILABLE untouched.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from teaclave.core.access import RULES
+from teaclave.core.apis import SAFE_TO_REPEAT, api_name
+from teaclave.core.auditlog import audit_user
 from teaclave.core.errors import Status, TeaclaveError, permission_denied, unauthenticated
-from teaclave.core.policy import SAFE_TO_REPEAT, api_name
 from teaclave.proto import teaclave_access_control_service_pb2 as acs
 from teaclave.proto import teaclave_authentication_service_pb2 as auth
 from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_management_service_pb2 as mgmt
 from teaclave.rpc.channel import Peer
-from teaclave.services.frontend.audit import AuditBuffer, audit_user, entry, peer_ip
+from teaclave.services.frontend.audit import AuditBuffer, AuditSlot, entry, peer_ip
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +114,13 @@ class Route:
 
 
 def routes() -> dict[str, Route]:
-    """Every frontend RPC by name, checked to have a management twin with the same messages."""
+    """Every frontend RPC by name, checked to have an access rule and a management twin
+    with the same messages."""
     table = {}
     for method in FRONTEND.methods:
+        api = api_name(method.name)
+        if api not in RULES:
+            raise RuntimeError(f"no access rule for {method.full_name}")
         target = MANAGEMENT.methods_by_name.get(method.name)
         if target is None or (target.input_type, target.output_type) != (
             method.input_type,
@@ -121,7 +128,7 @@ def routes() -> dict[str, Route]:
         ):
             raise RuntimeError(f"TeaclaveManagement has no twin of {method.full_name}")
         table[method.name] = Route(
-            api_name(method.name),
+            api,
             target,
             GetMessageClass(method.input_type),
             GetMessageClass(method.output_type),
@@ -158,15 +165,32 @@ class Frontend:
 
     def _handle(self, route: Route, request: Message, context: grpc.ServicerContext) -> Message:
         ip = peer_ip(context.peer())
+        # Room for the entry first: a backlogged audit log refuses the call before it is handled.
+        with self._audit.reserve(entry(ip, "", f"{route.api}: internal error", False)) as audit:
+            return self._audited(route, request, context, ip, audit)
+
+    def _audited(
+        self,
+        route: Route,
+        request: Message,
+        context: grpc.ServicerContext,
+        ip: bytes,
+        audit: AuditSlot,
+    ) -> Message:
         try:
             claims = self._authenticate(context)
         except TeaclaveError as exc:
-            self._audit.add(entry(ip, "", f"authenticate to {route.api}: {exc.message}", False))
+            audit.record(entry(ip, "", f"authenticate to {route.api}: {exc.message}", False))
             raise
         user = audit_user(claims.sub, claims.role)
-        if not self._authorize(claims.role, route.api):
+        try:
+            allowed = self._authorize(claims.role, route.api)
+        except TeaclaveError as exc:
+            audit.record(entry(ip, user, f"authenticate to {route.api}: {exc.message}", False))
+            raise
+        if not allowed:
             # Unlike Teaclave (empty user), the audit names who was denied.
-            self._audit.add(entry(ip, user, f"authenticate to {route.api}", False))
+            audit.record(entry(ip, user, f"authenticate to {route.api}", False))
             raise permission_denied()
         timeout = min(context.time_remaining() or CALL_TIMEOUT_SECS, CALL_TIMEOUT_SECS)
         metadata = (("id", claims.sub), ("role", claims.role))
@@ -181,9 +205,9 @@ class Frontend:
                 repeatable=route.api in SAFE_TO_REPEAT,
             )
         except TeaclaveError as exc:
-            self._audit.add(entry(ip, user, f"{route.api}:{exc.message}", False))
+            audit.record(entry(ip, user, f"{route.api}:{exc.message}", False))
             raise
-        self._audit.add(entry(ip, user, route.api, True))
+        audit.record(entry(ip, user, route.api, True))
         return response
 
     def _authenticate(self, context: grpc.ServicerContext) -> auth.UserAuthClaims:

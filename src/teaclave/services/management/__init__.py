@@ -6,8 +6,10 @@ import threading
 
 import grpc
 
+from teaclave.core.auditlog import CheckpointSigner
 from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
 from teaclave.services.base import ServiceEnv
+from teaclave.services.management.audit import Checkpointer
 from teaclave.services.management.service import ManagementServicer
 from teaclave.storage.remote import RemoteStore
 
@@ -15,16 +17,30 @@ STOP_GRACE_SECS = 5.0
 
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:
-    """Serve TeaclaveManagement over the storage service until ``stop`` is set."""
+    """Serve TeaclaveManagement over the storage service until ``stop`` is set.
+
+    Audit checkpoints are signed with this instance's attested key (its server
+    certificate binds the key).
+    """
     peer = env.peer("storage")
-    servicer = ManagementServicer(RemoteStore(peer), env.config.execution.max_limits())
+    store = RemoteStore(peer)
+    servicer = ManagementServicer(store, env.config.execution.max_limits())
+    signer = CheckpointSigner(env.identity.key_pem, env.identity.server_cert_pem)
+    checkpoints = threading.Thread(
+        target=Checkpointer(store, signer).run,
+        args=(stop,),
+        name="management-audit-checkpoints",
+        daemon=True,
+    )
 
     def register(server: grpc.Server) -> None:
         mgmt_grpc.add_TeaclaveManagementServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
     server = env.serve("management", register)
+    checkpoints.start()
     try:
         stop.wait()
     finally:
         server.stop(STOP_GRACE_SECS).wait()
+        checkpoints.join()
         peer.close()

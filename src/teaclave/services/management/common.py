@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from teaclave.core.access import Subject
 from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.core.roles import Role
 from teaclave.storage.api import Conflict, Store, Write
 
 T = TypeVar("T")
@@ -17,12 +16,8 @@ R = TypeVar("R")
 COMMIT_ATTEMPTS = 16
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated user of a call, as the frontend names them."""
-
-    user_id: str
-    role: Role
+Caller = Subject
+"""The authenticated user of a call, as the frontend names them."""
 
 
 class Txn:
@@ -31,19 +26,23 @@ class Txn:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._versions: dict[str, int] = {}
+        self._reads: dict[str, bytes | None] = {}
         self._writes: dict[str, bytes | None] = {}
 
     def find(self, cls: type[T], key: str) -> T | None:
         """The record at ``key`` (None if absent), seeing this transaction's own writes.
 
-        The version first read becomes a check of the commit.
+        The version read becomes a check of the commit; a key is read once.
         """
         if key in self._writes:
-            pending = self._writes[key]
-            return None if pending is None else decode(cls, pending)
-        [record] = self.store.get([key])
-        self._versions.setdefault(key, record.version)
-        return decode(cls, record.value) if record.exists else None
+            value = self._writes[key]
+        elif key in self._reads:
+            value = self._reads[key]
+        else:
+            [record] = self.store.get([key])
+            self._versions[key] = record.version
+            value = self._reads[key] = record.value if record.exists else None
+        return None if value is None else decode(cls, value)
 
     def load(self, cls: type[T], key: str, missing: TeaclaveError) -> T:
         """The record at ``key``; raises ``missing`` if absent."""

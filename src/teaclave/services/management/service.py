@@ -1,22 +1,24 @@
-"""The management servicer: parse each request, call the logic, build the response.
+"""The management servicer: every RPC is :func:`guarded` by its access rule.
 
-The caller is named by the frontend in metadata ``id`` and ``role``.
+The caller is named by the frontend in metadata ``id`` and ``role``. Each
+method's facts loader reads what its rule looks at; its body parses the
+request, calls the logic and builds the response, in the same transaction.
 """
 
 from __future__ import annotations
 
-import grpc
+from dataclasses import replace
+from typing import Any
 
 from teaclave.core import limits
-from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.access import Facts
 from teaclave.core.ids import Kind, external_id, new_uuid, parse_external_id
 from teaclave.core.model import InputFile, OutputFile
-from teaclave.core.roles import Role
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_management_service_pb2 as mgmt
 from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
 from teaclave.services.management import audit, files, functions, tasks
-from teaclave.services.management.common import Caller
+from teaclave.services.management.common import Txn
 from teaclave.services.management.convert import (
     data_maps,
     function_from_request,
@@ -27,29 +29,57 @@ from teaclave.services.management.convert import (
     parse_url,
     task_response,
 )
+from teaclave.services.management.guard import Call, guarded
 from teaclave.storage.api import Store
 
 
-def caller_of(context: grpc.ServicerContext) -> Caller:
-    """The caller from metadata; UNKNOWN "missing user id/role" without it."""
-    metadata = {
-        key: value for key, value in context.invocation_metadata() if isinstance(value, str)
-    }
-    user_id = metadata.get("id")
-    if not user_id:
-        raise TeaclaveError(Status.UNKNOWN, "missing user id")
-    role = metadata.get("role")
-    if not role:
-        raise TeaclaveError(Status.UNKNOWN, "missing user role")
-    return Caller(user_id, Role.parse(role))
+def _input(request: Any) -> str:
+    return parse_external_id(Kind.INPUT, request.data_id)
 
 
-def _function_uuid(text: str) -> str:
-    return parse_external_id(Kind.FUNCTION, text)
+def _output(request: Any) -> str:
+    return parse_external_id(Kind.OUTPUT, request.data_id)
 
 
-def _task_uuid(text: str) -> str:
-    return parse_external_id(Kind.TASK, text)
+def _function(request: Any) -> str:
+    return parse_external_id(Kind.FUNCTION, request.function_id)
+
+
+def _task(request: Any) -> str:
+    return parse_external_id(Kind.TASK, request.task_id)
+
+
+def _input_facts(txn: Txn, request: Any) -> Facts:
+    return files.file_facts(txn, InputFile, _input(request))
+
+
+def _output_facts(txn: Txn, request: Any) -> Facts:
+    return files.file_facts(txn, OutputFile, _output(request))
+
+
+def _function_facts(txn: Txn, request: Any) -> Facts:
+    return functions.function_facts(txn, _function(request))
+
+
+def _task_facts(txn: Txn, request: Any) -> Facts:
+    return tasks.task_facts(txn, _task(request))
+
+
+def _assignment_facts(txn: Txn, request: fe.AssignDataRequest) -> Facts:
+    return tasks.assignment_facts(
+        txn,
+        _task(request),
+        data_maps(request.inputs, Kind.INPUT),
+        data_maps(request.outputs, Kind.OUTPUT),
+    )
+
+
+def _fusion_facts(_txn: Txn, request: fe.RegisterFusionOutputRequest) -> Facts:
+    return Facts(new_owners=frozenset(request.owner_list))
+
+
+def _listing_facts(_txn: Txn, request: fe.ListFunctionsRequest) -> Facts:
+    return Facts(listed_user=request.user_id)
 
 
 class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
@@ -59,150 +89,158 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         self._store = store
         self._max_limits = max_limits
 
+    @property
+    def store(self) -> Store:
+        """The store every call runs a transaction on."""
+        return self._store
+
     # --- files ---------------------------------------------------------------
 
+    @guarded("register_input_file")
     def RegisterInputFile(  # noqa: N802
-        self, request: fe.RegisterInputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.RegisterInputFileRequest]
     ) -> fe.RegisterInputFileResponse:
-        caller = caller_of(context)
+        request = call.request
         record = InputFile(
             new_uuid(),
             parse_url(request.url),
             parse_cmac(request.cmac),
             parse_crypto(request.crypto_info),
-            frozenset({caller.user_id}),
+            frozenset({call.caller.user_id}),
         )
-        return fe.RegisterInputFileResponse(data_id=files.register_file(self._store, record))
+        return fe.RegisterInputFileResponse(data_id=files.register_file(txn, record))
 
+    @guarded("register_output_file")
     def RegisterOutputFile(  # noqa: N802
-        self, request: fe.RegisterOutputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.RegisterOutputFileRequest]
     ) -> fe.RegisterOutputFileResponse:
-        caller = caller_of(context)
+        request = call.request
         record = OutputFile(
             new_uuid(),
             parse_url(request.url),
             parse_crypto(request.crypto_info),
-            frozenset({caller.user_id}),
+            frozenset({call.caller.user_id}),
         )
-        return fe.RegisterOutputFileResponse(data_id=files.register_file(self._store, record))
+        return fe.RegisterOutputFileResponse(data_id=files.register_file(txn, record))
 
+    @guarded("update_input_file", _input_facts)
     def UpdateInputFile(  # noqa: N802
-        self, request: fe.UpdateInputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.UpdateInputFileRequest]
     ) -> fe.UpdateInputFileResponse:
-        caller = caller_of(context)
-        uuid = parse_external_id(Kind.INPUT, request.data_id)
-        data_id = files.update_file(self._store, caller, InputFile, uuid, parse_url(request.url))
+        url = parse_url(call.request.url)
+        data_id = files.update_file(txn, InputFile, _input(call.request), url)
         return fe.UpdateInputFileResponse(data_id=data_id)
 
+    @guarded("update_output_file", _output_facts)
     def UpdateOutputFile(  # noqa: N802
-        self, request: fe.UpdateOutputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.UpdateOutputFileRequest]
     ) -> fe.UpdateOutputFileResponse:
-        caller = caller_of(context)
-        uuid = parse_external_id(Kind.OUTPUT, request.data_id)
-        data_id = files.update_file(self._store, caller, OutputFile, uuid, parse_url(request.url))
+        url = parse_url(call.request.url)
+        data_id = files.update_file(txn, OutputFile, _output(call.request), url)
         return fe.UpdateOutputFileResponse(data_id=data_id)
 
+    @guarded("register_fusion_output", _fusion_facts)
     def RegisterFusionOutput(  # noqa: N802
-        self, request: fe.RegisterFusionOutputRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.RegisterFusionOutputRequest]
     ) -> fe.RegisterFusionOutputResponse:
-        caller = caller_of(context)
-        data_id = files.register_fusion_output(self._store, caller, frozenset(request.owner_list))
-        return fe.RegisterFusionOutputResponse(data_id=data_id)
+        owners = frozenset(call.request.owner_list)
+        return fe.RegisterFusionOutputResponse(data_id=files.register_fusion_output(txn, owners))
 
+    @guarded("register_input_from_output", _output_facts)
     def RegisterInputFromOutput(  # noqa: N802
-        self, request: fe.RegisterInputFromOutputRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.RegisterInputFromOutputRequest]
     ) -> fe.RegisterInputFromOutputResponse:
-        caller = caller_of(context)
-        uuid = parse_external_id(Kind.OUTPUT, request.data_id)
-        data_id = files.register_input_from_output(self._store, caller, uuid)
+        data_id = files.register_input_from_output(txn, _output(call.request))
         return fe.RegisterInputFromOutputResponse(data_id=data_id)
 
+    @guarded("get_output_file", _output_facts)
     def GetOutputFile(  # noqa: N802
-        self, request: fe.GetOutputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.GetOutputFileRequest]
     ) -> fe.GetOutputFileResponse:
-        caller = caller_of(context)
-        uuid = parse_external_id(Kind.OUTPUT, request.data_id)
-        record = files.get_file(self._store, caller, OutputFile, uuid)
+        record = files.load_file(txn, OutputFile, _output(call.request))
         return fe.GetOutputFileResponse(owner=sorted(record.owners), cmac=record.cmac or b"")
 
+    @guarded("get_input_file", _input_facts)
     def GetInputFile(  # noqa: N802
-        self, request: fe.GetInputFileRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.GetInputFileRequest]
     ) -> fe.GetInputFileResponse:
-        caller = caller_of(context)
-        uuid = parse_external_id(Kind.INPUT, request.data_id)
-        record = files.get_file(self._store, caller, InputFile, uuid)
+        record = files.load_file(txn, InputFile, _input(call.request))
         return fe.GetInputFileResponse(owner=sorted(record.owners), cmac=record.cmac)
 
     # --- functions -----------------------------------------------------------
 
+    @guarded("register_function")
     def RegisterFunction(  # noqa: N802
-        self, request: fe.RegisterFunctionRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.RegisterFunctionRequest]
     ) -> fe.RegisterFunctionResponse:
-        caller = caller_of(context)
-        function = function_from_request(request, new_uuid(), caller.user_id)
+        function = function_from_request(call.request, new_uuid(), call.caller.user_id)
         limits.check_function(function, self._max_limits)
-        functions.register_function(self._store, function)
+        functions.register_function(txn, function)
         return fe.RegisterFunctionResponse(function_id=external_id(Kind.FUNCTION, function.uuid))
 
+    @guarded("get_function", _function_facts)
     def GetFunction(  # noqa: N802
-        self, request: fe.GetFunctionRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.GetFunctionRequest]
     ) -> fe.GetFunctionResponse:
-        caller = caller_of(context)
-        uuid = _function_uuid(request.function_id)
-        return function_response(functions.get_function(self._store, caller, uuid))
+        function = functions.load_function(txn, _function(call.request))
+        if call.decision.redacted:
+            function = replace(function, payload=b"", user_allowlist=())
+        return function_response(function)
 
+    @guarded("get_function_usage_stats", _function_facts)
     def GetFunctionUsageStats(  # noqa: N802
-        self, request: fe.GetFunctionUsageStatsRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.GetFunctionUsageStatsRequest]
     ) -> fe.GetFunctionUsageStatsResponse:
-        caller = caller_of(context)
-        uuid = _function_uuid(request.function_id)
-        quota, usage = functions.usage_stats(self._store, caller, uuid)
+        quota, usage = functions.usage_stats(txn, _function(call.request))
         return fe.GetFunctionUsageStatsResponse(function_quota=quota, current_usage=usage)
 
+    @guarded("update_function", _function_facts)
     def UpdateFunction(  # noqa: N802
-        self, request: fe.UpdateFunctionRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.UpdateFunctionRequest]
     ) -> fe.UpdateFunctionResponse:
-        caller = caller_of(context)
-        uuid = _function_uuid(request.function_id)
-        function = function_from_request(request, uuid, caller.user_id)
+        uuid = _function(call.request)
+        function = function_from_request(call.request, uuid, call.caller.user_id)
         limits.check_function(function, self._max_limits)
-        functions.update_function(self._store, caller, function)
+        functions.update_function(txn, function)
         return fe.UpdateFunctionResponse(function_id=external_id(Kind.FUNCTION, uuid))
 
+    @guarded("list_functions", _listing_facts)
     def ListFunctions(  # noqa: N802
-        self, request: fe.ListFunctionsRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.ListFunctionsRequest]
     ) -> fe.ListFunctionsResponse:
-        caller = caller_of(context)
-        registered, allowed = functions.list_functions(self._store, caller, request.user_id)
+        registered, allowed = functions.list_functions(
+            txn, call.request.user_id, all_allowed=call.caller.role.is_admin
+        )
         return fe.ListFunctionsResponse(
             registered_functions=[external_id(Kind.FUNCTION, u) for u in registered],
             allowed_functions=[external_id(Kind.FUNCTION, u) for u in allowed],
         )
 
+    @guarded("delete_function", _function_facts)
     def DeleteFunction(  # noqa: N802
-        self, request: fe.DeleteFunctionRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.DeleteFunctionRequest]
     ) -> fe.DeleteFunctionResponse:
-        caller = caller_of(context)
-        functions.delete_function(self._store, caller, _function_uuid(request.function_id))
+        functions.delete_function(txn, _function(call.request))
         return fe.DeleteFunctionResponse()
 
+    @guarded("disable_function", _function_facts)
     def DisableFunction(  # noqa: N802
-        self, request: fe.DisableFunctionRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.DisableFunctionRequest]
     ) -> fe.DisableFunctionResponse:
-        caller = caller_of(context)
-        functions.disable_function(self._store, caller, _function_uuid(request.function_id))
+        functions.disable_function(txn, _function(call.request))
         return fe.DisableFunctionResponse()
 
     # --- tasks ---------------------------------------------------------------
 
+    @guarded("create_task", _function_facts)
     def CreateTask(  # noqa: N802
-        self, request: fe.CreateTaskRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.CreateTaskRequest]
     ) -> fe.CreateTaskResponse:
-        caller = caller_of(context)
+        request = call.request
         task_id = tasks.create_task(
-            self._store,
-            caller,
-            _function_uuid(request.function_id),
+            txn,
+            call.caller.user_id,
+            _function(request),
             executor=request.executor,
             arguments=request.function_arguments,
             inputs_ownership=owner_lists(request.inputs_ownership),
@@ -211,57 +249,57 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         )
         return fe.CreateTaskResponse(task_id=task_id)
 
-    def GetTask(  # noqa: N802
-        self, request: fe.GetTaskRequest, context: grpc.ServicerContext
-    ) -> fe.GetTaskResponse:
-        caller = caller_of(context)
-        return task_response(tasks.get_task(self._store, caller, _task_uuid(request.task_id)))
+    @guarded("get_task", _task_facts)
+    def GetTask(self, txn: Txn, call: Call[fe.GetTaskRequest]) -> fe.GetTaskResponse:  # noqa: N802
+        return task_response(tasks.load_task(txn, _task(call.request)))
 
+    @guarded("assign_data", _assignment_facts)
     def AssignData(  # noqa: N802
-        self, request: fe.AssignDataRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.AssignDataRequest]
     ) -> fe.AssignDataResponse:
-        caller = caller_of(context)
+        request = call.request
         tasks.assign_data(
-            self._store,
-            caller,
-            _task_uuid(request.task_id),
+            txn,
+            _task(request),
             data_maps(request.inputs, Kind.INPUT),
             data_maps(request.outputs, Kind.OUTPUT),
         )
         return fe.AssignDataResponse()
 
+    @guarded("approve_task", _task_facts)
     def ApproveTask(  # noqa: N802
-        self, request: fe.ApproveTaskRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.ApproveTaskRequest]
     ) -> fe.ApproveTaskResponse:
-        caller = caller_of(context)
-        tasks.approve_task(self._store, caller, _task_uuid(request.task_id))
+        tasks.approve_task(txn, call.caller.user_id, _task(call.request))
         return fe.ApproveTaskResponse()
 
+    @guarded("invoke_task", _task_facts)
     def InvokeTask(  # noqa: N802
-        self, request: fe.InvokeTaskRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.InvokeTaskRequest]
     ) -> fe.InvokeTaskResponse:
-        caller = caller_of(context)
-        tasks.invoke_task(self._store, caller, _task_uuid(request.task_id))
+        tasks.invoke_task(txn, call.caller.user_id, _task(call.request))
         return fe.InvokeTaskResponse()
 
+    @guarded("cancel_task", _task_facts)
     def CancelTask(  # noqa: N802
-        self, request: fe.CancelTaskRequest, context: grpc.ServicerContext
+        self, txn: Txn, call: Call[fe.CancelTaskRequest]
     ) -> fe.CancelTaskResponse:
-        caller = caller_of(context)
-        tasks.cancel_task(self._store, caller, _task_uuid(request.task_id))
+        tasks.cancel_task(txn, _task(call.request))
         return fe.CancelTaskResponse()
 
     # --- audit ---------------------------------------------------------------
 
+    @guarded("query_audit_logs")
     def QueryAuditLogs(  # noqa: N802
-        self, request: fe.QueryAuditLogsRequest, context: grpc.ServicerContext
+        self, _txn: Txn, call: Call[fe.QueryAuditLogsRequest]
     ) -> fe.QueryAuditLogsResponse:
-        caller = caller_of(context)
-        entries = audit.query_audit_logs(self._store, caller, request.query, request.limit)
+        request = call.request
+        entries = audit.query_audit_logs(self._store, call.caller, request.query, request.limit)
         return fe.QueryAuditLogsResponse(logs=entries)
 
+    @guarded("save_logs")
     def SaveLogs(  # noqa: N802
-        self, request: mgmt.SaveLogsRequest, context: grpc.ServicerContext
+        self, _txn: Txn, call: Call[mgmt.SaveLogsRequest]
     ) -> mgmt.SaveLogsResponse:
-        audit.save_logs(self._store, list(request.logs))
+        audit.save_logs(self._store, list(call.request.logs))
         return mgmt.SaveLogsResponse()

@@ -1,0 +1,103 @@
+"""The only way to build a management RPC: its body runs after its access decision.
+
+:func:`guarded` turns ``body(servicer, txn, call)`` into a gRPC method for an
+API of :data:`~teaclave.core.access.RULES` (no rule: no method). In one
+transaction it reads the caller, checks the role, loads the facts the rule
+needs, calls :func:`~teaclave.core.access.decide`, and only if allowed runs
+the body with the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import grpc
+
+from teaclave.core.access import RULES, Decision, Facts, Subject, check_role, decide
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.roles import Role
+from teaclave.services.management.common import Txn, transact
+from teaclave.storage.api import Store
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+S = TypeVar("S", bound="HasStore")
+
+API_ATTRIBUTE = "__teaclave_api__"
+"""Set on every guarded method to the API whose rule it obeys."""
+
+
+class HasStore(Protocol):
+    """A servicer over a store."""
+
+    @property
+    def store(self) -> Store: ...
+
+
+@dataclass(frozen=True)
+class Call(Generic[Req]):
+    """What a body gets: the request, who asked (None for internal calls) and the decision."""
+
+    request: Req
+    subject: Subject | None
+    decision: Decision
+
+    @property
+    def caller(self) -> Subject:
+        """The subject of a user's call."""
+        if self.subject is None:
+            raise TeaclaveError(Status.UNKNOWN, "missing user id")
+        return self.subject
+
+
+FactsLoader = Callable[[Txn, Any], Facts]
+Body = Callable[[S, Txn, Call[Req]], Resp]
+Method = Callable[[S, Req, grpc.ServicerContext], Resp]
+
+
+def caller_of(context: grpc.ServicerContext) -> Subject:
+    """The caller from metadata; UNKNOWN "missing user id/role" without it."""
+    metadata = {
+        key: value for key, value in context.invocation_metadata() if isinstance(value, str)
+    }
+    user_id = metadata.get("id")
+    if not user_id:
+        raise TeaclaveError(Status.UNKNOWN, "missing user id")
+    role = metadata.get("role")
+    if not role:
+        raise TeaclaveError(Status.UNKNOWN, "missing user role")
+    return Subject(user_id, Role.parse(role))
+
+
+def no_facts(_txn: Txn, _request: Any) -> Facts:
+    """For rules that look at nothing but the role."""
+    return Facts()
+
+
+def guarded(
+    api: str, facts: FactsLoader = no_facts
+) -> Callable[[Body[S, Req, Resp]], Method[S, Req, Resp]]:
+    """The gRPC method for ``api`` whose ``body`` runs only if the rule allows the call."""
+    rule = RULES[api]
+
+    def wrap(body: Body[S, Req, Resp]) -> Method[S, Req, Resp]:
+        def method(servicer: S, request: Req, context: grpc.ServicerContext) -> Resp:
+            subject = None if rule.internal else caller_of(context)
+            if subject is not None:
+                check_role(api, subject)  # before reading anything
+
+            def run(txn: Txn) -> Resp:
+                decision = decide(api, subject, facts(txn, request))
+                decision.enforce()
+                return body(servicer, txn, Call(request, subject, decision))
+
+            return transact(servicer.store, run)
+
+        method.__name__ = body.__name__
+        method.__doc__ = body.__doc__
+        setattr(method, API_ATTRIBUTE, api)
+        return method
+
+    return wrap
