@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from dataclasses import dataclass
 
 import pytest
 import z3
@@ -47,8 +48,10 @@ from teaclave.core.model import (
     FileCrypto,
     Function,
     FunctionFile,
+    FunctionUsage,
     InputFile,
     OutputFile,
+    TaskStatus,
 )
 from teaclave.core.roles import RoleKind
 from teaclave.proto import teaclave_common_pb2 as common
@@ -122,6 +125,7 @@ def spec(api: str, s: State) -> z3.BoolRef:
             z3.Or(admin, data_owner), participant, *[assignable(f) for f in s.files]
         ),
         "approve_task": z3.And(anyone, participant),
+        "revoke_task_approval": z3.And(anyone, participant),
         "invoke_task": z3.And(z3.Or(admin, data_owner), s.creator == s.user),
         "cancel_task": z3.And(z3.Or(admin, data_owner), z3.Or(admin, s.creator == s.user)),
         "query_audit_logs": anyone,
@@ -217,7 +221,7 @@ def test_adding_participants_never_gives_a_non_owner_access(api: str) -> None:
     more = z3.BitVec("more_participants", N)
     s2 = dataclasses.replace(s, participants=s.participants | more)
     gained = z3.And(allowed(api, s2), z3.Not(allowed(api, s)))
-    if api in ("get_task", "approve_task"):
+    if api in ("get_task", "approve_task", "revoke_task_approval"):
         claim = z3.Implies(gained, member(s.user, s2.participants))
     elif api == "assign_data":
         owned = [z3.Implies(f.present, member(s.user, f.owners)) for f in s.files]
@@ -320,77 +324,182 @@ def test_participants_are_what_the_model_says(
     assert task.participants == users_of(expected)
 
 
-# --- approvals and changes ----------------------------------------------------------------
+# --- approvals, digests and changes -------------------------------------------------------
 
 CREATED, DATA_ASSIGNED, APPROVED, STAGED = range(4)
+DIGEST = z3.Function("digest", z3.IntSort(), z3.IntSort())
+"""core.tasks.task_digest of the task's content, content numbered by ``version``."""
+
+
+@dataclass(frozen=True)
+class Ghost:
+    """A task as core.tasks sees it: ``version`` numbers its content; participant ``k``'s
+    recorded approval (``has[k]``) is the digest of the content at ``approved_at[k]``."""
+
+    status: z3.ArithRef
+    version: z3.ArithRef
+    assigned: z3.BoolRef
+    has: tuple[z3.BoolRef, ...]
+    approved_at: tuple[z3.ArithRef, ...]
+
+    def current(self, k: int) -> z3.BoolRef:
+        """``k`` approved the current digest (what the code compares)."""
+        return z3.And(self.has[k], DIGEST(self.approved_at[k]) == DIGEST(self.version))
+
+    def everyone(self, participants: z3.BitVecRef) -> z3.BoolRef:
+        """core.tasks.everyone_approved."""
+        each = [z3.Implies(member(z3.IntVal(k), participants), self.current(k)) for k in range(N)]
+        return z3.Or(_popcount_one(participants), z3.And(each))
+
+
+def _ghost(prefix: str) -> Ghost:
+    return Ghost(
+        z3.Int(f"{prefix}_status"),
+        z3.Int(f"{prefix}_version"),
+        z3.Bool(f"{prefix}_assigned"),
+        tuple(z3.Bool(f"{prefix}_has{k}") for k in range(N)),
+        tuple(z3.Int(f"{prefix}_at{k}") for k in range(N)),
+    )
+
+
+def _approvals_unchanged(t: Ghost, t2: Ghost, but: int | None = None) -> z3.BoolRef:
+    return z3.And(
+        [
+            z3.And(t2.has[k] == t.has[k], t2.approved_at[k] == t.approved_at[k])
+            for k in range(N)
+            if k != but
+        ]
+    )
+
+
+def _steps(t: Ghost, t2: Ghost, participants: z3.BitVecRef) -> dict[str, z3.BoolRef]:
+    """The task operations of core.tasks, by name (``approve<k>``/``revoke<k>``: by user k)."""
+    same_content = z3.And(t2.version == t.version, t2.assigned == t.assigned)
+    before_staging = z3.And(t.status >= CREATED, t.status <= APPROVED)
+    recount = t2.status == z3.If(t2.everyone(participants), APPROVED, DATA_ASSIGNED)
+    steps = {
+        "assign": z3.And(  # assign_data
+            t.status == CREATED,
+            t2.version == t.version + 1,
+            _approvals_unchanged(t, t2),
+            t2.status == z3.If(t2.assigned, DATA_ASSIGNED, CREATED),
+        ),
+        "invoke": z3.And(  # invoke
+            before_staging,
+            t.assigned,
+            t.everyone(participants),
+            t2.status == STAGED,
+            same_content,
+            _approvals_unchanged(t, t2),
+        ),
+    }
+    for k in range(N):
+        participant = member(z3.IntVal(k), participants)  # the approve/revoke rules
+        steps[f"approve{k}"] = z3.And(
+            participant,
+            z3.Or(z3.And(t.status == CREATED, t.assigned), t.status == DATA_ASSIGNED),
+            same_content,
+            t2.has[k],
+            t2.approved_at[k] == t.version,
+            _approvals_unchanged(t, t2, but=k),
+            recount,
+        )
+        steps[f"revoke{k}"] = z3.And(
+            participant,
+            before_staging,
+            t.has[k],
+            same_content,
+            z3.Not(t2.has[k]),
+            _approvals_unchanged(t, t2, but=k),
+            recount,
+        )
+    return steps
+
+
+def _unsat(*facts: z3.BoolRef) -> bool:
+    solver = z3.Solver()
+    solver.add(*facts)
+    return solver.check() == z3.unsat
 
 
 def test_no_change_after_an_approval() -> None:
-    """Approvals hold for the task as it is when invoked (inductive invariant).
+    """No approval ever goes stale (inductive invariant): every recorded approval is of
+    the current content, and a task someone approved is not Created (so AssignData, the
+    only change to a task after creation, is refused). A function changed after creation
+    makes invoke fail (its digest is pinned in the task)."""
+    t, t2, participants = _ghost("t"), _ghost("t2"), z3.BitVec("participants", N)
 
-    Ghost state: ``version`` counts changes to the task's data and ``seen[p]`` is the
-    version ``p`` approved (-1: none). AssignData (the only change to a task after
-    creation) needs Created; an approval needs all data assigned and leaves Created
-    for good. Invariant: every recorded approval is of the current version, and a
-    task someone approved is not Created. A function changed after creation makes
-    invoke fail (its digest is pinned in the task), so approvals cannot carry over.
-    """
-    status, version, assigned = z3.Int("status"), z3.Int("version"), z3.Bool("all_assigned")
-    seen = [z3.Int(f"seen{k}") for k in range(N)]
-    status2, version2, assigned2 = z3.Int("status2"), z3.Int("version2"), z3.Bool("all2")
-    seen2 = [z3.Int(f"seen2_{k}") for k in range(N)]
-
-    def invariant(st_: z3.ArithRef, v: z3.ArithRef, sn: list[z3.ArithRef]) -> z3.BoolRef:
-        return z3.And([z3.Implies(a >= 0, z3.And(a == v, st_ != CREATED)) for a in sn])
-
-    same_seen = z3.And([a == b for a, b in zip(seen, seen2, strict=True)])
-    assign = z3.And(  # core.tasks.assign_data
-        status == CREATED,
-        version2 == version + 1,
-        same_seen,
-        status2 == z3.If(assigned2, DATA_ASSIGNED, CREATED),
-    )
-    approvals = []
-    for k in range(N):  # core.tasks.approve by participant k
-        approvals.append(
-            z3.And(
-                z3.Or(z3.And(status == CREATED, assigned), status == DATA_ASSIGNED),
-                version2 == version,
-                assigned2 == assigned,
-                seen2[k] == version,
-                *[seen2[j] == seen[j] for j in range(N) if j != k],
-                z3.Or(status2 == DATA_ASSIGNED, status2 == APPROVED),
-            )
+    def invariant(g: Ghost) -> z3.BoolRef:
+        return z3.And(
+            [
+                z3.Implies(g.has[k], z3.And(g.approved_at[k] == g.version, g.status != CREATED))
+                for k in range(N)
+            ]
         )
-    invoke = z3.And(  # core.tasks.invoke
-        status <= APPROVED, assigned, status2 == STAGED, version2 == version, same_seen
+
+    step = z3.Or(list(_steps(t, t2, participants).values()))
+    assert _unsat(invariant(t), step, z3.Not(invariant(t2)))
+    initial = dataclasses.replace(  # CreateTask: Created, no approvals
+        t, status=z3.IntVal(CREATED), has=(z3.BoolVal(False),) * N
     )
-    step = z3.Or(assign, invoke, *approvals)
-    solver = z3.Solver()
-    solver.add(invariant(status, version, seen), step, z3.Not(invariant(status2, version2, seen2)))
-    assert solver.check() == z3.unsat
-    initial = z3.Solver()  # CreateTask: Created, version 0, no approvals
-    initial.add(z3.Not(invariant(z3.IntVal(CREATED), z3.IntVal(0), [z3.IntVal(-1)] * N)))
-    assert initial.check() == z3.unsat
+    assert _unsat(z3.Not(invariant(initial)))
 
 
-@settings(max_examples=100, deadline=None)
-@given(steps=st.lists(st.sampled_from(["a", "b", "out", "alice", "bob"]), max_size=8))
-def test_the_code_changes_no_approved_task(steps: list[str]) -> None:
-    """The transitions above, run on core.tasks: once approved, AssignData is refused."""
+def test_invoke_needs_every_participants_approval_of_the_current_digest() -> None:
+    """From any state (even one changed after approvals, which the rules exclude), invoke
+    stages a task of several participants only if each approved its current content,
+    the digest being collision-resistant."""
+    t, t2, participants = _ghost("t"), _ghost("t2"), z3.BitVec("participants", N)
+    collision_free = [
+        z3.Implies(DIGEST(t.approved_at[k]) == DIGEST(t.version), t.approved_at[k] == t.version)
+        for k in range(N)
+    ]
+    approved_now = [
+        z3.Implies(
+            member(z3.IntVal(k), participants),
+            z3.And(t.has[k], t.approved_at[k] == t.version),
+        )
+        for k in range(N)
+    ]
+    several = z3.Not(_popcount_one(participants))
+    invoke = _steps(t, t2, participants)["invoke"]
+    assert not _unsat(*collision_free, invoke, several)  # not vacuous
+    assert _unsat(*collision_free, invoke, several, z3.Not(z3.And(approved_now)))
+
+
+@pytest.mark.parametrize("k", range(N))
+def test_a_revoked_approval_no_longer_counts(k: int) -> None:
+    """After participant k revokes, nothing but k's approval gives k an approval back,
+    and invoke is refused without it (a task of several participants)."""
+    t, t2, participants = _ghost("t"), _ghost("t2"), z3.BitVec("participants", N)
+    steps = _steps(t, t2, participants)
+    assert _unsat(steps[f"revoke{k}"], t2.has[k])
+    others = z3.Or([step for name, step in steps.items() if name != f"approve{k}"])
+    assert _unsat(z3.Not(t.has[k]), others, t2.has[k])
+    several = z3.Not(_popcount_one(participants))
+    participant = member(z3.IntVal(k), participants)
+    assert _unsat(z3.Not(t.has[k]), participant, several, steps["invoke"])
+
+
+INPUT_STEPS = {"a": "alice", "b": "bob"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.sampled_from(["a", "b", "out", "alice", "bob", "-alice", "-bob", "invoke"]),
+        max_size=10,
+    )
+)
+def test_the_code_keeps_the_approval_rules(steps: list[str]) -> None:
+    """The operations above, run on core.tasks: changes only before any approval, every
+    approval of the current digest, revocation until staging, and invoke exactly when
+    every participant approved the current digest."""
     files = (FunctionFile("a"), FunctionFile("b"))
     function = Function(
-        "f",
-        "builtin-echo",
-        "",
-        ExecutorType.BUILTIN,
-        True,
-        b"",
-        (),
-        files,
-        (FunctionFile("out"),),
-        "fo",
-    )
+        "f", "builtin-echo", "", ExecutorType.BUILTIN, True, b"", (), files,
+        (FunctionFile("out"),), "fo",
+    )  # fmt: skip
     task = tasks.create_task(
         task_uuid="t",
         function=function,
@@ -403,21 +512,33 @@ def test_the_code_changes_no_approved_task(steps: list[str]) -> None:
     )
     crypto = FileCrypto(CryptoSchema.RAW)
     for step in steps:
-        before = task
+        before, digest = task, tasks.task_digest(task)
+        ready = before.status <= TaskStatus.APPROVED and tasks.all_data_assigned(before)
+        ready &= all(before.approvals.get(p) == digest for p in before.participants)
         try:
             if step in USERS:
                 task = tasks.approve(task, step)
+            elif step.startswith("-"):
+                task = tasks.revoke(task, step[1:])
+                assert step[1:] not in task.approvals
+            elif step == "invoke":
+                task, _ = tasks.invoke(task, function, FunctionUsage("f"))
             elif step == "out":
                 output = OutputFile("o", "file:///o", crypto, frozenset({"alice", "bob"}))
                 task = tasks.assign_data(task, [], [("out", output)])
             else:
-                owner = "alice" if step == "a" else "bob"
-                input_file = InputFile(step, "file:///i", bytes(16), crypto, frozenset({owner}))
+                owner = frozenset({INPUT_STEPS[step]})
+                input_file = InputFile(step, "file:///i", bytes(16), crypto, owner)
                 task = tasks.assign_data(task, [(step, input_file)], [])
         except TeaclaveError:
+            assert step != "invoke" or not ready
             continue
-        if step not in USERS:
-            assert not before.approved_users, "a task changed after an approval"
+        assert step != "invoke" or ready
+        if step in INPUT_STEPS or step == "out":
+            assert not before.approvals, "a task changed after an approval"
+        current = tasks.task_digest(task)
+        assert all(approved == current for approved in task.approvals.values())
+        assert task.status is not TaskStatus.CREATED or not task.approvals
 
 
 # --- weakening any rule gives a counterexample -------------------------------------------

@@ -83,8 +83,21 @@ def test_task_from_get_task_reply() -> None:
     assert task.assigned_inputs == (DataMap("input_data1", "input-1"),)
     assert task.participants == ("user0", "user1")
     assert task.result == TaskOutputs(b"3 common items", {"out": b"\x01" * 16}, ("hi",))
+    assert (task.approval_digest, task.approval_digest_contents) == ("", {})  # older servers
     assert Task.from_proto(get_task_reply(TaskStatus.CREATED)).result is None
     assert Task.from_proto(get_task_reply(TaskStatus.FINISHED, err("x"))).result == TaskFailure("x")
+
+
+def test_task_carries_the_approval_digest_and_what_it_covers() -> None:
+    reply = get_task_reply(TaskStatus.DATA_ASSIGNED)
+    reply.approval_digest = "ab" * 32
+    reply.approval_digest_contents = '{"task_id":"task-1","version":"teaclave-task-digest/1"}'
+    task = Task.from_proto(reply)
+    assert task.approval_digest == "ab" * 32
+    assert task.approval_digest_contents == {
+        "task_id": "task-1",
+        "version": "teaclave-task-digest/1",
+    }
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ SHARED = {
     "get_function_usage_stats",
     "get_task",
     "approve_task",
+    "revoke_task_approval",
     "query_audit_logs",  # non-admins see only entries about themselves
 }
 DATA_OWNER_ONLY = {

@@ -1,7 +1,9 @@
 """Task rules (reference §3.5-3.6): every rule and rejection, as pure functions."""
 
+import hashlib
 import json
 from dataclasses import replace
+from unittest.mock import ANY
 
 import pytest
 
@@ -308,7 +310,8 @@ def test_approve_until_everyone_approved(two_party: Task) -> None:
     task = fully_assigned(two_party)
     assert task.participants == {"alice", "bob"}
     task = tasks.approve(task, "alice")
-    assert (task.status, task.approved_users) == (TaskStatus.DATA_ASSIGNED, {"alice"})
+    assert task.status is TaskStatus.DATA_ASSIGNED
+    assert task.approvals == {"alice": tasks.task_digest(task)}
     assert not tasks.everyone_approved(task)
     task = tasks.approve(task, "bob")
     assert task.status is TaskStatus.APPROVED
@@ -331,6 +334,138 @@ def test_approve_needs_all_data(two_party: Task) -> None:
         two_party,
         "alice",
     )
+
+
+# --- the approval digest, revocation -------------------------------------------
+
+
+def test_digest_covers_what_runs_on_which_data(two_party: Task) -> None:
+    task = fully_assigned(two_party)
+    assert tasks.digest_contents(task) == {
+        "version": "teaclave-task-digest/1",
+        "task_id": "task-t",
+        "creator": "alice",
+        "function_id": "function-f",
+        "function_digest": tasks.function_digest(TWO_PARTY_FUNCTION),
+        "executor": "builtin",
+        "function_arguments": "{}",
+        "inputs_ownership": {"a": ["alice"], "b": ["bob"]},
+        "outputs_ownership": {"out": ["alice", "bob"]},
+        "assigned_inputs": {
+            "a": {"data_id": "input-ia", "cmac": CMAC.hex()},
+            "b": {"data_id": "input-ib", "cmac": CMAC.hex()},
+        },
+        "assigned_outputs": {"out": "output-o"},
+    }
+    text = tasks.digest_text(task)
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    assert tasks.task_digest(task) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_digest_is_canonical(two_party: Task) -> None:
+    """Insertion order of the maps does not matter; every covered field does."""
+    task = fully_assigned(two_party)
+    reordered = replace(
+        task,
+        assigned_inputs=dict(reversed(task.assigned_inputs.items())),
+        inputs_ownership=dict(reversed(task.inputs_ownership.items())),
+    )
+    assert tasks.task_digest(reordered) == tasks.task_digest(task)
+    other_input = replace(task.assigned_inputs["a"], cmac=b"\x01" * 16)
+    for changed in (
+        replace(task, uuid="t2"),
+        replace(task, function_digest="0" * 64),
+        replace(task, function_arguments='{"x":1}'),
+        replace(task, executor=Executor.PYTHON),
+        replace(task, inputs_ownership={**task.inputs_ownership, "a": frozenset({"bob"})}),
+        replace(task, assigned_inputs={**task.assigned_inputs, "a": other_input}),
+        replace(task, assigned_outputs={"out": output_file("o2", "alice", "bob")}),
+    ):
+        assert tasks.task_digest(changed) != tasks.task_digest(task)
+    # An output's cmac is the task's result: writing it does not change what was approved.
+    written = replace(task.assigned_outputs["out"], cmac=CMAC)
+    assert tasks.task_digest(replace(task, assigned_outputs={"out": written})) == (
+        tasks.task_digest(task)
+    )
+
+
+def test_an_approval_of_another_digest_does_not_count(two_party: Task) -> None:
+    task = tasks.approve(tasks.approve(fully_assigned(two_party), "alice"), "bob")
+    stale = replace(task, approvals={**task.approvals, "alice": "0" * 64})
+    assert tasks.current_approvers(stale) == {"bob"}
+    assert not tasks.everyone_approved(stale)
+    refused(
+        Status.UNKNOWN,
+        "failed to invoke task: not yet approved by alice",
+        tasks.invoke,
+        stale,
+        TWO_PARTY_FUNCTION,
+        FunctionUsage("f"),
+    )
+
+
+def test_approve_what_you_read(two_party: Task) -> None:
+    partial = tasks.assign_data(two_party, [("a", input_file("ia", "alice"))], [])
+    seen = tasks.task_digest(partial)  # alice reads the task, then bob assigns his data
+    task = fully_assigned(two_party)
+    current = tasks.task_digest(task)
+    refused(
+        Status.FAILED_PRECONDITION,
+        f"failed to approve task: the task changed since you read it (digest now {current})",
+        tasks.approve,
+        task,
+        "alice",
+        seen,
+    )
+    assert tasks.approve(task, "alice", current).approvals == {"alice": current}
+
+
+def test_revoke_until_staged(two_party: Task) -> None:
+    approved = tasks.approve(tasks.approve(fully_assigned(two_party), "alice"), "bob")
+    revoked = tasks.revoke(approved, "bob")
+    assert (revoked.status, revoked.approvals) == (TaskStatus.DATA_ASSIGNED, {"alice": ANY})
+    refused(
+        Status.UNKNOWN,
+        "failed to invoke task: not yet approved by bob",
+        tasks.invoke,
+        revoked,
+        TWO_PARTY_FUNCTION,
+        FunctionUsage("f"),
+    )
+    refused(
+        Status.UNKNOWN,
+        "failed to revoke approval: you have not approved the task",
+        tasks.revoke,
+        revoked,
+        "bob",
+    )
+    assert tasks.approve(revoked, "bob") == approved
+    staged, _ = tasks.invoke(approved, TWO_PARTY_FUNCTION, FunctionUsage("f"))
+    for status in (TaskStatus.STAGED, TaskStatus.RUNNING, TaskStatus.FINISHED):
+        refused(
+            Status.UNKNOWN,
+            f"failed to revoke approval: task is {tasks.status_name(status)}",
+            tasks.revoke,
+            replace(staged, status=status),
+            "alice",
+        )
+
+
+def test_a_single_participant_task_stays_approved_after_revoking() -> None:
+    task = tasks.approve(create(), "alice")
+    assert task.status is TaskStatus.APPROVED
+    assert tasks.revoke(task, "alice").status is TaskStatus.APPROVED  # the creator's own task
+
+
+def test_upgrade_binds_old_approvals_to_the_current_digest(two_party: Task) -> None:
+    task = fully_assigned(two_party)
+    old = replace(task, approved_users=frozenset({"alice", "bob"}), status=TaskStatus.APPROVED)
+    upgraded = tasks.upgrade(old)
+    digest = tasks.task_digest(task)
+    assert upgraded.approvals == {"alice": digest, "bob": digest}
+    assert not upgraded.approved_users
+    assert tasks.everyone_approved(upgraded)
+    assert tasks.upgrade(upgraded) is upgraded
 
 
 # --- InvokeTask ---------------------------------------------------------------

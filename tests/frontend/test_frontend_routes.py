@@ -41,6 +41,7 @@ APIS = [
     "get_task",
     "assign_data",
     "approve_task",
+    "revoke_task_approval",
     "invoke_task",
     "cancel_task",
     "query_audit_logs",

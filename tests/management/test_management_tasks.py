@@ -1,5 +1,7 @@
 """Management over RA-TLS gRPC: the task state machine and the staged queue (§3.5-3.6, §9.1)."""
 
+import hashlib
+import json
 import threading
 import uuid
 from dataclasses import replace
@@ -70,6 +72,23 @@ def _stored(store: Store, task_id: str) -> tuple[Task, int]:
     return decode(Task, record.value), record.version
 
 
+def _two_party_task(owner: User, alice: User, bob: User) -> str:
+    function_id = register_function(
+        owner, inputs=[fe.FunctionInput(name="a"), fe.FunctionInput(name="b")]
+    )
+    return _create(
+        alice, function_id, inputs_ownership=[_owners("a", "alice"), _owners("b", "bob")]
+    )
+
+
+def _approve(user: User, task_id: str, digest: str = "") -> str:
+    return str(user.ApproveTask(fe.ApproveTaskRequest(task_id=task_id, digest=digest)).digest)
+
+
+def _revoke(user: User, task_id: str) -> None:
+    user.RevokeTaskApproval(fe.RevokeTaskApprovalRequest(task_id=task_id))
+
+
 def test_single_party_flow_stages_a_complete_task(
     owner: User, alice: User, scheduler_store: Store
 ) -> None:
@@ -93,6 +112,11 @@ def test_single_party_flow_stages_a_complete_task(
     )
     assert task_id.startswith("task-")
     created = _task(alice, task_id)
+    assert (
+        created.approval_digest
+        == hashlib.sha256(created.approval_digest_contents.encode()).hexdigest()
+    )
+    assert json.loads(created.approval_digest_contents)["task_id"] == task_id
     assert created == fe.GetTaskResponse(
         task_id=task_id,
         creator="alice",
@@ -104,6 +128,8 @@ def test_single_party_flow_stages_a_complete_task(
         participants=["alice", "fo"],
         status=common.Created,
         result=common.TaskResult(),
+        approval_digest=created.approval_digest,
+        approval_digest_contents=created.approval_digest_contents,
     )
     assert created.result.WhichOneof("result") is None
 
@@ -167,12 +193,7 @@ def test_single_participant_invoked_right_after_creation(
 
 
 def test_two_party_task(owner: User, alice: User, bob: User) -> None:
-    function_id = register_function(
-        owner, inputs=[fe.FunctionInput(name="a"), fe.FunctionInput(name="b")]
-    )
-    task_id = _create(
-        alice, function_id, inputs_ownership=[_owners("a", "alice"), _owners("b", "bob")]
-    )
+    task_id = _two_party_task(owner, alice, bob)
     assert list(_task(bob, task_id).participants) == ["alice", "bob"]
     _assign(alice, task_id, {"a": register_input(alice)})
     refused(
@@ -391,3 +412,76 @@ def test_invoke_refuses_an_output_written_since_assignment(
         "failed to invoke task: output 'out' was already written",
         lambda: alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id)),
     )
+
+
+def test_approvals_bind_the_digest_read(owner: User, alice: User, bob: User) -> None:
+    task_id = _two_party_task(owner, alice, bob)
+    _assign(alice, task_id, {"a": register_input(alice)})
+    seen = _task(bob, task_id).approval_digest  # bob reads; alice's file only
+    _assign(bob, task_id, {"b": register_input(bob)})
+    current = _task(bob, task_id)
+    assert current.approval_digest != seen
+    assert json.loads(current.approval_digest_contents)["assigned_inputs"].keys() == {"a", "b"}
+    refused(
+        Status.FAILED_PRECONDITION,
+        "failed to approve task: the task changed since you read it "
+        f"(digest now {current.approval_digest})",
+        lambda: _approve(bob, task_id, seen),
+    )
+    assert _approve(bob, task_id, current.approval_digest) == current.approval_digest
+    assert _approve(alice, task_id) == current.approval_digest
+    approved = _task(alice, task_id)
+    assert (approved.status, list(approved.approved_users)) == (common.Approved, ["alice", "bob"])
+    assert approved.approval_digest == current.approval_digest
+
+
+def test_revoke_until_staged(owner: User, alice: User, bob: User, user: UserFactory) -> None:
+    task_id = _two_party_task(owner, alice, bob)
+    _assign(alice, task_id, {"a": register_input(alice)})
+    _assign(bob, task_id, {"b": register_input(bob)})
+    refused(
+        Status.UNKNOWN,
+        "failed to revoke approval: you have not approved the task",
+        lambda: _revoke(bob, task_id),
+    )
+    refused(
+        Status.PERMISSION_DENIED,
+        "permission denied: not a participant of the task",
+        lambda: _revoke(user("carol", "DataOwner"), task_id),
+    )
+    _approve(alice, task_id)
+    _approve(bob, task_id)
+    _revoke(bob, task_id)
+    revoked = _task(alice, task_id)
+    assert (revoked.status, list(revoked.approved_users)) == (common.DataAssigned, ["alice"])
+    refused(
+        Status.UNKNOWN,
+        "failed to invoke task: not yet approved by bob",
+        lambda: alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id)),
+    )
+    _approve(bob, task_id)
+    alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id))
+    refused(
+        Status.UNKNOWN,
+        "failed to revoke approval: task is Staged",
+        lambda: _revoke(bob, task_id),
+    )
+
+
+def test_approvals_of_older_records_are_upgraded(
+    owner: User, alice: User, bob: User, scheduler_store: Store
+) -> None:
+    """A record written before approvals named a digest keeps its approvals."""
+    task_id = _two_party_task(owner, alice, bob)
+    _assign(alice, task_id, {"a": register_input(alice)})
+    _assign(bob, task_id, {"b": register_input(bob)})
+    task, version = _stored(scheduler_store, task_id)
+    old = json.loads(encode(task))
+    del old["approvals"]
+    old.update(approved_users=["alice", "bob"], status=int(TaskStatus.APPROVED))
+    key = keys.TASK + task.uuid
+    scheduler_store.commit([(key, version)], [Write(key, json.dumps(old).encode())])
+    assert list(_task(alice, task_id).approved_users) == ["alice", "bob"]
+    alice.InvokeTask(fe.InvokeTaskRequest(task_id=task_id))
+    staged, _ = _stored(scheduler_store, task_id)
+    assert (staged.approved_users, set(staged.approvals)) == (frozenset(), {"alice", "bob"})

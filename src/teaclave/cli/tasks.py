@@ -13,7 +13,9 @@ from teaclave.cli.context import (
     UsageError,
     add_command,
     add_group,
+    human,
     key_value,
+    plain,
 )
 from teaclave.client import DataMap, OwnerList
 from teaclave.core.limits import PREFIX, Limits
@@ -53,7 +55,10 @@ def _create(args: argparse.Namespace, ctx: Context) -> None:
 
 def _get(args: argparse.Namespace, ctx: Context) -> None:
     with ctx.frontend() as fe:
-        ctx.emit(fe.get_task(args.task_id))
+        task = fe.get_task(args.task_id)
+    shown = {k: v for k, v in plain(task).items() if k != "approval_digest_contents"}
+    covered = human(task.approval_digest_contents).replace("\n", "\n  ")
+    ctx.emit(task, f"{human(shown)}\napproval digest covers:\n  {covered}")
 
 
 def _assign(args: argparse.Namespace, ctx: Context) -> None:
@@ -68,8 +73,17 @@ def _assign(args: argparse.Namespace, ctx: Context) -> None:
 
 def _approve(args: argparse.Namespace, ctx: Context) -> None:
     with ctx.frontend() as fe:
-        fe.approve_task(args.task_id)
-    ctx.emit({"task_id": args.task_id}, f"Approved {args.task_id}")
+        digest = fe.approve_task(args.task_id, args.digest or "")
+    ctx.emit(
+        {"task_id": args.task_id, "approval_digest": digest},
+        f"Approved {args.task_id} (approval digest {digest})",
+    )
+
+
+def _revoke(args: argparse.Namespace, ctx: Context) -> None:
+    with ctx.frontend() as fe:
+        fe.revoke_task_approval(args.task_id)
+    ctx.emit({"task_id": args.task_id}, f"Revoked your approval of {args.task_id}")
 
 
 def _invoke(args: argparse.Namespace, ctx: Context) -> None:
@@ -144,9 +158,16 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
             metavar="NAME=DATA_ID",
             help=f"bind a registered {kind} file to NAME (repeatable)",
         )
+    parser = add_command(group, parent, "approve", _approve, "approve a task")
+    parser.add_argument("task_id")
+    parser.add_argument(
+        "--digest",
+        metavar="HEX",
+        help="the approval digest you checked (`task get`); refused if the task changed",
+    )
     for name, handler, help_text in (
-        ("get", _get, "show a task"),
-        ("approve", _approve, "approve a task"),
+        ("get", _get, "show a task, its approval digest and what the digest covers"),
+        ("revoke", _revoke, "withdraw your approval of a task (until it is staged)"),
         ("invoke", _invoke, "start a task (creator only)"),
         ("cancel", _cancel, "cancel a task"),
     ):

@@ -241,9 +241,17 @@ class FrontendApi(Connection):
         )
         self._invoke("AssignData", request)
 
-    def approve_task(self, task_id: str) -> None:
-        """Approve the task as one of its participants."""
-        self._invoke("ApproveTask", pb.ApproveTaskRequest(task_id=task_id))
+    def approve_task(self, task_id: str, digest: str = "") -> str:
+        """Approve the task as one of its participants; returns the digest approved.
+
+        ``digest``: the ``approval_digest`` read with GetTask; refused if the task changed.
+        """
+        request = pb.ApproveTaskRequest(task_id=task_id, digest=digest)
+        return str(self._invoke("ApproveTask", request).digest)
+
+    def revoke_task_approval(self, task_id: str) -> None:
+        """Withdraw the caller's approval of the task (until it is staged)."""
+        self._invoke("RevokeTaskApproval", pb.RevokeTaskApprovalRequest(task_id=task_id))
 
     def invoke_task(self, task_id: str) -> None:
         """Queue the task for execution (creator only, once everyone approved)."""

@@ -213,7 +213,11 @@ class TaskFailure:
 
 @dataclass(frozen=True)
 class Task:
-    """A task as GetTask returns it; ``result`` is None until the task has one."""
+    """A task as GetTask returns it; ``result`` is None until the task has one.
+
+    ``approved_users`` lists the approvals of ``approval_digest``, the SHA-256 of the
+    canonical JSON of ``approval_digest_contents`` (what an approval binds).
+    """
 
     task_id: str
     creator: str
@@ -228,6 +232,8 @@ class Task:
     assigned_outputs: tuple[DataMap, ...]
     status: TaskStatus
     result: TaskOutputs | TaskFailure | None
+    approval_digest: str = ""
+    approval_digest_contents: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, msg: fe_pb.GetTaskResponse) -> Task:
@@ -252,6 +258,8 @@ class Task:
             assigned_outputs=tuple(DataMap.from_proto(d) for d in msg.assigned_outputs),
             status=TaskStatus(msg.status),
             result=result,
+            approval_digest=msg.approval_digest,
+            approval_digest_contents=json.loads(msg.approval_digest_contents or "{}"),
         )
 
 

@@ -308,6 +308,7 @@ RULES: dict[str, Rule] = {
         ),
     ),
     "approve_task": _PARTICIPANT,
+    "revoke_task_approval": _PARTICIPANT,
     "invoke_task": Rule(
         DATA_OWNERS,
         (Condition(("is_creator",), "permission denied: only the task's creator can invoke it"),),

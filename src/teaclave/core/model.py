@@ -240,6 +240,7 @@ class Task:
     inputs_ownership: dict[str, frozenset[str]]
     outputs_ownership: dict[str, frozenset[str]]
     participants: frozenset[str]
+    # Read from records written before approvals named a digest (upgraded on load).
     approved_users: frozenset[str] = frozenset()
     assigned_inputs: dict[str, InputFile] = field(default_factory=dict)
     assigned_outputs: dict[str, OutputFile] = field(default_factory=dict)
@@ -251,3 +252,5 @@ class Task:
     executor_id: str = ""
     # Set by CancelTask on a Staged or Running task; the scheduler acts on it.
     cancel_requested: bool = False
+    # Who approved, and the :func:`teaclave.core.tasks.task_digest` each approved.
+    approvals: dict[str, str] = field(default_factory=dict)

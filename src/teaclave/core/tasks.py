@@ -1,5 +1,8 @@
 """Task rules (reference §3.5-3.6): creation, data assignment, approval, invocation, cancel.
 
+An approval binds the task's digest (:func:`task_digest`); only approvals of the
+current digest count, and a participant may revoke theirs until the task is staged.
+
 Pure functions over :mod:`teaclave.core.model` records: each returns the
 updated record or raises :class:`TeaclaveError` with Teaclave's status and
 message, followed after ": " by the precise reason.
@@ -15,6 +18,7 @@ from typing import Any
 
 from teaclave.core import limits
 from teaclave.core.errors import Status, TeaclaveError, invalid_argument, permission_denied
+from teaclave.core.ids import Kind, external_id
 from teaclave.core.model import (
     Function,
     FunctionArgument,
@@ -162,6 +166,57 @@ def function_digest(function: Function) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+# --- the digest participants approve ------------------------------------------
+
+DIGEST_VERSION = "teaclave-task-digest/1"
+
+
+def digest_contents(task: Task) -> dict[str, Any]:
+    """What an approval binds: everything that decides what the task runs, on which data.
+
+    Outputs are named by file id only: their cmac is what the task produces.
+    """
+    return {
+        "version": DIGEST_VERSION,
+        "task_id": external_id(Kind.TASK, task.uuid),
+        "creator": task.creator,
+        "function_id": external_id(Kind.FUNCTION, task.function_id),
+        "function_digest": task.function_digest,
+        "executor": task.executor.value,
+        "function_arguments": task.function_arguments,
+        "inputs_ownership": {name: sorted(uids) for name, uids in task.inputs_ownership.items()},
+        "outputs_ownership": {name: sorted(uids) for name, uids in task.outputs_ownership.items()},
+        "assigned_inputs": {
+            name: {"data_id": external_id(Kind.INPUT, f.uuid), "cmac": f.cmac.hex()}
+            for name, f in task.assigned_inputs.items()
+        },
+        "assigned_outputs": {
+            name: external_id(Kind.OUTPUT, f.uuid) for name, f in task.assigned_outputs.items()
+        },
+    }
+
+
+def digest_text(task: Task) -> str:
+    """:func:`digest_contents` as canonical JSON (sorted keys, compact, UTF-8)."""
+    return json.dumps(
+        digest_contents(task), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def task_digest(task: Task) -> str:
+    """Hex SHA-256 of :func:`digest_text`: what an approval approves."""
+    return hashlib.sha256(digest_text(task).encode()).hexdigest()
+
+
+def upgrade(task: Task) -> Task:
+    """A record with approvals that name no digest (written before digests), as approvals
+    of its current digest: such a task cannot have changed since its first approval."""
+    if not task.approved_users:
+        return task
+    approvals = dict.fromkeys(task.approved_users, task_digest(task)) | task.approvals
+    return replace(task, approved_users=frozenset(), approvals=approvals)
+
+
 # --- predicates --------------------------------------------------------------
 
 
@@ -172,9 +227,15 @@ def all_data_assigned(task: Task) -> bool:
     ) == set(task.outputs_ownership)
 
 
+def current_approvers(task: Task) -> frozenset[str]:
+    """The participants whose approval is of the task's current digest."""
+    digest = task_digest(task)
+    return frozenset(user for user, approved in task.approvals.items() if approved == digest)
+
+
 def everyone_approved(task: Task) -> bool:
-    """The only participant, or every participant, has approved."""
-    return len(task.participants) == 1 or task.participants == task.approved_users
+    """The only participant, or every participant, has approved the current digest."""
+    return len(task.participants) == 1 or task.participants <= current_approvers(task)
 
 
 # --- transitions -------------------------------------------------------------
@@ -218,15 +279,37 @@ def assign_data(
     return updated
 
 
-def approve(task: Task, caller: str) -> Task:
-    """ApproveTask: record a participant's approval; Approved once everyone approved."""
+def _with_approvals(task: Task, approvals: dict[str, str]) -> Task:
+    updated = replace(task, approvals=approvals)
+    status = TaskStatus.APPROVED if everyone_approved(updated) else TaskStatus.DATA_ASSIGNED
+    return replace(updated, status=status)
+
+
+def approve(task: Task, caller: str, seen_digest: str = "") -> Task:
+    """ApproveTask: record that ``caller`` approves the current digest; Approved once all have.
+
+    ``seen_digest``, if given, must be the current digest: the caller approves what they read.
+    """
     if task.status is TaskStatus.CREATED and not all_data_assigned(task):
         raise _unknown("failed to approve task: data is not fully assigned")
     if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED):
         raise _unknown(f"failed to approve task: task is {status_name(task.status)}")
-    updated = replace(task, approved_users=task.approved_users | {caller})
-    status = TaskStatus.APPROVED if everyone_approved(updated) else TaskStatus.DATA_ASSIGNED
-    return replace(updated, status=status)
+    digest = task_digest(task)
+    if seen_digest and seen_digest != digest:
+        raise TeaclaveError(
+            Status.FAILED_PRECONDITION,
+            f"failed to approve task: the task changed since you read it (digest now {digest})",
+        )
+    return _with_approvals(task, task.approvals | {caller: digest})
+
+
+def revoke(task: Task, caller: str) -> Task:
+    """RevokeTaskApproval: withdraw ``caller``'s approval, possible until the task is staged."""
+    if task.status not in (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED):
+        raise _unknown(f"failed to revoke approval: task is {status_name(task.status)}")
+    if caller not in task.approvals:
+        raise _unknown("failed to revoke approval: you have not approved the task")
+    return _with_approvals(task, {u: d for u, d in task.approvals.items() if u != caller})
 
 
 def invoke(task: Task, function: Function, usage: FunctionUsage) -> tuple[Task, FunctionUsage]:
@@ -238,7 +321,7 @@ def invoke(task: Task, function: Function, usage: FunctionUsage) -> tuple[Task, 
     if not all_data_assigned(task):
         raise failed_to_invoke("data is not fully assigned")
     if not everyone_approved(task):
-        missing = ", ".join(sorted(task.participants - task.approved_users))
+        missing = ", ".join(sorted(task.participants - current_approvers(task)))
         raise failed_to_invoke(f"not yet approved by {missing}")
     if function.disabled:
         raise failed_to_invoke("the function is disabled")

@@ -330,7 +330,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetTaskResponse(_message.Message):
-    __slots__ = ("task_id", "creator", "function_id", "function_owner", "function_arguments", "inputs_ownership", "outputs_ownership", "participants", "approved_users", "assigned_inputs", "assigned_outputs", "status", "result")
+    __slots__ = ("task_id", "creator", "function_id", "function_owner", "function_arguments", "inputs_ownership", "outputs_ownership", "participants", "approved_users", "assigned_inputs", "assigned_outputs", "status", "result", "approval_digest", "approval_digest_contents")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -344,6 +344,8 @@ class GetTaskResponse(_message.Message):
     ASSIGNED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_DIGEST_CONTENTS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     creator: str
     function_id: str
@@ -357,7 +359,9 @@ class GetTaskResponse(_message.Message):
     assigned_outputs: _containers.RepeatedCompositeFieldContainer[DataMap]
     status: _teaclave_common_pb2.TaskStatus
     result: _teaclave_common_pb2.TaskResult
-    def __init__(self, task_id: _Optional[str] = ..., creator: _Optional[str] = ..., function_id: _Optional[str] = ..., function_owner: _Optional[str] = ..., function_arguments: _Optional[str] = ..., inputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., outputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., participants: _Optional[_Iterable[str]] = ..., approved_users: _Optional[_Iterable[str]] = ..., assigned_inputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., assigned_outputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., status: _Optional[_Union[_teaclave_common_pb2.TaskStatus, str]] = ..., result: _Optional[_Union[_teaclave_common_pb2.TaskResult, _Mapping]] = ...) -> None: ...
+    approval_digest: str
+    approval_digest_contents: str
+    def __init__(self, task_id: _Optional[str] = ..., creator: _Optional[str] = ..., function_id: _Optional[str] = ..., function_owner: _Optional[str] = ..., function_arguments: _Optional[str] = ..., inputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., outputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., participants: _Optional[_Iterable[str]] = ..., approved_users: _Optional[_Iterable[str]] = ..., assigned_inputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., assigned_outputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., status: _Optional[_Union[_teaclave_common_pb2.TaskStatus, str]] = ..., result: _Optional[_Union[_teaclave_common_pb2.TaskResult, _Mapping]] = ..., approval_digest: _Optional[str] = ..., approval_digest_contents: _Optional[str] = ...) -> None: ...
 
 class AssignDataRequest(_message.Message):
     __slots__ = ("task_id", "inputs", "outputs")
@@ -374,12 +378,26 @@ class AssignDataResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ApproveTaskRequest(_message.Message):
+    __slots__ = ("task_id", "digest")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    digest: str
+    def __init__(self, task_id: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ApproveTaskResponse(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    def __init__(self, digest: _Optional[str] = ...) -> None: ...
+
+class RevokeTaskApprovalRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
-class ApproveTaskResponse(_message.Message):
+class RevokeTaskApprovalResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

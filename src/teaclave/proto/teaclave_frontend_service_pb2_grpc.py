@@ -129,6 +129,11 @@ class TeaclaveFrontendStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskResponse.FromString,
                 _registered_method=True)
+        self.RevokeTaskApproval = channel.unary_unary(
+                '/teaclave_frontend_service_proto.TeaclaveFrontend/RevokeTaskApproval',
+                request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalResponse.FromString,
+                _registered_method=True)
         self.InvokeTask = channel.unary_unary(
                 '/teaclave_frontend_service_proto.TeaclaveFrontend/InvokeTask',
                 request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.InvokeTaskRequest.SerializeToString,
@@ -263,6 +268,12 @@ class TeaclaveFrontendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeTaskApproval(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InvokeTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -378,6 +389,11 @@ def add_TeaclaveFrontendServicer_to_server(servicer, server):
                     servicer.ApproveTask,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskResponse.SerializeToString,
+            ),
+            'RevokeTaskApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTaskApproval,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalResponse.SerializeToString,
             ),
             'InvokeTask': grpc.unary_unary_rpc_method_handler(
                     servicer.InvokeTask,
@@ -908,6 +924,33 @@ class TeaclaveFrontend:
             '/teaclave_frontend_service_proto.TeaclaveFrontend/ApproveTask',
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.ApproveTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTaskApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_frontend_service_proto.TeaclaveFrontend/RevokeTaskApproval',
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.RevokeTaskApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,

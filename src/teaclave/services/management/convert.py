@@ -18,7 +18,13 @@ from teaclave.core.model import (
     TaskResult,
     parse_executor_type,
 )
-from teaclave.core.tasks import OwnerLists, status_name
+from teaclave.core.tasks import (
+    OwnerLists,
+    current_approvers,
+    digest_text,
+    status_name,
+    task_digest,
+)
 from teaclave.executor import wasm
 from teaclave.executor.python import payload
 from teaclave.proto import teaclave_common_pb2 as common
@@ -176,7 +182,7 @@ def task_response(task: Task) -> fe.GetTaskResponse:
         inputs_ownership=_owner_list_messages(task.inputs_ownership),
         outputs_ownership=_owner_list_messages(task.outputs_ownership),
         participants=sorted(task.participants),
-        approved_users=sorted(task.approved_users),
+        approved_users=sorted(current_approvers(task)),
         assigned_inputs=[
             fe.DataMap(data_name=name, data_id=external_id(Kind.INPUT, f.uuid))
             for name, f in sorted(task.assigned_inputs.items())
@@ -187,6 +193,8 @@ def task_response(task: Task) -> fe.GetTaskResponse:
         ],
         status=status_name(task.status),
         result=result_message(task.result),
+        approval_digest=task_digest(task),
+        approval_digest_contents=digest_text(task),
     )
 
 

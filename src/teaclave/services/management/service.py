@@ -270,8 +270,16 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
     def ApproveTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.ApproveTaskRequest]
     ) -> fe.ApproveTaskResponse:
-        tasks.approve_task(txn, call.caller.user_id, _task(call.request))
-        return fe.ApproveTaskResponse()
+        request = call.request
+        digest = tasks.approve_task(txn, call.caller.user_id, _task(request), request.digest)
+        return fe.ApproveTaskResponse(digest=digest)
+
+    @guarded("revoke_task_approval", _task_facts)
+    def RevokeTaskApproval(  # noqa: N802
+        self, txn: Txn, call: Call[fe.RevokeTaskApprovalRequest]
+    ) -> fe.RevokeTaskApprovalResponse:
+        tasks.revoke_approval(txn, call.caller.user_id, _task(call.request))
+        return fe.RevokeTaskApprovalResponse()
 
     @guarded("invoke_task", _task_facts)
     def InvokeTask(  # noqa: N802

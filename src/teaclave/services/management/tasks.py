@@ -31,8 +31,9 @@ def invalid_task_id() -> TeaclaveError:
 
 
 def load_task(txn: Txn, task_uuid: str) -> Task:
-    """A task record; INVALID_ARGUMENT "invalid task id" if absent."""
-    return txn.load(Task, keys.TASK + task_uuid, invalid_task_id())
+    """A task record, upgraded (:func:`~teaclave.core.tasks.upgrade`); INVALID_ARGUMENT
+    "invalid task id" if absent."""
+    return rules.upgrade(txn.load(Task, keys.TASK + task_uuid, invalid_task_id()))
 
 
 def task_facts(txn: Txn, task_uuid: str) -> Facts:
@@ -110,9 +111,16 @@ def assign_data(txn: Txn, task_uuid: str, inputs: DataMaps, outputs: DataMaps) -
     txn.put(keys.TASK + task_uuid, task)
 
 
-def approve_task(txn: Txn, approver: str, task_uuid: str) -> None:
-    """Record ``approver``'s approval of a task."""
-    txn.put(keys.TASK + task_uuid, rules.approve(load_task(txn, task_uuid), approver))
+def approve_task(txn: Txn, approver: str, task_uuid: str, seen_digest: str) -> str:
+    """Record ``approver``'s approval of a task (of ``seen_digest`` if set); the digest approved."""
+    task = rules.approve(load_task(txn, task_uuid), approver, seen_digest)
+    txn.put(keys.TASK + task_uuid, task)
+    return task.approvals[approver]
+
+
+def revoke_approval(txn: Txn, revoker: str, task_uuid: str) -> None:
+    """Withdraw ``revoker``'s approval of a task."""
+    txn.put(keys.TASK + task_uuid, rules.revoke(load_task(txn, task_uuid), revoker))
 
 
 def invoke_task(txn: Txn, invoker: str, task_uuid: str) -> None:
