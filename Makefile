@@ -36,6 +36,7 @@ test: lint typecheck imports pytest
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/python -m teaclave.assurance.iomanifest  # I/O uses vs io-manifest.toml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

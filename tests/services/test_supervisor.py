@@ -66,8 +66,9 @@ def test_service_stops_cleanly_on_sigterm(storage_process: subprocess.Popen[str]
     _, err = storage_process.communicate(timeout=30)
     assert storage_process.returncode == 0
     lines = err.splitlines()
-    assert lines[0].endswith(
-        "INFO storage: storage listening on " + lines[0].rsplit(" ", 2)[1] + " (internal)"
+    assert lines[0].endswith("INFO storage: runtime manifest: storage may use fs")
+    assert lines[1].endswith(
+        "INFO storage: storage listening on " + lines[1].rsplit(" ", 2)[1] + " (internal)"
     )
     assert lines[-1].endswith("INFO storage: storage stopped")
 

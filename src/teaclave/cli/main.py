@@ -12,12 +12,14 @@ from teaclave.cli import (
     crypto,
     data,
     demo,
+    deps,
     enclave_info,
     evidence,
     files,
     functions,
     serve,
     tasks,
+    tcb,
     users,
 )
 from teaclave.cli.context import (
@@ -45,6 +47,8 @@ _COMMAND_MODULES = (
     evidence,
     files,
     audit,
+    tcb,
+    deps,
 )
 _REPORTED = (CliError, TeaclaveError, ConfigError, SupervisorError, OSError, TimeoutError)
 

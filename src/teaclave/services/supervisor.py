@@ -27,8 +27,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from teaclave.assurance import runtime as runtime_manifest
 from teaclave.config import SERVICES, Config
 from teaclave.services.base import ServiceEnv, ServiceMain
+from teaclave.transport.collateral import CollateralCache
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +56,18 @@ class SupervisorError(RuntimeError):
 
 
 def run_service(name: str, config: Config, stop: threading.Event) -> None:
-    """Run service ``name`` in this process until ``stop`` is set."""
+    """Run service ``name`` in this process until ``stop`` is set.
+
+    After start-up it installs the service's runtime manifest (an audit hook, for good).
+    """
     if name not in SERVICES:
         raise SupervisorError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
     module = importlib.import_module(f"teaclave.services.{name}")
     service_main: ServiceMain = module.main
-    service_main(ServiceEnv.create(config, name), stop)
+    env = ServiceEnv.create(config, name)
+    # Start-up done: from here on the process keeps to its runtime manifest.
+    runtime_manifest.install(name, writable=[CollateralCache.from_config(config).directory])
+    service_main(env, stop)
 
 
 def configure_logging(service: str, level: int = logging.INFO) -> None:

@@ -1,0 +1,1 @@
+"""Assurance tooling: supply-chain reports, and the I/O manifest's static and runtime checks."""
