@@ -24,14 +24,14 @@ Handler: TypeAlias = "Callable[[argparse.Namespace, Context], None]"
 
 SIMULATION_ENV = "TEACLAVE_SIMULATION_KEY"
 DEFAULT_SESSION = Path("~/.config/teaclave/session.json")
-DEFAULT_COLLATERAL = "~/.cache/teaclave/collateral"
+DEFAULT_COLLATERAL = Path("~/.cache/teaclave/collateral")
 """Where the CLI caches attestation collateral (env TEACLAVE_COLLATERAL_DIR; refreshed from
 TEACLAVE_PCCS_URL / TEACLAVE_KDS_URL when set)."""
 
 
 def collateral_cache() -> CollateralCache:
     """The CLI's attestation collateral cache (see :data:`DEFAULT_COLLATERAL`)."""
-    directory = os.environ.get("TEACLAVE_COLLATERAL_DIR", DEFAULT_COLLATERAL)
+    directory = os.environ.get("TEACLAVE_COLLATERAL_DIR", str(DEFAULT_COLLATERAL))
     return CollateralCache(
         Path(directory).expanduser(),
         pccs_url=os.environ.get("TEACLAVE_PCCS_URL", ""),
@@ -176,15 +176,7 @@ class Context:
             enclave_info=self.args.enclave_info,
             auditors=self.args.auditor,
             threshold=self.args.auditor_threshold,
-            appraise=appraiser(
-                CollateralCache(
-                    Path(
-                        os.environ.get("TEACLAVE_COLLATERAL_DIR", DEFAULT_COLLATERAL)
-                    ).expanduser(),
-                    pccs_url=os.environ.get("TEACLAVE_PCCS_URL", ""),
-                    kds_url=os.environ.get("TEACLAVE_KDS_URL", ""),
-                )
-            ),
+            appraise=appraiser(collateral_cache()),
         )
 
     def emit(self, data: Any, text: str | None = None) -> None:

@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from teaclave.attestation import nitro, pki, ratls, roots, snp
 from teaclave.attestation.appraisal import SGX, TDX, Appraisal
 from teaclave.attestation.intel import NO_COLLATERAL, Collateral, CollateralError, verify_quote
-from teaclave.cli.context import CliError, Context, Subcommands, UsageError, add_command
+from teaclave.cli.context import (
+    DEFAULT_COLLATERAL,
+    CliError,
+    Context,
+    Subcommands,
+    UsageError,
+    add_command,
+)
 from teaclave.config import load_config
 from teaclave.transport.collateral import CollateralCache
 
@@ -34,7 +41,6 @@ NITRO = "AWS Nitro attestation document"
 SNP = "AMD SEV-SNP attestation report"
 INTEL = "Intel SGX/TDX quote"
 
-DEFAULT_CACHE = Path("~/.cache/teaclave/collateral")
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----"
 )
@@ -141,7 +147,7 @@ class _Inputs:
         configured = CollateralCache.from_config(load_config(args.config)) if args.config else None
         if configured is None and not (args.cache_dir or args.pccs_url or args.kds_url):
             return None
-        directory = args.cache_dir or (configured.directory if configured else DEFAULT_CACHE)
+        directory = args.cache_dir or (configured.directory if configured else DEFAULT_COLLATERAL)
         try:
             return CollateralCache(
                 directory.expanduser(),
@@ -284,7 +290,10 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
         help="TOML config: its attestation.collateral_dir, pccs_url and kds_url",
     )
     cache.add_argument(
-        "--cache-dir", type=Path, metavar="DIR", help=f"cache directory (default {DEFAULT_CACHE})"
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"cache directory (default {DEFAULT_COLLATERAL})",
     )
     cache.add_argument("--pccs-url", default="", metavar="URL", help="Intel PCS/PCCS base URL")
     cache.add_argument("--kds-url", default="", metavar="URL", help="AMD KDS base URL")
