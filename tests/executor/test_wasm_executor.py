@@ -1,6 +1,5 @@
 """The Wasm executor: the ABI check, the env functions, limits and WASI, on tiny WAT modules."""
 
-import time
 from typing import Any
 
 import pytest
@@ -219,17 +218,8 @@ def test_traps(body: str, trap: str) -> None:
     assert failure(wamr(body)) == f"the function trapped: {trap}"
 
 
-def test_cpu_limit() -> None:
-    started = time.monotonic()
+def test_cpu_limit_then_a_new_function_runs() -> None:
     assert failure(wamr(FOREVER), cpu_secs=0.001) == "CPU limit (0.001 s, 1000000 fuel) exceeded"
-    assert time.monotonic() - started < 1
-
-
-def test_wall_time_limit_then_a_new_function_runs() -> None:
-    started = time.monotonic()
-    message = failure(wamr(FOREVER), wall_secs=0.2, wasm_fuel_per_sec=10**12)
-    assert message == "wall time limit (0.2 s) exceeded"
-    assert 0.2 <= time.monotonic() - started < 5
     assert result(OPEN_IN) == 1
 
 

@@ -14,6 +14,7 @@ from teaclave.config import ExecutionConfig
 from teaclave.core.errors import TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.executor import worker
+from teaclave.executor.sandbox import View
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 
 
@@ -32,11 +33,38 @@ def run_worker(envelope: bytes) -> tuple[int, bytes]:
 def test_round_trip(tmp_path: Path) -> None:
     config = ExecutionConfig(file_roots=(str(tmp_path),), max_summary_bytes=100)
     staged = psi_task(tmp_path)
-    header, task = worker.decode_envelope(worker.encode_envelope(config, staged, b"module"))
-    assert (header, task) == (worker.Header(config, python=False, module=b"module"), staged)
+    view = View(("/lib",), ("/lib/hidden",), (("/a", "b"),))
+    envelope = worker.encode_envelope(config, staged, b"module", view)
+    header, task = worker.decode_envelope(envelope)
+    assert (header, task) == (worker.Header(worker.Settings(config, "", view), b"module"), staged)
     result = worker.read_result(*run_worker(worker.encode_envelope(config, staged)))
     assert result.Ok.return_value == b"3 common items"
     assert decrypt_file(tmp_path / "out1.enc", result.Ok.tags_map["output_result1"]) == b"0101010"
+
+
+def test_the_working_directory_and_environment_stay_out_of_the_import_path(
+    tmp_path: Path,
+) -> None:
+    """A worker started from a directory holding modules, with PYTHONPATH set, imports none."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for name in ("json", "struct", "teaclave_marker"):
+        (planted / f"{name}.py").write_text(f"open({str(tmp_path / name)!r}, 'w').close()\n")
+    staged = psi_task(tmp_path)
+    envelope = worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged)
+    process = subprocess.run(
+        worker.command(os.getpid()),
+        check=False,
+        input=envelope,
+        capture_output=True,
+        timeout=60,
+        cwd=planted,
+        env={"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py")},
+    )
+    assert worker.read_result(process.returncode, process.stdout).Ok.return_value == (
+        b"3 common items"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == "") == ["planted"]
 
 
 def test_failures_become_results(tmp_path: Path) -> None:
@@ -62,6 +90,7 @@ def test_read_result() -> None:
 _MIDDLE = """
 import os, subprocess, sys, time
 from teaclave.executor import worker
+from teaclave.executor.sandbox import View
 child = subprocess.Popen(worker.command(os.getpid()), stdin=int(sys.argv[1]))
 print(child.pid, flush=True)
 time.sleep(60)
@@ -107,8 +136,8 @@ def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Pa
     staged.executor_type = staged.executor = "python"
     staged.function_arguments = '{"k":"v","teaclave.cpu_secs":2,"teaclave.memory_mb":"64"}'
     header, task = worker.decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
-    assert header.python
-    assert header.config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
+    assert header.settings.sandbox == "python"
+    assert header.settings.config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
     assert task.function_arguments == '{"k":"v"}'
 
 

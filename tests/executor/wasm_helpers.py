@@ -8,9 +8,10 @@ import wasmtime
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.executor.files import FileTable
+from teaclave.executor.python.payload import flatten
 from teaclave.executor.wasm import WasmFunction, compile_module
 from teaclave.functions.runtime import MemoryRuntime
-from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
 CONFIG = replace(
     ExecutionConfig(),
@@ -84,9 +85,10 @@ def run(
 ) -> bytes:
     """The summary of ``module`` on ``runtime`` (by default: input "in", output "out")."""
     runtime = runtime or MemoryRuntime({"in": INPUT}, frozenset({"out"}))
-    with WasmFunction(replace(CONFIG, **limits), compile_module(module, abi), abi) as function:
-        function.load(StagedTask(function_arguments=arguments))
-        return function.run(runtime)
+    config = replace(CONFIG, **limits)
+    files = FileTable(runtime, max_file_bytes=config.max_file_bytes)
+    with WasmFunction(config, compile_module(module, abi), abi) as function:
+        return function.run(files, flatten(arguments))
 
 
 def failure(module: bytes, abi: str = "wamr", **options: Any) -> str:

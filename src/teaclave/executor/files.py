@@ -9,7 +9,7 @@ so a read handle is never mistaken for a write handle.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.functions.runtime import Runtime
@@ -25,6 +25,18 @@ INVALID_HANDLE = "teaclave_ffi_error: invalid file handle"
 
 class FileRefused(Exception):
     """A request the function sees fail (an error, or -1), with the reason."""
+
+
+class Files(Protocol):
+    """A task's files by handle: a :class:`FileTable`, or its far end in a sandbox."""
+
+    def open(self, name: str, *, writable: bool) -> int: ...
+
+    def read(self, handle: int, size: int) -> bytes: ...
+
+    def write(self, handle: int, data: bytes | bytearray) -> None: ...
+
+    def close(self, handle: int) -> None: ...
 
 
 @dataclass
@@ -68,10 +80,14 @@ class FileTable:
         """At most ``size`` (≥ 0, checked by the caller) bytes; empty at the end."""
         return self._file(handle, writable=False).stream.read(size)
 
-    def write(self, handle: int, data: bytes | bytearray) -> None:
-        """Append ``data`` to an output, unless it would outgrow ``max_file_bytes``."""
+    def write(self, handle: int, data: bytes | bytearray, *, total: int = 0) -> None:
+        """Append ``data`` to an output, unless it would outgrow ``max_file_bytes``.
+
+        ``total``: the size of the whole write ``data`` begins (sent in pieces), so that
+        a write too large for the output is refused before any of it is appended.
+        """
         file = self._file(handle, writable=True)
-        if file.written + len(data) > self._max_file_bytes:
+        if file.written + max(len(data), total) > self._max_file_bytes:
             raise FileRefused(f"output exceeds execution.max_file_bytes ({self._max_file_bytes})")
         file.stream.write(data)
         file.written += len(data)

@@ -30,7 +30,10 @@ from teaclave.core.model import CryptoSchema, FileCrypto
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import KEY_SIZE, ProtectedFileWriter, encrypt_stream
 from teaclave.executor.python.function import PythonFunction
+from teaclave.executor.python.function import view as python_view
 from teaclave.executor.runtime import FileRuntime, StagedFile
+from teaclave.executor.sandbox import View, task_view
+from teaclave.executor.sandboxed import SandboxedFunction
 from teaclave.functions import registry
 from teaclave.functions.runtime import Runtime
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
@@ -68,37 +71,71 @@ def is_wasm(staged: StagedTask) -> bool:
     return staged.executor_type in _WASM_EXECUTORS and staged.executor == staged.executor_type
 
 
+def sandbox_kind(staged: StagedTask) -> str:
+    """The sandbox ``staged`` runs in: "python", "wamr", "wasi", or "" (a built-in: none)."""
+    if is_python(staged):
+        return "python"
+    return staged.executor_type if is_wasm(staged) else ""
+
+
+def sandbox_view(kind: str, config: ExecutionConfig) -> View | None:
+    """What a sandbox of ``kind`` may read (None for no sandbox); cached by the process."""
+    if kind == "python":
+        return python_view(config)
+    return task_view() if kind else None
+
+
+def fork_sandbox(
+    kind: str, config: ExecutionConfig, module: bytes = b"", view: View | None = None
+) -> SandboxedFunction | None:
+    """The sandbox of ``kind``, forked now (None for no sandbox), waiting for its task.
+
+    Call it while single-threaded, before the task's keys are read. A Wasm sandbox
+    runs ``module``, compiled by the trusted caller.
+    """
+    view = view or sandbox_view(kind, config)
+    if kind == "python":
+        return PythonFunction(config, view)
+    if kind in _WASM_EXECUTORS:
+        from teaclave.executor import wasm  # imported on first use: see _WASM_EXECUTORS
+
+        return wasm.SandboxedWasm(config, module, kind, view)
+    return None
+
+
 @contextlib.contextmanager
 def _function(
-    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None, module: bytes
+    staged: StagedTask, config: ExecutionConfig, sandbox: SandboxedFunction | None, module: bytes
 ) -> Iterator[Callable[[Runtime], bytes]]:
     """The task's function, ready to run on a runtime; gives its summary.
 
-    A Python function's sandbox is forked here, so this must come before
-    anything that may start threads (fetching inputs). A Wasm function runs
-    ``module`` if given (compiled by the trusted caller), else its payload
+    A Python or Wasm function runs in ``sandbox``, forked by the caller before it
+    read the task; otherwise the sandbox is forked here, so this must come
+    before anything that may start threads (fetching inputs). A Wasm function
+    runs ``module`` if given (compiled by the trusted caller), else its payload
     compiled here.
     """
-    kind = (staged.executor_type, staged.executor)
-    if kind == ("builtin", "builtin"):
+    kind = sandbox_kind(staged)
+    if kind:
+        if sandbox is None:
+            if kind in _WASM_EXECUTORS and not module:
+                from teaclave.executor import wasm  # see _WASM_EXECUTORS
+
+                module = wasm.compile_module(staged.function_payload, kind)
+            sandbox = fork_sandbox(kind, config, module)
+        if sandbox is None or sandbox.kind != kind:
+            raise TeaclaveError(Status.INTERNAL, "the task's sandbox is not for its executor")
+        with sandbox as function:
+            function.load(staged)
+            yield function.run
+    elif (staged.executor_type, staged.executor) == ("builtin", "builtin"):
         builtin = registry.lookup(staged.function_name)
         arguments = builtin.parse_arguments(staged.function_arguments)
         yield lambda runtime: builtin.run(arguments, runtime).encode()
-    elif is_python(staged):
-        with sandbox or PythonFunction(config) as function:
-            function.load(staged)
-            yield function.run
-    elif is_wasm(staged):
-        from teaclave.executor import wasm  # imported on first use: see _WASM_EXECUTORS
-
-        abi = staged.executor_type
-        compiled = module or wasm.compile_module(staged.function_payload, abi)
-        with wasm.WasmFunction(config, compiled, abi) as wasm_function:
-            wasm_function.load(staged)
-            yield wasm_function.run
     else:
         raise TeaclaveError(
-            Status.FAILED_PRECONDITION, f"function not available: ({kind[0]}, {kind[1]})"
+            Status.FAILED_PRECONDITION,
+            f"function not available: ({staged.executor_type}, {staged.executor})",
         )
 
 
@@ -227,7 +264,7 @@ def _deliver_all(
 
 
 def _run(
-    staged: StagedTask, config: ExecutionConfig, sandbox: PythonFunction | None, module: bytes
+    staged: StagedTask, config: ExecutionConfig, sandbox: SandboxedFunction | None, module: bytes
 ) -> TaskOutputs:
     with _function(staged, config, sandbox, module) as function:
         return _run_function(staged, function, config)
@@ -273,7 +310,7 @@ def _run_function(
 def run_staged_task(
     staged: StagedTask,
     config: ExecutionConfig,
-    sandbox: PythonFunction | None = None,
+    sandbox: SandboxedFunction | None = None,
     *,
     module: bytes = b"",
 ) -> TaskResult:
@@ -281,9 +318,10 @@ def run_staged_task(
 
     Every input is fully verified before the function starts; outputs are
     uploaded only once the function succeeded, all of them or none. ``sandbox``:
-    a Python task's sandbox, forked before the task and its file keys were read
-    (the worker does so); otherwise it is forked here. ``module``: a Wasm task's
-    module, compiled by the execution service; otherwise it is compiled here.
+    a Python or Wasm task's sandbox (:func:`fork_sandbox`), forked before the
+    task and its file keys were read (the worker does so); otherwise it is
+    forked here. ``module``: a Wasm task's module, compiled by the execution
+    service; otherwise it is compiled here.
     """
     try:
         return TaskResult(Ok=_run(staged, config, sandbox, module))

@@ -1,10 +1,13 @@
-"""The child process that runs one task: ``python -m teaclave.executor.worker [PARENT_PID]``.
+"""The child process that runs one task: ``python -I -m teaclave.executor.worker PARENT_PID``.
 
-stdin carries an envelope: a header (:data:`_HEADER`), JSON execution settings,
-a compiled Wasm module (if any), then the serialized ``StagedTask``. stdout
-receives the serialized ``TaskResult``. The process dies with its parent
-(PR_SET_PDEATHSIG). It starts no thread before the task runs: a Python
-function's sandbox is forked first thing, while the process is single-threaded.
+stdin carries an envelope: a header (:data:`_HEADER`), JSON settings (the
+execution settings, the sandbox to fork and what it may read), a compiled Wasm
+module (if any), then the serialized ``StagedTask``. stdout receives the
+serialized ``TaskResult``. The process dies with its parent (PR_SET_PDEATHSIG).
+It starts no thread before the task runs: a Python or Wasm function's sandbox
+is forked first thing, while the process is single-threaded and before it has
+read the task's keys. It is started isolated (:func:`command`): neither its
+working directory nor its environment reaches its import path.
 """
 
 from __future__ import annotations
@@ -24,29 +27,57 @@ from google.protobuf.message import DecodeError
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
 from teaclave.core.model import parse_executor_type
-from teaclave.executor.python.function import PythonFunction
-from teaclave.executor.task import is_python, run_staged_task
+from teaclave.executor.sandbox import View
+from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
-_HEADER = struct.Struct(">IBI")  # settings length, whether the task is a Python one, module length
+_HEADER = struct.Struct(">II")  # settings length, module length
 _PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
+ENVIRONMENT = {
+    # Numerical libraries must not start thread pools: a sandboxed function may
+    # not create threads, and its memory limit counts their address space.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+"""A worker's whole environment."""
+DIRECTORY = "/"
+"""A worker's working directory: whatever directory the platform was started from."""
 
 
 def command(parent_pid: int) -> list[str]:
-    """The command line of a worker whose parent is ``parent_pid``."""
-    return [sys.executable, "-m", __name__, str(parent_pid)]
+    """The command line of a worker whose parent is ``parent_pid``.
+
+    ``-I``: the working directory, ``PYTHON*`` variables and the user's site
+    packages stay out of its import path.
+    """
+    return [sys.executable, "-I", "-m", __name__, str(parent_pid)]
 
 
-def encode_envelope(config: ExecutionConfig, staged: StagedTask, module: bytes = b"") -> bytes:
+@dataclass(frozen=True)
+class Settings:
+    """What comes before the task: no secret."""
+
+    config: ExecutionConfig
+    sandbox: str
+    """The sandbox to fork before the task is read: "" (none), "python", "wamr" or "wasi"."""
+    view: View | None
+    """What the sandbox may read (None: the worker works it out)."""
+
+
+def encode_envelope(
+    config: ExecutionConfig, staged: StagedTask, module: bytes = b"", view: View | None = None
+) -> bytes:
     """The worker's stdin for running ``staged`` with ``config``.
 
     The task's limits (:mod:`teaclave.core.limits`) move from its arguments into
     the settings; INVALID_ARGUMENT if one is bad. ``module``: the task's Wasm
-    module compiled by the caller (:mod:`teaclave.executor.wasm`), if any. The
-    header, settings and module hold no secret, so the worker can fork a Python
-    task's sandbox before it reads the task's keys.
+    module compiled by the caller (:mod:`teaclave.executor.wasm`), if any;
+    ``view``: what its sandbox may read (:func:`~teaclave.executor.task.sandbox_view`,
+    which the caller may keep from task to task). The header, settings and module
+    hold no secret, so the worker forks the task's sandbox before it reads the keys.
     """
     task_limits, arguments = limits.split(
         staged.function_arguments,
@@ -57,8 +88,8 @@ def encode_envelope(config: ExecutionConfig, staged: StagedTask, module: bytes =
     task = StagedTask()
     task.CopyFrom(staged)
     task.function_arguments = arguments
-    settings = codec.encode(config.with_limits(task_limits))
-    header = _HEADER.pack(len(settings), is_python(task), len(module))
+    settings = codec.encode(Settings(config.with_limits(task_limits), sandbox_kind(task), view))
+    header = _HEADER.pack(len(settings), len(module))
     return header + settings + module + task.SerializeToString()
 
 
@@ -75,8 +106,7 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 class Header:
     """What comes before the task: no secret."""
 
-    config: ExecutionConfig
-    python: bool
+    settings: Settings
     module: bytes
 
 
@@ -86,12 +116,12 @@ def read_header(stream: BinaryIO) -> Header:
     Reads exactly the header: from an unbuffered stream, nothing of the task
     (its keys) is read ahead.
     """
-    size, python, module_size = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    size, module_size = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
     try:
-        config = codec.decode(ExecutionConfig, _read_exactly(stream, size))
+        settings = codec.decode(Settings, _read_exactly(stream, size))
     except codec.CodecError as exc:
         raise ValueError(f"malformed settings: {exc}") from None
-    return Header(config, bool(python), _read_exactly(stream, module_size))
+    return Header(settings, _read_exactly(stream, module_size))
 
 
 def read_task(stream: BinaryIO) -> StagedTask:
@@ -143,15 +173,13 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)
     stdin = open(0, "rb", buffering=0, closefd=False)  # unbuffered: no read-ahead  # noqa: SIM115
     header = read_header(stdin)
-    config = header.config
-    # Fork a Python task's sandbox now: before any thread exists and before the
-    # task, with its file keys, is in this process's memory.
-    with (
-        PythonFunction(config) if header.python else contextlib.nullcontext() as sandbox,
-        result_out,
-    ):
+    settings = header.settings
+    # Fork the task's sandbox now: before any thread exists and before the task,
+    # with its file keys, is in this process's memory.
+    sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
+    with sandbox or contextlib.nullcontext(), result_out:
         staged = read_task(stdin)
-        result = run_staged_task(staged, config, sandbox, module=header.module)
+        result = run_staged_task(staged, settings.config, sandbox, module=header.module)
         result_out.write(result.SerializeToString())
 
 

@@ -64,6 +64,9 @@ def run_service(name: str, config: Config, stop: threading.Event) -> None:
         raise SupervisorError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
     module = importlib.import_module(f"teaclave.services.{name}")
     service_main: ServiceMain = module.main
+    prepare: Callable[[Config], None] | None = getattr(module, "prepare", None)
+    if prepare is not None:  # start-up work beyond what the runtime manifest grants
+        prepare(config)
     env = ServiceEnv.create(config, name)
     # Start-up done: from here on the process keeps to its runtime manifest.
     runtime_manifest.install(name, writable=[CollateralCache.from_config(config).directory])
@@ -168,7 +171,7 @@ class Supervisor:
         self.config_path = None if config_path is None else Path(config_path).resolve()
         self.services = tuple(s for s in SERVICES if s in services)
         self.output = output if output is not None else sys.stderr
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **(env or {})}
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.max_restarts = max_restarts
@@ -257,7 +260,8 @@ class Supervisor:
         return child
 
     def _command(self, name: str) -> list[str]:
-        command = [sys.executable, "-m", "teaclave.services", name, "--supervised"]
+        # -I: neither the working directory nor PYTHON* variables reach the import path.
+        command = [sys.executable, "-I", "-u", "-m", "teaclave.services", name, "--supervised"]
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         return [*command, "--data-dir", str(self.config.data_path)]

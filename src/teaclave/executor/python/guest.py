@@ -1,29 +1,32 @@
 """The sandboxed end of the channel: runs the payload's ``entrypoint(argv)``.
 
 Everything here runs inside the sandbox, after the trusted side sent the
-``go`` frame (argv, allowed modules, summary limit; the payload as body). The
+``go`` frame (a JSON body: payload, argv, allowed modules, summary limit). The
 function's files are requests over the channel; its prints are discarded.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
+import json
 import linecache
 import socket
 import sys
 import traceback
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from typing import Any, BinaryIO
 
-from teaclave.executor.python import protocol
+from teaclave.executor.channel import protocol
+from teaclave.executor.channel.client import ChannelFiles
+from teaclave.executor.files import FileRefused
 from teaclave.executor.python.payload import ENTRYPOINT, FILENAME
-from teaclave.executor.python.protocol import Frame
 
-MAX_PAYLOAD = 64 << 20
-"""Largest payload the go frame may carry."""
+MAX_TASK = 64 << 20
+"""Largest task (payload and arguments) the go frame may carry."""
 MAX_TRACEBACK = 16 << 10
 """Longest traceback reported (its end is kept)."""
 MAX_ERROR = 1024
@@ -32,18 +35,11 @@ NOT_SUPPORTED = "Teaclave Not Supported"
 
 
 class _Client:
-    """Requests to the trusted side; an error reply raises ``RuntimeError``."""
+    """The function's files over the channel; a refused request raises ``RuntimeError``."""
 
-    def __init__(self, channel: socket.socket) -> None:
-        self._channel = channel
+    def __init__(self, files: ChannelFiles) -> None:
+        self._files = files
         self._streams: list[BinaryIO] = []
-
-    def call(self, op: str, body: bytes = b"", **fields: Any) -> Frame:
-        protocol.send(self._channel, op, body, **fields)
-        reply = protocol.receive(self._channel)
-        if reply.op == "error":
-            raise RuntimeError(reply.field("message", str))
-        return reply
 
     def open(self, name: str, mode: str = "rb") -> BinaryIO:
         """``teaclave_open``: "rb" opens an input, "wb" creates an output (binary files)."""
@@ -51,8 +47,9 @@ class _Client:
             raise RuntimeError(NOT_SUPPORTED)
         if not isinstance(name, str):
             raise TypeError(f"file name must be a str, not {type(name).__name__}")
-        handle = self.call("open", name=name, mode=mode).field("handle", int)
-        raw = _ChannelFile(self, handle)
+        with _refusals():
+            handle = self._files.open(name, writable=mode == "wb")
+        raw = _ChannelFile(self._files, handle)
         stream: BinaryIO = (
             io.BufferedWriter(raw, protocol.CHUNK)
             if mode == "wb"
@@ -67,12 +64,21 @@ class _Client:
             stream.close()
 
 
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """A refused request, as the function sees it: ``RuntimeError``."""
+    try:
+        yield
+    except FileRefused as exc:
+        raise RuntimeError(str(exc)) from None
+
+
 class _ChannelFile(io.RawIOBase):
     """One open file of the trusted side, by handle."""
 
-    def __init__(self, client: _Client, handle: int) -> None:
+    def __init__(self, files: ChannelFiles, handle: int) -> None:
         super().__init__()
-        self._client = client
+        self._files = files
         self._handle = handle
 
     def readable(self) -> bool:
@@ -83,20 +89,22 @@ class _ChannelFile(io.RawIOBase):
 
     def readinto(self, buffer: Any, /) -> int:
         view = memoryview(buffer).cast("B")
-        size = min(len(view), protocol.CHUNK)
-        data = self._client.call("read", handle=self._handle, size=size).body[:size]
+        with _refusals():
+            data = self._files.read(self._handle, len(view))
         view[: len(data)] = data
         return len(data)
 
     def write(self, data: Any, /) -> int:
-        chunk = bytes(memoryview(data).cast("B")[: protocol.CHUNK])
-        self._client.call("write", chunk, handle=self._handle)
+        chunk = memoryview(data).cast("B")[: protocol.CHUNK]
+        with _refusals():
+            self._files.write(self._handle, bytes(chunk))
         return len(chunk)
 
     def close(self) -> None:
         if not self.closed:
             super().close()
-            self._client.call("close", handle=self._handle)
+            with _refusals():
+                self._files.close(self._handle)
 
 
 class _Discard(io.TextIOBase):
@@ -203,16 +211,15 @@ def _report(exc: BaseException) -> tuple[str, bytes]:
 def main(channel: socket.socket) -> int:
     """The sandbox's target: wait for the go frame, run the function, report."""
     sys.stdout = sys.stderr = _Discard()
-    go = protocol.receive(channel, MAX_PAYLOAD)
-    argv: list[str] = go.header["argv"]
-    modules = frozenset[str](go.header["modules"])
-    limit: int = go.header["max_summary_bytes"]
-    client = _Client(channel)
+    task = json.loads(protocol.receive(channel, MAX_TASK).body)
+    argv: list[str] = task["argv"]
+    modules = frozenset[str](task["modules"])
+    limit: int = task["max_summary_bytes"]
+    files = ChannelFiles(channel)
     try:
-        summary = _run(client, go.body.decode(), argv, modules)
+        summary = _run(_Client(files), task["payload"], argv, modules)
     except BaseException as exc:  # every failure of the function is reported
-        error, trace = _report(exc)
-        protocol.send(channel, "failure", trace, error=error)
+        files.fail(*_report(exc))
     else:
-        protocol.send(channel, "result", summary[: limit + 1])  # longer is refused anyway
+        files.report(summary[: limit + 1])  # longer is refused anyway
     return 0

@@ -2,10 +2,11 @@
 
 :func:`spawn` forks an intermediate process ("keeper") that closes every descriptor but
 the channel, empties the environment, sets rlimits and unshares the namespaces, then forks
-the task process (PID 1 of the new pid namespace). The task process mounts its own /proc,
-drops to an unprivileged uid, builds the seccomp filter, enters Landlock, loads the
-filter, installs the audit hook and calls ``target(channel)``. The keeper mirrors the task
-process's end, so the spawner's ``wait4`` sees its status and its CPU usage.
+the task process (PID 1 of the new pid namespace). The task process enters a new root
+holding only its :class:`View`, drops to an unprivileged uid without capabilities, builds
+the seccomp filter, enters Landlock, loads the filter, installs the audit hook and calls
+``target(channel)``. The keeper mirrors the task process's end, so the spawner's ``wait4``
+sees its status and its CPU usage.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import resource
 import select
 import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 from teaclave.executor.sandbox import _kernel
 from teaclave.executor.sandbox._audit import install_audit_hook
 from teaclave.executor.sandbox._kernel import SandboxError
+from teaclave.executor.sandbox._view import View, task_view
 
 __all__ = [
     "EXIT_ERROR",
@@ -36,7 +37,9 @@ __all__ = [
     "SandboxError",
     "SandboxOutcome",
     "SandboxProcess",
+    "View",
     "spawn",
+    "task_view",
 ]
 
 EXIT_ERROR = 250
@@ -61,6 +64,9 @@ class Limits:
     memory_bytes: int = 512 << 20
     max_open_files: int = 64
     max_threads: int = 16
+    reserved_bytes: int = 0
+    """Address space a runtime reserves up front, beyond ``memory_bytes`` (wasmtime's
+    linear memory reservation): it raises RLIMIT_AS, not what the task may allocate."""
 
 
 @dataclass(frozen=True)
@@ -142,51 +148,52 @@ def spawn(
     channel: socket.socket,
     limits: Limits,
     layers: Layers = Layers(),
-    readable_paths: Sequence[str] = (),
+    view: View | None = None,
+    *,
+    native_calls: bool = False,
 ) -> SandboxProcess:
     """Run ``target(channel)`` in a new sandbox; its return value is the exit code.
 
     Must be called while the caller is single-threaded (a zygote, never a gRPC server).
-    Inside, descriptors 0-2 are /dev/null and the channel is descriptor 3.
+    Inside, descriptors 0-2 are /dev/null and the channel is descriptor 3. ``view``: what
+    the task may read (default: the standard library only). ``native_calls``: the
+    target's own (trusted) code calls native code through ctypes, as wasmtime's bindings
+    do; the audit hook then lets ctypes calls through, still no library loading.
     """
     if threading.active_count() != 1:
         raise SandboxError(
             f"spawn() needs a single-threaded caller; {threading.active_count()} threads run"
         )
     started = time.monotonic()
-    paths = _readable_paths(readable_paths)
-    spawner = os.getpid()
+    setup = _Setup(layers, view or task_view(), native_calls, os.getpid())
     pid = os.fork()
     if pid == 0:
-        _keeper(target, channel, limits, layers, paths, spawner)
+        _keeper(target, channel, limits, setup)
     return SandboxProcess(pid, limits, started)
 
 
-def _readable_paths(extra: Sequence[str]) -> list[str]:
-    """The interpreter's prefixes, its import path, the system libraries and ``extra``."""
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    candidates = [*prefixes, *sys.path, "/usr/lib", "/usr/lib64", "/lib", "/lib64", *extra]
-    found: dict[str, None] = {}
-    for path in candidates:
-        if os.path.isabs(path):
-            found[path] = None
-            found[os.path.realpath(path)] = None
-    return list(found)
+@dataclass(frozen=True)
+class _Setup:
+    """How the sandbox's processes set themselves up."""
+
+    layers: Layers
+    view: View
+    native_calls: bool
+    spawner: int
 
 
-def _keeper(  # noqa: PLR0917 (one call site)
+def _keeper(
     target: Callable[[socket.socket], int],
     channel: socket.socket,
     limits: Limits,
-    layers: Layers,
-    paths: list[str],
-    spawner: int,
+    setup: _Setup,
 ) -> NoReturn:
     """The sandbox's outer process: common setup, then fork the task process and mirror it."""
     try:
         _kernel.set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() != spawner:
+        if os.getppid() != setup.spawner:
             os._exit(EXIT_SETUP)
+        layers = setup.layers
         _isolate_descriptors(channel)
         os.environ.clear()
         os.chdir("/")
@@ -205,7 +212,7 @@ def _keeper(  # noqa: PLR0917 (one call site)
         pid = os.fork()
         if pid == 0:
             os.close(alive_w)
-            _task(target, layers, paths, uid, alive_r)
+            _task(target, setup, uid, alive_r)
         os.close(alive_r)
         os.close(CHANNEL_FD)
         _, status = os.waitpid(pid, 0)
@@ -241,7 +248,7 @@ def _set_rlimits(limits: Limits) -> None:
     cpu = _cpu_rlimit(limits)
     for name, value in (
         (resource.RLIMIT_CPU, cpu),
-        (resource.RLIMIT_AS, baseline + limits.memory_bytes),
+        (resource.RLIMIT_AS, baseline + limits.memory_bytes + limits.reserved_bytes),
         (resource.RLIMIT_FSIZE, 0),
         (resource.RLIMIT_CORE, 0),
         (resource.RLIMIT_NOFILE, limits.max_open_files),
@@ -250,17 +257,13 @@ def _set_rlimits(limits: Limits) -> None:
         resource.setrlimit(name, (value, value))
 
 
-def _task(
-    target: Callable[[socket.socket], int],
-    layers: Layers,
-    paths: list[str],
-    uid: int,
-    alive: int,
-) -> NoReturn:
+def _task(target: Callable[[socket.socket], int], setup: _Setup, uid: int, alive: int) -> NoReturn:
     """The task process: enter the remaining layers in order, then run the target."""
+    layers, view = setup.layers, setup.view
     try:
         if layers.namespaces:
-            _kernel.private_proc()
+            _kernel.enter_view(view.readable, view.hidden, view.links)
+        ruleset = _kernel.landlock_ruleset(view.readable) if layers.landlock else None
         if layers.rlimits:
             _kernel.drop_to_uid(uid)  # RLIMIT_NPROC binds only without CAP_SYS_ADMIN/RESOURCE
         _kernel.set_parent_death_signal(signal.SIGKILL)  # after the uid change, which clears it
@@ -269,13 +272,13 @@ def _task(
         os.close(alive)
         _kernel.set_no_new_privs()
         program = _kernel.seccomp_program(os.getpid()) if layers.seccomp else None
-        if layers.landlock:
-            _kernel.landlock_read_only(paths)
+        if ruleset is not None:
+            _kernel.landlock_restrict(ruleset)
         if program is not None:
             _kernel.seccomp_load(program)
         channel = socket.socket(fileno=CHANNEL_FD)  # before the hook, which refuses new sockets
         if layers.audit_hook:
-            install_audit_hook(paths)
+            install_audit_hook(view.readable, view.hidden, native_calls=setup.native_calls)
     except BaseException:
         os._exit(EXIT_SETUP)
     _run(target, channel)

@@ -75,29 +75,42 @@ def _is_write(args: tuple[object, ...]) -> bool:
     return isinstance(flags, int) and flags & _WRITE_FLAGS != 0
 
 
-def _below(path: object, roots: tuple[str, ...]) -> bool:
+def _within(real: str, roots: tuple[str, ...]) -> bool:
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _readable(path: object, roots: tuple[str, ...], hidden: tuple[str, ...]) -> bool:
     if isinstance(path, int) or path is None:  # a descriptor already open, or the cwd
         return True
     if not isinstance(path, str | bytes | os.PathLike):
         return False
     real = os.path.realpath(os.fsdecode(path))
-    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+    return _within(real, roots) and not _within(real, hidden)
 
 
-def install_audit_hook(readable: Sequence[str]) -> None:
+NATIVE_CALLS = frozenset({"ctypes.call_function", "ctypes.cdata", "ctypes.addressof"})
+"""The ``ctypes`` events a target that calls native code itself (``native_calls``) needs."""
+
+
+def install_audit_hook(
+    readable: Sequence[str], hidden: Sequence[str] = (), *, native_calls: bool = False
+) -> None:
     """Install the hook; it cannot be removed, and it refuses further hooks.
 
-    Besides the events in :data:`BLOCKED` and every ``ctypes`` event, it refuses opening
-    for writing and opening or listing anything outside ``readable``.
+    Besides the events in :data:`BLOCKED` and every ``ctypes`` event (but those in
+    :data:`NATIVE_CALLS` if ``native_calls``), it refuses opening for writing and opening
+    or listing anything outside ``readable`` or inside ``hidden``.
     """
     roots = tuple(os.path.realpath(path) for path in readable)
+    masked = tuple(os.path.realpath(path) for path in hidden)
+    allowed = NATIVE_CALLS if native_calls else frozenset()
 
     def hook(event: str, args: tuple[object, ...]) -> None:
-        if event in BLOCKED or event.startswith("ctypes."):
+        if event in BLOCKED or (event.startswith("ctypes.") and event not in allowed):
             raise SandboxViolation(f"sandbox: {event} is not allowed")
         if event == "open" and _is_write(args):
             raise SandboxViolation("sandbox: opening files for writing is not allowed")
-        if event in _PATH_EVENTS and args and not _below(args[0], roots):
+        if event in _PATH_EVENTS and args and not _readable(args[0], roots, masked):
             raise SandboxViolation(f"sandbox: {event} outside the readable paths")
 
     sys.addaudithook(hook)

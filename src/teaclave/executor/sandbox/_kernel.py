@@ -18,6 +18,17 @@ class SandboxError(RuntimeError):
     """The sandbox could not be set up (the caller's state, or a kernel feature is missing)."""
 
 
+def syscall_number(name: str) -> int:
+    """The number of syscall ``name`` on this machine (SandboxError if it has none)."""
+    machine = platform.machine()
+    if machine not in _AUDIT_ARCH:
+        raise SandboxError(f"no syscall table for {machine}")
+    number = NUMBERS[name][0 if machine == "x86_64" else 1]
+    if number is None:
+        raise SandboxError(f"no syscall {name} on {machine}")
+    return number
+
+
 def _check(result: int, what: str) -> int:
     if result < 0:
         errno = ctypes.get_errno()
@@ -34,11 +45,16 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_THREAD = 0x00010000
 
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
+_MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 0x40000
+_MNT_DETACH = 2
 _PR_SET_PDEATHSIG, _PR_SET_KEEPCAPS, _PR_SET_NO_NEW_PRIVS = 1, 8, 38
+_PR_CAPBSET_DROP = 24
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
-_CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_STAGING = "/proc"
+"""Where the new root is assembled: a directory every Linux host has, hidden afterwards."""
+_OLD_ROOT = "/.old-root"
 
 
 def unshare(flags: int) -> None:
@@ -46,11 +62,68 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-def private_proc() -> None:
-    """Make every mount private to this mount namespace and mount a /proc of this pid namespace."""
-    _check(_libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "mount /")
-    flags = ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    _check(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mount /proc")
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    encode = os.fsencode
+    _check(
+        _libc.mount(
+            None if source is None else encode(source),
+            encode(target),
+            None if fstype is None else encode(fstype),
+            ctypes.c_ulong(flags),
+            encode(data) if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _bind_read_only(source: str, target: str) -> None:
+    _mount(source, target, None, _MS_BIND)
+    _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+
+
+def _mountpoint(path: str, is_dir: bool) -> None:
+    os.makedirs(path if is_dir else os.path.dirname(path), mode=0o755, exist_ok=True)
+    if not is_dir:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+
+
+def enter_view(
+    readable: Iterable[str], hidden: Iterable[str], links: Iterable[tuple[str, str]]
+) -> None:
+    """Make a new root holding only ``readable`` (read-only), ``hidden`` empty and ``links``.
+
+    Call in a new mount namespace, as root. Every mount becomes private first, so nothing
+    here reaches the host's namespace. There is no /proc, /sys or /dev afterwards, and the
+    old root is detached: no path leads back to it.
+    """
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    staging = _STAGING
+    _mount("tmpfs", staging, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=1m")
+    for path, target in links:
+        os.makedirs(staging + os.path.dirname(path), mode=0o755, exist_ok=True)
+        os.symlink(target, staging + path)
+    for path in readable:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        _mountpoint(staging + path, is_dir)
+        _bind_read_only(path, staging + path)
+    for path in hidden:
+        _mount(
+            "tmpfs",
+            staging + path,
+            "tmpfs",
+            _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+            "size=4k,mode=0555",
+        )
+    os.mkdir(staging + _OLD_ROOT)
+    pivot_root = ctypes.c_long(syscall_number("pivot_root"))
+    _check(
+        _libc.syscall(pivot_root, os.fsencode(staging), os.fsencode(staging + _OLD_ROOT)),
+        "pivot_root",
+    )
+    os.chdir("/")
+    _check(_libc.umount2(os.fsencode(_OLD_ROOT), ctypes.c_int(_MNT_DETACH)), "umount old root")
+    os.rmdir(_OLD_ROOT)
+    _mount(None, "/", None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
 def prctl(option: int, arg: int) -> None:
@@ -78,19 +151,18 @@ class _CapData(ctypes.Structure):
 
 
 def drop_to_uid(uid: int) -> None:
-    """Become ``uid``/``uid`` with no groups and no capability but CAP_DAC_READ_SEARCH.
+    """Become ``uid``/``uid`` with no groups and no capability at all, bounding set included.
 
-    Reading stays possible where Landlock allows it (the interpreter may live below a
-    root-only directory); every other privilege, including those that exempt a process
-    from RLIMIT_NPROC (CAP_SYS_ADMIN, CAP_SYS_RESOURCE) and signal rights over root's
-    processes, is gone.
+    Nothing exempts the process from permission checks or RLIMIT_NPROC (CAP_SYS_ADMIN,
+    CAP_SYS_RESOURCE), or lets it signal root's processes.
     """
+    cap = 0
+    while _libc.prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) == 0:
+        cap += 1  # EINVAL past the kernel's last capability
     os.setgroups([])
-    prctl(_PR_SET_KEEPCAPS, 1)
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    keep = 1 << _CAP_DAC_READ_SEARCH
-    data = (_CapData * 2)(_CapData(keep, keep, 0), _CapData(0, 0, 0))
+    data = (_CapData * 2)(_CapData(0, 0, 0), _CapData(0, 0, 0))
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
@@ -130,12 +202,13 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
-def landlock_read_only(paths: Iterable[str]) -> None:
-    """Restrict this thread (and its future children) to reading and executing below ``paths``.
+def landlock_ruleset(paths: Iterable[str]) -> int:
+    """A ruleset (a descriptor) allowing only reading and executing below ``paths``.
 
     Every filesystem access right the ABI knows is handled, so writing, creating, removing,
     renaming and truncating are denied everywhere; TCP bind/connect are denied (ABI ≥ 4);
-    signals and abstract unix sockets cannot leave the domain (ABI ≥ 6).
+    signals and abstract unix sockets cannot leave the domain (ABI ≥ 6). Built while the
+    paths can still be opened (before privileges are dropped); see :func:`landlock_restrict`.
     """
     abi = landlock_abi()
     if abi < 1:
@@ -147,7 +220,7 @@ def landlock_read_only(paths: Iterable[str]) -> None:
         attr.handled_access_net, size = _NET_BIND_TCP | _NET_CONNECT_TCP, 16
     if abi >= 6:
         attr.scoped, size = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL, 24
-    ruleset = _check(
+    ruleset: int = _check(
         _libc.syscall(
             ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
             ctypes.byref(attr),
@@ -178,6 +251,15 @@ def landlock_read_only(paths: Iterable[str]) -> None:
                 )
             finally:
                 os.close(fd)
+    except BaseException:
+        os.close(ruleset)
+        raise
+    return ruleset
+
+
+def landlock_restrict(ruleset: int) -> None:
+    """Restrict this thread (and its future children) to ``ruleset``, then close it."""
+    try:
         _check(
             _libc.syscall(
                 ctypes.c_long(_SYS_LANDLOCK_RESTRICT_SELF),

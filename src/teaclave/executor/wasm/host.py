@@ -1,10 +1,10 @@
 """The five ``env`` functions a Wasm function imports to use its files (reference §6.6).
 
-They serve the task's :class:`~teaclave.executor.files.FileTable`: a refused
-request returns -1, as in Teaclave. The guest is untrusted: every pointer and
-length it passes is checked against its exported memory, and a bad one traps
-(``wasmtime.Trap``), ending the function, rather than raise in the host. Guest
-memory is read and written in bulk.
+They serve the task's :class:`~teaclave.executor.files.Files` (in the sandbox: over the
+channel): a refused request returns -1, as in Teaclave. The guest is untrusted: every
+pointer and length it passes is checked against its exported memory, and a bad one traps
+(``wasmtime.Trap``), ending the function, rather than raise in the host. Guest memory is
+read and written in bulk.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import wasmtime
 
-from teaclave.executor.files import FileRefused, FileTable
+from teaclave.executor.files import FileRefused, Files
 
 MODULE = "env"
 MEMORY = "memory"
@@ -78,7 +78,7 @@ class _Guest:
 class _Host:
     """The env functions, over one task's files."""
 
-    def __init__(self, files: FileTable) -> None:
+    def __init__(self, files: Files) -> None:
         self._files = files
 
     def _open(self, guest: _Guest, name: int, *, writable: bool) -> int:
@@ -121,7 +121,7 @@ class _Host:
         return 0
 
 
-def define(linker: wasmtime.Linker, files: FileTable) -> None:
+def define(linker: wasmtime.Linker, files: Files) -> None:
     """Define the env functions in ``linker``, serving ``files``."""
     host = _Host(files)
     functions: dict[str, Callable[..., int]] = {

@@ -26,12 +26,29 @@ _EXPORTS = {
 """The function each ABI calls, and its type."""
 
 
+MEMORY_RESERVATION = 4 << 30
+"""Address space reserved for a module's 32-bit memory, so bounds checks are free."""
+MEMORY_GUARD = 32 << 20
+"""Guard region before and after the memory."""
+RESERVED_BYTES = MEMORY_RESERVATION + 2 * MEMORY_GUARD
+"""Address space the one memory of a task reserves up front (not memory it uses)."""
+
+
 @functools.cache
 def engine() -> wasmtime.Engine:
-    """The process's engine: it counts fuel and can be interrupted by epoch."""
+    """The process's engine: it counts fuel, allows one memory, and compiles in one thread.
+
+    One memory per module (no multi-memory), so a task reserves :data:`RESERVED_BYTES`
+    of address space once; compiling starts no thread, so a worker may compile before it
+    forks a sandbox. Time is limited by the sandbox that runs the module, not by epochs.
+    """
     config = wasmtime.Config()
     config.consume_fuel = True
-    config.epoch_interruption = True
+    config.wasm_multi_memory = False
+    config.parallel_compilation = False
+    config.memory_reservation = MEMORY_RESERVATION
+    config.memory_guard_size = MEMORY_GUARD
+    config.memory_init_cow = False
     config.cranelift_opt_level = "speed"
     return wasmtime.Engine(config)
 

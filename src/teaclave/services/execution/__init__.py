@@ -21,9 +21,10 @@ from typing import TypeVar
 
 import grpc
 
+from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import worker
-from teaclave.executor.task import is_wasm
+from teaclave.executor.task import is_wasm, sandbox_kind, sandbox_view
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
     Executing,
@@ -45,14 +46,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RPC_TIMEOUT_SECS = 10.0
-_INHERITED_ENV = ("PYTHONPATH",)
-_WORKER_ENV = {
-    # Numerical libraries must not start thread pools: a sandboxed function may
-    # not create threads, and its memory limit counts their address space.
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 
 def _transient(exc: Exception) -> bool:
@@ -74,14 +67,13 @@ class _Task:
     ) -> None:
         self.task_id = task_id
         self.canceled = threading.Event()
-        env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-        env.update(_WORKER_ENV)
         self._process = subprocess.Popen(
             worker.command(os.getpid()),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             start_new_session=True,
-            env=env,
+            env=worker.ENVIRONMENT,
+            cwd=worker.DIRECTORY,
         )
         self._thread = threading.Thread(
             target=self._wait,
@@ -171,9 +163,9 @@ class _Executor:
         staged = response.staged_task
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         try:
-            envelope = worker.encode_envelope(
-                self._config.execution_settings(), staged, self._module(staged)
-            )
+            settings = self._config.execution_settings()
+            view = sandbox_view(sandbox_kind(staged), settings)
+            envelope = worker.encode_envelope(settings, staged, self._module(staged), view)
             task = _Task(staged.task_id, envelope, self._finish)
         except TeaclaveError as exc:
             self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=exc.message)))
@@ -218,6 +210,13 @@ class _Executor:
             if self._task is task:
                 self._task = None
         self._idle.set()
+
+
+def prepare(config: Config) -> None:
+    """Work out what task sandboxes may read: it reads the installation, as no task may."""
+    settings = config.execution_settings()
+    for kind in ("python", "wamr"):
+        sandbox_view(kind, settings)
 
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:

@@ -12,9 +12,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from teaclave.executor.channel import protocol
+from teaclave.executor.channel.protocol import Frame, ProtocolError
 from teaclave.executor.files import FileRefused, FileTable
-from teaclave.executor.python import protocol
-from teaclave.executor.python.protocol import Frame, ProtocolError
 from teaclave.functions.runtime import Runtime
 
 
@@ -80,12 +80,15 @@ class ChannelServer:
 
     def _read(self, frame: Frame) -> tuple[dict[str, Any], bytes]:
         handle, size = frame.field("handle", int), frame.field("size", int)
-        if not 0 < size <= protocol.CHUNK:
-            raise ProtocolError(f"'read' frame: size must be from 1 to {protocol.CHUNK}")
+        if not 0 <= size <= protocol.CHUNK:
+            raise ProtocolError(f"'read' frame: size must be from 0 to {protocol.CHUNK}")
         return {}, self._files.read(handle, size)
 
     def _write(self, frame: Frame) -> tuple[dict[str, Any], bytes]:
-        self._files.write(frame.field("handle", int), frame.body)
+        total = frame.header.get("total", 0)
+        if type(total) is not int:
+            raise ProtocolError("'write' frame: 'total' must be a int")
+        self._files.write(frame.field("handle", int), frame.body, total=total)
         return {}, b""
 
     def _close(self, frame: Frame) -> tuple[dict[str, Any], bytes]:

@@ -4,14 +4,21 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from teaclave.executor.files import INVALID_HANDLE, MAX_HANDLES, OPEN_FAILED, WRITE_FLAG
-from teaclave.executor.python import protocol
-from teaclave.executor.python.protocol import ChannelClosed, Frame, ProtocolError
-from teaclave.executor.python.server import ChannelServer, FunctionFailed
+from teaclave.executor.channel import protocol
+from teaclave.executor.channel.client import ChannelFiles
+from teaclave.executor.channel.protocol import ChannelClosed, Frame, ProtocolError
+from teaclave.executor.channel.server import ChannelServer, FunctionFailed
+from teaclave.executor.files import (
+    INVALID_HANDLE,
+    MAX_HANDLES,
+    OPEN_FAILED,
+    WRITE_FLAG,
+    FileRefused,
+)
 from teaclave.functions.runtime import MemoryRuntime
 
 
@@ -147,13 +154,89 @@ def test_refused_requests_are_errors_the_function_sees(
     ]
 
 
-@pytest.mark.parametrize("size", [0, -1, protocol.CHUNK + 1])
+@pytest.mark.parametrize("size", [-1, protocol.CHUNK + 1])
 def test_read_sizes_are_bounded(pair: tuple[socket.socket, socket.socket], size: int) -> None:
     trusted, sandbox = pair
     protocol.send(sandbox, "open", name="in", mode="rb")
     protocol.send(sandbox, "read", handle=1, size=size)
-    with pytest.raises(ProtocolError, match="size must be from 1 to"):
+    with pytest.raises(ProtocolError, match="size must be from 0 to"):
         serve(trusted)
+
+
+def test_an_empty_read_checks_the_handle(pair: tuple[socket.socket, socket.socket]) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "open", name="in", mode="rb")
+    protocol.send(sandbox, "read", handle=1, size=0)
+    protocol.send(sandbox, "read", handle=2, size=0)
+    protocol.send(sandbox, "result", b"done")
+    assert serve(trusted) == b"done"
+    answers = replies(sandbox, 3)
+    assert [(a.op, a.body) for a in answers] == [("ok", b""), ("ok", b""), ("error", b"")]
+    assert answers[2].header["message"] == INVALID_HANDLE
+
+
+def sandbox_side(
+    sandbox: socket.socket, work: Callable[[ChannelFiles], bytes]
+) -> tuple[threading.Thread, list[object]]:
+    """Run ``work`` on the sandbox's end in a thread; what it returned or raised."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        files = ChannelFiles(sandbox)
+        try:
+            outcome.append(work(files))
+        except Exception as exc:
+            outcome.append(exc)
+        files.report(b"")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_the_sandbox_end_moves_large_writes_in_chunks(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    data = bytes(range(256)) * ((2 * protocol.CHUNK + 100) // 256)
+
+    def work(files: ChannelFiles) -> bytes:
+        handle = files.open("out", writable=True)
+        files.write(handle, data)
+        files.close(handle)
+        reader = files.open("in", writable=False)
+        return files.read(reader, protocol.CHUNK + 5)  # capped at one chunk
+
+    runtime = MemoryRuntime({"in": b"line 1\n"}, frozenset({"out"}))
+    thread, outcome = sandbox_side(sandbox, work)
+    serve(trusted, runtime, max_file_bytes=len(data))
+    thread.join(10)
+    assert outcome == [b"line 1\n"]
+    assert runtime.output("out") == data
+
+
+def test_a_write_too_large_is_refused_before_any_of_it_lands(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    limit = protocol.CHUNK + 10
+
+    def work(files: ChannelFiles) -> bytes:
+        handle = files.open("out", writable=True)
+        files.write(handle, b"x" * 10)
+        try:
+            files.write(handle, b"y" * (2 * protocol.CHUNK))
+        finally:
+            files.close(handle)
+        return b"written"
+
+    runtime = MemoryRuntime({}, frozenset({"out"}))
+    thread, outcome = sandbox_side(sandbox, work)
+    serve(trusted, runtime, max_file_bytes=limit)
+    thread.join(10)
+    assert [str(o) for o in outcome] == [f"output exceeds execution.max_file_bytes ({limit})"]
+    assert isinstance(outcome[0], FileRefused)
+    assert runtime.output("out") == b"x" * 10
 
 
 def test_handles_are_limited(pair: tuple[socket.socket, socket.socket]) -> None:

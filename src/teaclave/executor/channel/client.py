@@ -1,0 +1,63 @@
+"""The sandboxed end of the channel: the task's files, by handle, as requests to the trusted end.
+
+It mirrors :class:`teaclave.executor.files.FileTable`, which answers on the other side: an
+error reply (an unknown name or handle, too many files, an output grown too large) raises
+:class:`~teaclave.executor.files.FileRefused`, whatever else arrives is a protocol error.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from teaclave.executor.channel import protocol
+from teaclave.executor.channel.protocol import Frame
+from teaclave.executor.files import FileRefused
+
+
+class ChannelFiles:
+    """The task's files over ``channel``."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
+
+    def _call(self, op: str, body: bytes = b"", **fields: Any) -> Frame:
+        protocol.send(self._channel, op, body, **fields)
+        reply = protocol.receive(self._channel)
+        if reply.op == "error":
+            raise FileRefused(reply.field("message", str))
+        return reply
+
+    def open(self, name: str, *, writable: bool) -> int:
+        """A handle on input ``name``, or on a new output ``name`` if ``writable``."""
+        reply = self._call("open", name=name, mode="wb" if writable else "rb")
+        handle: int = reply.field("handle", int)
+        return handle
+
+    def read(self, handle: int, size: int) -> bytes:
+        """At most ``size`` bytes (and at most :data:`~.protocol.CHUNK`); empty at the end."""
+        size = min(size, protocol.CHUNK)
+        return self._call("read", handle=handle, size=size).body[:size]
+
+    def write(self, handle: int, data: bytes | bytearray) -> None:
+        """Append all of ``data`` to an output, in pieces of :data:`~.protocol.CHUNK` bytes.
+
+        The first piece announces the whole size, so a write too large for the output
+        is refused before any of it is appended.
+        """
+        view = memoryview(data)
+        self._call("write", bytes(view[: protocol.CHUNK]), handle=handle, total=len(view))
+        for start in range(protocol.CHUNK, len(view), protocol.CHUNK):
+            self._call("write", bytes(view[start : start + protocol.CHUNK]), handle=handle)
+
+    def close(self, handle: int) -> None:
+        """Close a handle; it is then unknown."""
+        self._call("close", handle=handle)
+
+    def report(self, summary: bytes) -> None:
+        """The function's result: its summary."""
+        protocol.send(self._channel, "result", summary)
+
+    def fail(self, error: str, traceback: bytes = b"") -> None:
+        """The function's failure: one line, and a traceback if there is one."""
+        protocol.send(self._channel, "failure", traceback, error=error)
