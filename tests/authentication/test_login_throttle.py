@@ -184,6 +184,15 @@ def test_memory_is_bounded() -> None:
     assert allowed(brake, "a", "1.1.1.3")
 
 
+def test_long_ids_are_told_apart() -> None:
+    """Records keep a digest of the id, never a prefix of it."""
+    brake = throttle(Clock())
+    fail(brake, "x" * 100_000 + "a")
+    fail(brake, "x" * 100_000 + "a")
+    assert not allowed(brake, "x" * 100_000 + "a")
+    assert allowed(brake, "x" * 100_000 + "b")
+
+
 def test_refusals_and_lockouts_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     brake = throttle(clock)

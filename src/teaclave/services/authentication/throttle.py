@@ -8,13 +8,14 @@ each further round up to ``max_lockout_secs``. A success clears the account's
 record; it gives the address back only its own reservation, so logging in to
 one's own account between guesses does not reset an address's count. A record
 is forgotten after ``forget_secs`` without a failure (counted from the end of
-its last lockout), and each table keeps at most ``max_tracked`` records, the
-least recently used going first. Nothing survives a restart, and instances of
-the service do not share their counts.
+its last lockout), and each table keeps at most ``max_tracked`` records of a
+fixed size (ids are hashed), the least recently used going first. Nothing
+survives a restart, and instances of the service do not share their counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import math
@@ -63,6 +64,11 @@ def address_key(peer: str) -> str:
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+
+
+def _account_key(user_id: str) -> str:
+    """Ids are hashed: a record's size does not grow with the id's length."""
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -149,7 +155,7 @@ class LoginThrottle:
         """An attempt to check a password now, or None (logged) if a budget is used up."""
         with self._lock:
             now = self._clock()
-            for table, key in ((self._accounts, user_id), (self._addresses, address)):
+            for table, key in self._keys(user_id, address):
                 wait = table.locked_for(key, now)
                 if wait > 0:
                     log.warning(
@@ -162,14 +168,17 @@ class LoginThrottle:
                         else f"is locked out for {wait:.0f} s more",
                     )
                     return None
-            self._accounts.reserve(user_id)
-            self._addresses.reserve(address)
+            for table, key in self._keys(user_id, address):
+                table.reserve(key)
         return Attempt(self, user_id, address)
+
+    def _keys(self, user_id: str, address: str) -> tuple[tuple[_Table, str], ...]:
+        return (self._accounts, _account_key(user_id)), (self._addresses, address)
 
     def _fail(self, user_id: str, address: str) -> None:
         with self._lock:
             now = self._clock()
-            for table, key in ((self._accounts, user_id), (self._addresses, address)):
+            for table, key in self._keys(user_id, address):
                 lockout = table.fail(key, now)
                 if lockout:
                     shown = user_id[:_LOGGED_ID_CHARS] if table is self._accounts else address
@@ -179,13 +188,13 @@ class LoginThrottle:
 
     def _succeed(self, user_id: str, address: str) -> None:
         with self._lock:
-            self._accounts.clear(user_id)
+            self._accounts.clear(_account_key(user_id))
             self._addresses.release(address)
 
     def _abandon(self, user_id: str, address: str) -> None:
         with self._lock:
-            self._accounts.release(user_id)
-            self._addresses.release(address)
+            for table, key in self._keys(user_id, address):
+                table.release(key)
 
 
 class Attempt:
