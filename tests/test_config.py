@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from teaclave.config import Config, ConfigError, load_config, parse_config
+from teaclave.config import AttestationConfig, Config, ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +58,26 @@ def test_admin_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TEACLAVE_ADMIN_PASSWORD", "s3cret")
     assert Config().admin_password() == "s3cret"
     assert parse_config('[auth]\nadmin_password = "file"').admin_password() == "file"
+
+
+PRODUCTION = (
+    "[attestation]\nmode = 'production'\nprovider = 'nitro'\nallow_simulation = false\n"
+    "enclave_info = 'e.json'\nauditors = ['alice=alice.pem']\n"
+)
+
+
+def test_production_refuses_the_development_admin() -> None:
+    assert parse_config(PRODUCTION).attestation.mode == "production"
+    assert parse_config(PRODUCTION + "[auth]\ndev_teaclave_admin = false\n").auth == Config().auth
+    with pytest.raises(ConfigError) as info:
+        parse_config(PRODUCTION + "[auth]\ndev_teaclave_admin = true\n")
+    assert "attestation.mode" in str(info.value)
+    assert "auth.dev_teaclave_admin" in str(info.value)
+    development = parse_config("[auth]\ndev_teaclave_admin = true\n")
+    assert development.auth.dev_teaclave_admin
+
+
+def test_evidence_is_fresh_for_a_day_by_default() -> None:
+    assert Config().attestation.max_evidence_age_secs == 86400.0
+    configured = parse_config("[attestation]\nmax_evidence_age_secs = 600").attestation
+    assert configured == AttestationConfig(max_evidence_age_secs=600.0)

@@ -54,7 +54,8 @@ class AuthConfig:
     # The first PlatformAdmin's password; if empty, read from $TEACLAVE_ADMIN_PASSWORD.
     # With neither, no admin is created.
     admin_password: str = ""
-    # Development only: create Teaclave's well-known admin/teaclave account.
+    # Development only: create Teaclave's well-known admin/teaclave account
+    # (refused with attestation.mode = "production").
     dev_teaclave_admin: bool = False
     token_lifetime_secs: int = 24 * 3600
     # argon2id cost (RFC 9106 second recommended option by default).
@@ -138,13 +139,15 @@ class AttestationConfig:
     # Evidence provider: "simulation" (no hardware), or the kernel interface of a
     # TEE: "configfs-tsm" (TDX, SEV-SNP guests), "gramine" (SGX), "nitro".
     provider: str = "simulation"
-    # "production" refuses the simulation provider and requires an enclave info.
+    # "production" refuses the simulation provider and auth.dev_teaclave_admin, and
+    # requires an enclave info.
     mode: str = "development"
     # Trust simulated evidence signed by this data directory's simulated platform key
     # (required between services with the simulation provider).
     allow_simulation: bool = True
-    # Refuse evidence older than this (its certificate's claims carry the time).
-    max_evidence_age_secs: float = 30 * 24 * 3600.0
+    # Refuse evidence older than this (its certificate's claims carry the time);
+    # services renew their certificate and evidence at half this age.
+    max_evidence_age_secs: float = 24 * 3600.0
     # The auditor-signed enclave info naming the accepted measurements of each
     # service (empty: this installation's own measurements, for development), the
     # auditors' public keys ("NAME=path.pem") and how many must have signed it.
@@ -255,6 +258,11 @@ def parse_config(text: str) -> Config:
         if default > getattr(config.execution, f"max_{name}"):
             raise ConfigError(f"execution.{name} must not exceed execution.max_{name}")
     _check_attestation(config.attestation)
+    if config.attestation.mode == "production" and config.auth.dev_teaclave_admin:
+        raise ConfigError(
+            "attestation.mode production refuses auth.dev_teaclave_admin (a well-known "
+            "admin password): set auth.dev_teaclave_admin = false"
+        )
     return config
 
 

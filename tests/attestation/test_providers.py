@@ -242,3 +242,15 @@ def test_detect(tmp_path: Path) -> None:
     assert run() == "sgx"
     nsm.touch()
     assert run() == "nitro"
+
+
+def test_interface_paths_are_those_the_providers_use() -> None:
+    """Services keep these usable under the runtime manifest to renew their evidence."""
+    tsm, gramine, nitro = (providers.for_name(n) for n in ("configfs-tsm", "gramine", "nitro"))
+    assert isinstance(tsm, ConfigfsTsm)
+    assert isinstance(gramine, GramineAttestation)
+    assert isinstance(nitro, NitroNsm)
+    assert providers.interface_paths("configfs-tsm") == (tsm.root,)
+    assert providers.interface_paths("gramine") == (gramine.root,)
+    assert providers.interface_paths("nitro") == (nitro.device,)
+    assert providers.interface_paths("simulation") == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,7 +28,10 @@ from teaclave.core.errors import TeaclaveError
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services import authentication, storage
+from teaclave.services.authentication.accounts import THROTTLED
+from teaclave.services.authentication.throttle import ACCOUNT
 from teaclave.services.authentication.tokens import SIGNING_KEY
+from teaclave.services.authentication.users import User, Users
 from teaclave.services.base import ServiceEnv
 from teaclave.storage.remote import RemoteStore
 
@@ -56,12 +60,61 @@ def test_bad_logins_fail_alike(client: AuthClient, user: str, password: str) -> 
     assert refused(lambda: client.login(user, password)) == failure("authentication failed")
 
 
-def test_repeated_failures_lock_the_id_for_a_while(client: AuthClient, admin: Session) -> None:
+def test_repeated_failures_lock_the_id_for_a_while(
+    client: AuthClient, admin: Session, caplog: pytest.LogCaptureFixture
+) -> None:
     admin.register("guessed", "FunctionOwner", password="right")
-    for _ in range(5):
-        refused(lambda: client.login("guessed", "wrong"))
-    assert refused(lambda: client.login("guessed", "right")) == failure("authentication failed")
+    for user in ("guessed", "nobody"):  # an unknown id is locked alike: existence stays hidden
+        for _ in range(ACCOUNT.failures):
+            assert refused(lambda u=user: client.login(u, "wrong")) == failure(
+                "authentication failed"
+            )
+        assert refused(lambda u=user: client.login(u, "right")) == failure(THROTTLED)
+    assert "login of 'guessed' from 127.0.0.1 refused: account is locked out" in caplog.text
     assert client.login(ADMIN, ADMIN_PASSWORD)
+
+
+def test_concurrent_guesses_check_at_most_the_budget(
+    client: AuthClient, admin: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 guesses at once: only the account's budget of them reaches a password check."""
+    admin.register("target", "FunctionOwner", password="right")
+    changed = threading.Condition()
+    checking: list[str] = []
+    outcomes: list[tuple[grpc.StatusCode, str]] = []
+    release = threading.Event()
+    original = Users.check_password
+
+    def held_check(self: Users, user: User | None, password: str) -> bool:
+        with changed:
+            checking.append(password)
+            changed.notify_all()
+        release.wait(timeout=60)  # hold every check until all guesses have arrived
+        return original(self, user, password)
+
+    def guess(number: int) -> None:
+        outcome = refused(lambda: client.login("target", f"wrong-{number}"))
+        with changed:
+            outcomes.append(outcome)
+            changed.notify_all()
+
+    monkeypatch.setattr(Users, "check_password", held_check)
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    with changed:
+        arrived = changed.wait_for(lambda: len(checking) + len(outcomes) == 16, timeout=60)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert arrived
+    assert len(checking) == ACCOUNT.failures
+    assert sorted(outcomes) == sorted(
+        [failure("authentication failed")] * ACCOUNT.failures
+        + [failure(THROTTLED)] * (16 - ACCOUNT.failures)
+    )
+    monkeypatch.setattr(Users, "check_password", original)
+    assert refused(lambda: client.login("target", "right")) == failure(THROTTLED)
 
 
 def test_unknown_method_is_unimplemented(client: AuthClient) -> None:
@@ -446,3 +499,42 @@ def test_authentication_waits_for_storage(config: Config, service_runner: Runner
                 assert client.login(ADMIN, ADMIN_PASSWORD)
             finally:
                 client.close()
+
+
+def test_a_deleted_bootstrap_admin_is_not_recreated_and_the_service_starts(
+    config: Config,
+    storage_service: None,
+    service_runner: Runner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dev = with_auth(config, dev_teaclave_admin=True)
+    with run_authentication(service_runner, dev):
+        client = AuthClient(dev)
+        root = Session(client, ADMIN, ADMIN_PASSWORD)
+        root.register("boss", "PlatformAdmin", password="boss-pw")
+        boss = Session(client, "boss", "boss-pw")
+        for deleted in (ADMIN, "admin"):
+            boss("DeleteUser", pb.DeleteUserRequest(id=deleted))
+        client.close()
+    caplog.clear()
+    with run_authentication(service_runner, dev):  # serves: no start-up loop
+        client = AuthClient(dev)
+        try:
+            assert client.login("boss", "boss-pw")
+            for deleted, password in ((ADMIN, ADMIN_PASSWORD), ("admin", "teaclave")):
+                assert refused(lambda u=deleted, p=password: client.login(u, p)) == failure(
+                    "authentication failed"
+                )
+        finally:
+            client.close()
+    deleted_messages = [r.getMessage() for r in caplog.records if "was deleted" in r.getMessage()]
+    assert deleted_messages == [
+        f"the bootstrap admin {ADMIN!r} was deleted and is not re-created: user ids are never "
+        "reused (a new account would inherit the old one's files, tasks and functions). "
+        "Another PlatformAdmin can register a new admin, or set auth.admin_user to a new id "
+        "and restart; unset auth.admin_password and $TEACLAVE_ADMIN_PASSWORD to silence this.",
+        "the bootstrap admin 'admin' was deleted and is not re-created: user ids are never "
+        "reused (a new account would inherit the old one's files, tasks and functions). "
+        "Turn auth.dev_teaclave_admin off.",
+    ]
+    assert "well-known account" not in caplog.text

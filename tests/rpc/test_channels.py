@@ -7,31 +7,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from rpc_helpers import Echo, ask, register_echo
 
 from teaclave.attestation.evidence import AttestationError
 from teaclave.config import Config, Endpoints
-from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_access_control_service_pb2 as pb
 from teaclave.proto import teaclave_access_control_service_pb2_grpc as pb_grpc
-from teaclave.rpc import server as server_module
 from teaclave.rpc.channel import attested_channel
-from teaclave.rpc.server import peer_service
 from teaclave.services.base import ServiceEnv
-
-
-class Echo(pb_grpc.TeaclaveAccessControlServicer):
-    """Answers with the caller's attested service name; fails on request."""
-
-    def AuthorizeApi(
-        self, request: pb.AuthorizeApiRequest, context: object
-    ) -> pb.AuthorizeApiResponse:
-        if request.api == "fail":
-            raise TeaclaveError(Status.INVALID_ARGUMENT, "bad api name")
-        if request.api == "long":
-            raise TeaclaveError(Status.INVALID_ARGUMENT, "x" * 100_000)
-        if request.api == "crash":
-            raise RuntimeError("secret detail")
-        return pb.AuthorizeApiResponse(accept=peer_service() == request.user_role)
 
 
 @pytest.fixture
@@ -45,9 +28,7 @@ def config(tmp_path: Path, free_port: int) -> Config:
 @pytest.fixture
 def server(config: Config) -> Iterator[ServiceEnv]:
     env = ServiceEnv.create(config, "access_control")
-    srv = env.serve(
-        "access_control", lambda s: pb_grpc.add_TeaclaveAccessControlServicer_to_server(Echo(), s)
-    )
+    srv = env.serve("access_control", register_echo)
     yield env
     srv.stop(0)
 
@@ -55,12 +36,7 @@ def server(config: Config) -> Iterator[ServiceEnv]:
 def call(env: ServiceEnv, api: str, role: str = "") -> bool:
     peer = env.peer("access_control")
     try:
-        reply = peer.call(
-            lambda ch: pb_grpc.TeaclaveAccessControlStub(ch).AuthorizeApi(
-                pb.AuthorizeApiRequest(api=api, user_role=role), timeout=5
-            )
-        )
-        return bool(reply.accept)
+        return ask(peer, api, role)
     finally:
         peer.close()
 
@@ -170,23 +146,3 @@ def test_pinned_channel_survives_many_threads(server: ServiceEnv, config: Config
         t.join()
     peer.close()
     assert results == [True] * 80
-
-
-def test_server_rechecks_a_peers_evidence_after_a_while(
-    server: ServiceEnv, config: Config, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    checked: list[str] = []
-    original = server_module.verify_peer
-
-    def spy(*args: object, **kwargs: object) -> object:
-        checked.append("x")
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(server_module, "verify_peer", spy)
-    frontend = ServiceEnv.create(config, "frontend")
-    assert call(frontend, "x", role="frontend")
-    assert call(frontend, "x", role="frontend")
-    assert len(checked) == 1  # the verdict is reused
-    monkeypatch.setattr(server_module, "VERDICT_CACHE_SECS", 0.0)
-    assert call(frontend, "x", role="frontend")
-    assert len(checked) == 2  # and checked again once it is old

@@ -27,6 +27,9 @@ from teaclave.attestation.evidence import (
 
 MAX_CLOCK_SKEW_SECS = 300.0
 """Evidence may be dated this far in the future (clocks differ)."""
+RECHECK_SECS = 300.0
+"""A verdict on a peer of a long-lived connection is relied on this long, then its evidence
+is checked again (so evidence that has grown too old is refused within this time)."""
 PRIMARY_MEASUREMENT = {SGX: "mrenclave", TDX: "mrtd", SEV_SNP: "measurement", NITRO: "pcr0"}
 """Which of a TEE's measurements identifies the code (what enclave info lists)."""
 

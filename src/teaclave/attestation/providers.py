@@ -269,6 +269,20 @@ def detect(
     return None
 
 
+def interface_paths(name: str) -> tuple[Path, ...]:
+    """The files a provider (``attestation.provider``) uses to make evidence (none: simulation).
+
+    Services renew their evidence while running, so these stay usable under the
+    runtime manifest. (Nitro's ioctl also needs ``ffi``, which only services
+    granted it have.)
+    """
+    return {
+        "configfs-tsm": (TSM_ROOT,),
+        "gramine": (GRAMINE_ROOT,),
+        "nitro": (NSM_DEVICE,),
+    }.get(name, ())
+
+
 def for_name(name: str) -> Provider:
     """The provider a configuration names (``attestation.provider``), at its default path."""
     factories: dict[str, Callable[[], Provider]] = {

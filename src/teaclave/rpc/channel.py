@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import grpc
@@ -22,10 +22,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from teaclave.attestation.evidence import AttestationError, AttestationPolicy, Verdict
-from teaclave.attestation.peer import verify_peer
+from teaclave.attestation.peer import RECHECK_SECS, verify_peer
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.rpc import certs
-from teaclave.rpc.identity import ServiceIdentity
+from teaclave.rpc.identity import Clock, IdentitySource, ServiceIdentity, utc_now
 
 T = TypeVar("T")
 
@@ -96,14 +96,15 @@ def attested_channel(
     identity: ServiceIdentity | None = None,
     max_message_bytes: int = 4 * 1024 * 1024,
     timeout: float = 5.0,
+    now: datetime | None = None,
 ) -> tuple[grpc.Channel, Verdict]:
-    """A channel to ``service`` at ``address`` whose evidence the policy accepts."""
+    """A channel to ``service`` at ``address`` whose evidence the policy accepts ``now``."""
     cert = fetch_certificate(address, identity, timeout)
     verdict = verify_peer(
         cert.public_bytes(serialization.Encoding.DER),
         services=frozenset({service}),
         policy=policy,
-        now=datetime.now(UTC),
+        now=now or utc_now(),
     )
     credentials = grpc.ssl_channel_credentials(
         root_certificates=certs.to_pem(cert),
@@ -127,6 +128,11 @@ class Peer:
 
     When a call fails with UNAVAILABLE (e.g. the peer restarted with a new
     key), the channel is dropped and the next call dials and verifies again.
+    A new channel is also dialed when this service's identity was renewed
+    (its client certificate changes) and when the peer's evidence was last
+    verified :data:`RECHECK_SECS` ago (so a peer whose evidence grew too old
+    is refused). The replaced channel is closed at the next replacement, so
+    calls still running on it finish.
     """
 
     def __init__(
@@ -135,28 +141,42 @@ class Peer:
         service: str,
         *,
         policy: AttestationPolicy,
-        identity: ServiceIdentity | None = None,
+        identity: IdentitySource | None = None,
         max_message_bytes: int = 4 * 1024 * 1024,
+        clock: Clock = utc_now,
     ) -> None:
         self.address = address
         self.service = service
         self._policy = policy
         self._identity = identity
         self._max = max_message_bytes
+        self._clock = clock
         self._channel: grpc.Channel | None = None
+        self._retired: grpc.Channel | None = None
+        self._dialed_as: ServiceIdentity | None = None
+        self._verified = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
 
     def channel(self) -> grpc.Channel:
         """The current channel, dialing (and verifying) if needed."""
         with self._lock:
-            if self._channel is None:
+            identity = self._identity() if self._identity else None
+            now = self._clock()
+            if (
+                self._channel is None
+                or identity is not self._dialed_as
+                or not timedelta(0) <= now - self._verified < timedelta(seconds=RECHECK_SECS)
+            ):
+                self._retire()
                 self._channel, _ = attested_channel(
                     self.address,
                     self.service,
                     policy=self._policy,
-                    identity=self._identity,
+                    identity=identity,
                     max_message_bytes=self._max,
+                    now=now,
                 )
+                self._dialed_as, self._verified = identity, now
             return self._channel
 
     def call(self, fn: Callable[[grpc.Channel], T], *, repeatable: bool = False) -> T:
@@ -177,6 +197,12 @@ class Peer:
                 raise
             return fn(self.channel())
 
+    def _retire(self) -> None:
+        """Keep the current channel (if any) until the next replacement; close the one before."""
+        if self._retired is not None:
+            self._retired.close()
+        self._retired, self._channel = self._channel, None
+
     def reset(self) -> None:
         """Drop the channel; the next call dials again."""
         with self._lock:
@@ -185,5 +211,9 @@ class Peer:
             self._channel = None
 
     def close(self) -> None:
-        """Close the channel."""
-        self.reset()
+        """Close the channels."""
+        with self._lock:
+            for channel in (self._channel, self._retired):
+                if channel is not None:
+                    channel.close()
+            self._channel = self._retired = None

@@ -1,8 +1,10 @@
-"""A service instance's attested TLS identity."""
+"""A service instance's attested TLS identity, renewed before its evidence grows too old."""
 
 from __future__ import annotations
 
 import datetime
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,8 +14,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from teaclave.attestation import ratls
 from teaclave.rpc import certs
 
+log = logging.getLogger(__name__)
+
 Attester = Callable[[bytes], tuple[str, bytes]]
 """Evidence for 64 bytes of report data: ``(TEE type, evidence)``."""
+Clock = Callable[[], datetime.datetime]
+"""The current time (timezone-aware)."""
+
+
+def utc_now() -> datetime.datetime:
+    """The current UTC time: the default :data:`Clock`."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,8 @@ class ServiceIdentity:
     server_cert_pem: bytes
     client_cert_pem: bytes
     platform_ca_pem: bytes
+    issued: datetime.datetime
+    """When the evidence was made (its claims' ``iat``)."""
 
     @classmethod
     def create(
@@ -50,4 +63,54 @@ class ServiceIdentity:
             server_cert_pem=certs.to_pem(server),
             client_cert_pem=certs.to_pem(client),
             platform_ca_pem=certs.to_pem(platform_ca),
+            issued=datetime.datetime.fromtimestamp(int(now.timestamp()), datetime.UTC),
         )
+
+
+IdentitySource = Callable[[], ServiceIdentity]
+"""A service's current identity (servers and channels ask for it at every dial and handshake)."""
+
+RETRY_SECS = 60.0
+"""After a failed renewal, the next attempt waits this long (the current identity serves on)."""
+
+
+class RenewingIdentity:
+    """An :data:`IdentitySource` that replaces its identity once it is ``renew_after_secs`` old.
+
+    The replacement (a new key, fresh evidence, new certificates) is made when
+    the identity is asked for, so an idle service renews at its next handshake.
+    A failed renewal is logged; the current identity is kept and renewal is
+    tried again :data:`RETRY_SECS` later.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[datetime.datetime], ServiceIdentity],
+        renew_after_secs: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._make = make
+        self._renew_after = datetime.timedelta(seconds=renew_after_secs)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current = make(clock())
+        self._due = self._current.issued + self._renew_after
+
+    def __call__(self) -> ServiceIdentity:
+        """The current identity, renewed first if it is due."""
+        with self._lock:
+            now = self._clock()
+            if now >= self._due:
+                self._renew(now)
+            return self._current
+
+    def _renew(self, now: datetime.datetime) -> None:
+        service = self._current.service
+        try:
+            self._current = self._make(now)
+        except Exception:
+            log.exception("%s: renewing its certificate and evidence failed", service)
+            self._due = now + datetime.timedelta(seconds=RETRY_SECS)
+            return
+        self._due = self._current.issued + self._renew_after
+        log.info("%s: renewed its TLS key, certificates and evidence", service)

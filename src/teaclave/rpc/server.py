@@ -10,13 +10,13 @@ into INTERNAL "service internal error" (details only in the log).
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import logging
-import math
 import threading
-import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent import futures
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -24,9 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from teaclave.attestation.evidence import AttestationError, AttestationPolicy
-from teaclave.attestation.peer import verify_peer
+from teaclave.attestation.peer import RECHECK_SECS, verify_peer
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.rpc.identity import ServiceIdentity
+from teaclave.rpc.identity import Clock, IdentitySource, ServiceIdentity, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,33 @@ def peer_service() -> str:
     return _peer_service.get()
 
 
-VERDICT_CACHE_SECS = 300.0
-"""A verdict on a client certificate is reused this long, then the evidence is checked again
-(so evidence that has grown too old is refused within this time)."""
+def peer_address(peer: str) -> ipaddress.IPv6Address | None:
+    """The IP address of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``), if any.
+
+    IPv4 addresses become IPv4-mapped IPv6 (``::ffff:1.2.3.4``); the port and an
+    IPv6 zone are dropped.
+    """
+    kind, _, address = urllib.parse.unquote(peer).partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed)
+    return ip
 
 
 class _PeerCheck:
-    """Verifies client-certificate evidence, caching verdicts per certificate for a while."""
+    """Verifies client-certificate evidence, relying on a verdict for :data:`RECHECK_SECS`."""
 
-    def __init__(self, peers: frozenset[str], policy: AttestationPolicy) -> None:
+    def __init__(self, peers: frozenset[str], policy: AttestationPolicy, clock: Clock) -> None:
         self._peers = peers
         self._policy = policy
-        self._cache: dict[bytes, tuple[str, float]] = {}
+        self._clock = clock
+        self._cache: dict[bytes, tuple[str, datetime]] = {}
         self._lock = threading.Lock()
 
     def service_of(self, context: grpc.ServicerContext) -> str:
@@ -64,20 +79,55 @@ class _PeerCheck:
         if not isinstance(pems, list) or not pems:
             raise AttestationError("no client certificate")
         pem = bytes(pems[0])
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            service, verified = self._cache.get(pem, ("", -math.inf))
-        if now - verified < VERDICT_CACHE_SECS:
-            return service
+            cached = self._cache.get(pem)
+        if cached is not None and _recent(cached[1], now):
+            return cached[0]
         verdict = verify_peer(
             x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER),
             services=self._peers,
             policy=self._policy,
-            now=datetime.now(UTC),
+            now=now,
         )
-        with self._lock:
+        with self._lock:  # peers renew their certificates: forget the verdicts gone stale
+            self._cache = {k: v for k, v in self._cache.items() if _recent(v[1], now)}
             self._cache[pem] = (verdict.service, now)
         return verdict.service
+
+
+def _recent(verified: datetime, now: datetime) -> bool:
+    return timedelta(0) <= now - verified < timedelta(seconds=RECHECK_SECS)
+
+
+class _Certificates:
+    """The server certificate of the current identity, handed to gRPC at each new connection."""
+
+    def __init__(self, identity: IdentitySource, mutual: bool) -> None:
+        self._identity = identity
+        self._mutual = mutual
+        self._served = identity()
+        self._lock = threading.Lock()
+        self.initial = self._configuration(self._served)
+
+    def _configuration(self, identity: ServiceIdentity) -> Any:
+        return grpc.ssl_server_certificate_configuration(
+            [(identity.key_pem, identity.server_cert_pem)],
+            root_certificates=identity.platform_ca_pem if self._mutual else None,
+        )
+
+    def __call__(self) -> Any:
+        """The configuration of a renewed identity, or None: keep the current one."""
+        try:
+            current = self._identity()
+        except Exception:  # never fail a handshake here: the current certificate serves on
+            log.exception("%s: cannot get the current identity", self._served.service)
+            return None
+        with self._lock:
+            if current is self._served:
+                return None
+            self._served = current
+        return self._configuration(current)
 
 
 class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -122,7 +172,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def start_server(
-    identity: ServiceIdentity,
+    identity: IdentitySource,
     bind: str,
     register: Callable[[grpc.Server], None],
     *,
@@ -130,16 +180,21 @@ def start_server(
     policy: AttestationPolicy,
     max_message_bytes: int,
     max_workers: int = 16,
+    clock: Clock = utc_now,
 ) -> grpc.Server:
     """Start a server on ``bind`` (``host:port``) and return it.
 
     ``peers`` None: a public endpoint (server-authenticated RA-TLS only).
     Otherwise: mutual RA-TLS; only the named peer services may call.
+    Each new connection gets the certificate of the identity current then
+    (``identity`` renews it); ``clock`` dates the peers' evidence checks.
     """
-    check = None if peers is None else _PeerCheck(peers, policy)
+    certificates = _Certificates(identity, mutual=peers is not None)
+    service = identity().service
+    check = None if peers is None else _PeerCheck(peers, policy, clock)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=identity.service),
-        interceptors=[_Guard(identity.service, check)],
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service),
+        interceptors=[_Guard(service, check)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -147,10 +202,8 @@ def start_server(
         ],
     )
     register(server)
-    credentials = grpc.ssl_server_credentials(
-        [(identity.key_pem, identity.server_cert_pem)],
-        root_certificates=identity.platform_ca_pem if peers is not None else None,
-        require_client_auth=peers is not None,
+    credentials = grpc.dynamic_ssl_server_credentials(
+        certificates.initial, certificates, require_client_authentication=peers is not None
     )
     if server.add_secure_port(bind, credentials) == 0:
         raise TeaclaveError(Status.UNAVAILABLE, f"cannot listen on {bind}")

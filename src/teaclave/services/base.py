@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.rpc import certs
 from teaclave.rpc.channel import Peer
-from teaclave.rpc.identity import Attester, ServiceIdentity
+from teaclave.rpc.identity import Attester, Clock, RenewingIdentity, ServiceIdentity, utc_now
 from teaclave.rpc.server import start_server
 from teaclave.rpc.trust import trusted_measurements
 from teaclave.services.topology import INBOUND
@@ -81,20 +82,26 @@ def simulation_key(data_dir: Path) -> str:
     return platform.fingerprint.hex()
 
 
+RENEW_AT = 0.5
+"""Services renew their certificate and evidence at this fraction of the maximum evidence age."""
+
+
 @dataclass
 class ServiceEnv:
     """Everything a service needs to serve and to reach its peers."""
 
     config: Config
-    identity: ServiceIdentity
+    identities: RenewingIdentity
     policy: AttestationPolicy
+    clock: Clock = utc_now
 
     @classmethod
-    def create(cls, config: Config, service: str) -> ServiceEnv:
+    def create(cls, config: Config, service: str, clock: Clock = utc_now) -> ServiceEnv:
         """Attest ``service`` on this platform and build its environment.
 
         FAILED_PRECONDITION if the enclave info does not verify or does not list
-        this service's own measurement.
+        this service's own measurement. ``clock`` dates evidence, its renewal and
+        the checks of peers' evidence.
         """
         attestation = config.attestation
         platform, ca = load_simulated_platform(config.data_path)
@@ -109,12 +116,11 @@ class ServiceEnv:
                 Status.FAILED_PRECONDITION,
                 f"{service}: its measurement {measurement.hex()} is not in the enclave info",
             )
-        identity = ServiceIdentity.create(
-            service,
-            _attester(attestation.provider, service, measurement, platform),
-            platform.key,
-            ca,
-            datetime.datetime.now(datetime.UTC),
+        attest = _attester(attestation.provider, service, measurement, platform)
+        identities = RenewingIdentity(
+            functools.partial(ServiceIdentity.create, service, attest, platform.key, ca),
+            renew_after_secs=attestation.max_evidence_age_secs * RENEW_AT,
+            clock=clock,
         )
         trusted = {platform.fingerprint} if attestation.allow_simulation else set()
         policy = AttestationPolicy(
@@ -123,7 +129,12 @@ class ServiceEnv:
             max_evidence_age_secs=attestation.max_evidence_age_secs,
             appraise=appraiser(CollateralCache.from_config(config)),
         )
-        return cls(config, identity, policy)
+        return cls(config, identities, policy, clock)
+
+    @property
+    def identity(self) -> ServiceIdentity:
+        """This service's current identity (renewed as its evidence ages)."""
+        return self.identities()
 
     @property
     def service(self) -> str:
@@ -137,8 +148,9 @@ class ServiceEnv:
             address,
             service,
             policy=self.policy,
-            identity=self.identity,
+            identity=self.identities,
             max_message_bytes=self.config.max_message_bytes,
+            clock=self.clock,
         )
 
     def serve(
@@ -150,12 +162,13 @@ class ServiceEnv:
         """
         address = getattr(self.config.endpoints, endpoint)
         server = start_server(
-            self.identity,
+            self.identities,
             address,
             register,
             peers=None if public else INBOUND[endpoint],
             policy=self.policy,
             max_message_bytes=self.config.max_message_bytes,
+            clock=self.clock,
         )
         log.info(
             "%s listening on %s (%s)", self.service, address, "public" if public else "internal"

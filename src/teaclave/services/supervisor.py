@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TextIO
 
 from teaclave.assurance import runtime as runtime_manifest
+from teaclave.attestation import providers
 from teaclave.config import SERVICES, Config
 from teaclave.services.base import ServiceEnv, ServiceMain
 from teaclave.transport.collateral import CollateralCache
@@ -69,7 +70,11 @@ def run_service(name: str, config: Config, stop: threading.Event) -> None:
         prepare(config)
     env = ServiceEnv.create(config, name)
     # Start-up done: from here on the process keeps to its runtime manifest.
-    runtime_manifest.install(name, writable=[CollateralCache.from_config(config).directory])
+    # The evidence provider's files stay usable: the service renews its evidence while it runs.
+    renewal = providers.interface_paths(config.attestation.provider)
+    runtime_manifest.install(
+        name, writable=[CollateralCache.from_config(config).directory, *renewal]
+    )
     service_main(env, stop)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from teaclave.config import Config
+from teaclave.config import ADMIN_PASSWORD_ENV, Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.roles import Role, RoleKind
-from teaclave.services.authentication.accounts import Accounts
+from teaclave.services.authentication.accounts import Accounts, Bootstrap
 from teaclave.services.authentication.service import register_api, register_internal
 from teaclave.services.authentication.throttle import LoginThrottle
 from teaclave.services.authentication.tokens import TokenSigner, load_signing_key
@@ -30,21 +30,44 @@ STORAGE_RETRY_SECS = 0.5
 DEV_ADMIN = ("admin", "teaclave")
 
 
+def _bootstrap(accounts: Accounts, user_id: str, password: str, remedy: str) -> Bootstrap:
+    """Create the PlatformAdmin ``user_id`` unless it exists; say so if it was deleted."""
+    outcome = accounts.ensure_user(user_id, password, Role(RoleKind.PLATFORM_ADMIN))
+    if outcome is Bootstrap.DELETED:
+        log.warning(
+            "the bootstrap admin %r was deleted and is not re-created: user ids are never "
+            "reused (a new account would inherit the old one's files, tasks and functions). %s",
+            user_id,
+            remedy,
+        )
+    return outcome
+
+
 def open_accounts(store: Store, config: Config) -> Accounts:
-    """The account logic over ``store``, with the configured first admin in place."""
+    """The account logic over ``store``, with the configured first admin in place.
+
+    A bootstrap admin that was deleted stays deleted; the service starts
+    anyway and says so in its log.
+    """
     signer = TokenSigner(load_signing_key(store), config.auth.token_lifetime_secs)
     accounts = Accounts(Users(store, config.auth), signer, LoginThrottle())
-    admin = Role(RoleKind.PLATFORM_ADMIN)
     password = config.admin_password()
-    if password and accounts.ensure_user(config.auth.admin_user, password, admin):
-        log.info("created platform admin %r", config.auth.admin_user)
-    if config.auth.dev_teaclave_admin:
-        log.warning(
-            "auth.dev_teaclave_admin is on: the well-known account %s/%s is a PlatformAdmin. "
-            "Never use this outside development.",
-            *DEV_ADMIN,
+    if password:
+        remedy = (
+            "Another PlatformAdmin can register a new admin, or set auth.admin_user to a new "
+            f"id and restart; unset auth.admin_password and ${ADMIN_PASSWORD_ENV} to silence this."
         )
-        accounts.ensure_user(*DEV_ADMIN, admin)
+        outcome = _bootstrap(accounts, config.auth.admin_user, password, remedy)
+        if outcome is Bootstrap.CREATED:
+            log.info("created platform admin %r", config.auth.admin_user)
+    if config.auth.dev_teaclave_admin:
+        outcome = _bootstrap(accounts, *DEV_ADMIN, "Turn auth.dev_teaclave_admin off.")
+        if outcome is not Bootstrap.DELETED:
+            log.warning(
+                "auth.dev_teaclave_admin is on: the well-known account %s/%s is a "
+                "PlatformAdmin. Never use this outside development.",
+                *DEV_ADMIN,
+            )
     return accounts
 
 

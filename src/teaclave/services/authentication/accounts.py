@@ -5,6 +5,7 @@ All refusals are UNAUTHENTICATED, with Teaclave's messages (reference §2.4).
 
 from __future__ import annotations
 
+import enum
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,10 @@ from teaclave.core.errors import Status, TeaclaveError, unauthenticated
 from teaclave.core.roles import Role, RoleKind
 from teaclave.services.authentication.throttle import LoginThrottle
 from teaclave.services.authentication.tokens import Claims, TokenSigner
-from teaclave.services.authentication.users import User, Users
+from teaclave.services.authentication.users import RetiredId, User, Users
+
+THROTTLED = "authentication failed: too many failed attempts, try again later"
+"""Refusal of a login while its account or source address is locked out."""
 
 
 def refused(message: str) -> TeaclaveError:
@@ -49,6 +53,14 @@ def may_update(caller: Role, target: Role, new: Role) -> bool:
     return may_manage(caller, target) and (caller.is_admin or new == target)
 
 
+class Bootstrap(enum.Enum):
+    """What :meth:`Accounts.ensure_user` found."""
+
+    CREATED = "created"
+    EXISTS = "exists"
+    DELETED = "deleted"
+
+
 def _role_of(user: User) -> Role:
     return Role.parse(user.role)
 
@@ -68,15 +80,24 @@ class Accounts:
         self._throttle = throttle
         self._clock = clock
 
-    def login(self, user_id: str, password: str) -> str:
-        """A fresh token; UNAUTHENTICATED "authentication failed" for any mismatch."""
-        if not user_id or not password or not self._throttle.allowed(user_id):
+    def login(self, user_id: str, password: str, address: str) -> str:
+        """A fresh token for a login from ``address`` (a throttle key).
+
+        UNAUTHENTICATED "authentication failed" for any mismatch, and
+        :data:`THROTTLED` while the account or the address is locked out
+        (alike for unknown ids, so it reveals nothing about existence).
+        """
+        if not user_id or not password:
             raise unauthenticated()
-        user = self._users.get(user_id)
-        if not self._users.check_password(user, password) or user is None:
-            self._throttle.failed(user_id)
-            raise unauthenticated()
-        self._throttle.succeeded(user_id)
+        attempt = self._throttle.reserve(user_id, address)
+        if attempt is None:
+            raise refused(THROTTLED)
+        with attempt:
+            user = self._users.get(user_id)
+            if not self._users.check_password(user, password) or user is None:
+                attempt.failed()
+                raise unauthenticated()
+            attempt.succeeded()
         return self._signer.issue(user, self._clock())
 
     def authenticate(self, user_id: str, token: str) -> tuple[User, Claims]:
@@ -157,17 +178,20 @@ class Accounts:
         wanted = str(Role(RoleKind.DATA_OWNER, attribute))
         return [user.id for user in self._users.all() if user.role == wanted]
 
-    def ensure_user(self, user_id: str, password: str, role: Role) -> bool:
-        """Create the account unless it exists; whether it was created."""
-        created = False
+    def ensure_user(self, user_id: str, password: str, role: Role) -> Bootstrap:
+        """Create the account unless it exists or was deleted; which of the three it was."""
+        outcome = Bootstrap.EXISTS
 
         def create(current: User | None) -> User:
-            nonlocal created
-            created = current is None
+            nonlocal outcome
+            outcome = Bootstrap.EXISTS if current else Bootstrap.CREATED
             return current or self._users.new_user(user_id, password, role)
 
-        self._users.change(user_id, create)
-        return created
+        try:
+            self._users.change(user_id, create)
+        except RetiredId:
+            return Bootstrap.DELETED
+        return outcome
 
     def _manage(self, caller: User, user_id: str, change: Callable[[User], User | None]) -> None:
         if not user_id:

@@ -14,6 +14,7 @@ from teaclave.core.roles import Role
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services.authentication.accounts import Accounts, refused
+from teaclave.services.authentication.throttle import address_key
 from teaclave.services.authentication.users import User
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,11 @@ class AuthenticationApi(pb_grpc.TeaclaveAuthenticationApiServicer):
     def UserLogin(  # noqa: N802
         self, request: pb.UserLoginRequest, context: grpc.ServicerContext
     ) -> pb.UserLoginResponse:
-        """Exchange id and password for a token."""
-        return pb.UserLoginResponse(token=self._accounts.login(request.id, request.password))
+        """Exchange id and password for a token (throttled per id and per source address)."""
+        address = address_key(context.peer())
+        return pb.UserLoginResponse(
+            token=self._accounts.login(request.id, request.password, address)
+        )
 
     @_unauthenticated_only
     def UserChangePassword(  # noqa: N802

@@ -47,6 +47,13 @@ def _tombstone(user: User | None) -> User:
     return replace(user, password_hash="", deleted=True, generation=user.generation + 1)
 
 
+class RetiredId(TeaclaveError):
+    """The id belonged to a deleted account: it is never given out again."""
+
+    def __init__(self) -> None:
+        super().__init__(Status.UNAUTHENTICATED, "user id exist")
+
+
 Change = Callable[[User | None], User | None]
 """Given the current account (None: absent), the account to store (None: delete)."""
 
@@ -105,7 +112,7 @@ class Users:
             if updated == current:
                 return current
             if stored is not None and stored.deleted:
-                raise TeaclaveError(Status.UNAUTHENTICATED, "user id exist")  # never reused
+                raise RetiredId
             record = updated or _tombstone(stored)
             try:
                 self._store.commit([(key, version)], [Write(key, codec.encode(record))])

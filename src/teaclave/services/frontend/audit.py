@@ -6,17 +6,16 @@ Every call gets exactly one entry, or is refused before it is handled (see
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_common_pb2 as common
+from teaclave.rpc.server import peer_address
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +27,9 @@ UNKNOWN_IP = bytes(16)
 
 
 def peer_ip(peer: str) -> bytes:
-    """The 16-byte IPv6 address of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``).
-
-    IPv4 addresses become IPv4-mapped (``::ffff:1.2.3.4``); anything else is ``::``.
-    """
-    kind, _, address = urllib.parse.unquote(peer).partition(":")
-    if kind not in ("ipv4", "ipv6"):
-        return UNKNOWN_IP
-    host = address.rpartition(":")[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return UNKNOWN_IP
-    if isinstance(ip, ipaddress.IPv4Address):
-        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed).packed
-    return ip.packed
+    """The 16-byte IPv6 address of a gRPC peer string (:func:`peer_address`); else ``::``."""
+    address = peer_address(peer)
+    return UNKNOWN_IP if address is None else address.packed
 
 
 MAX_FIELD_CHARS = 1024
