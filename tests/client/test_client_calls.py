@@ -1,7 +1,6 @@
 """The clients against a real attested endpoint serving a scripted frontend."""
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
         self.running_polls = 0
         self.final = common_pb.TaskResult()
         self.final_status = TaskStatus.FINISHED
-        self.polls: list[float] = []
+        self.polls = 0
         self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
@@ -41,8 +40,8 @@ class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
     ) -> pb.GetTaskResponse:
         with self.lock:
             self.metadata.append({k: str(v) for k, v in context.invocation_metadata()})
-            self.polls.append(time.monotonic())
-            running = len(self.polls) <= self.running_polls
+            self.polls += 1
+            running = self.polls <= self.running_polls
         status = TaskStatus.RUNNING if running else self.final_status
         return pb.GetTaskResponse(
             task_id=request.task_id,
@@ -58,6 +57,21 @@ class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
         if request.user_id != caller:
             raise permission_denied()
         return pb.ListFunctionsResponse(registered_functions=["function-1"])
+
+
+class FakeClock:
+    """A clock that moves only when the client sleeps; records each sleep."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, secs: float) -> None:
+        self.sleeps.append(secs)
+        self.now += secs
 
 
 @pytest.fixture
@@ -130,15 +144,15 @@ def test_result_polls_with_backoff_and_sends_credentials(
     frontend: tuple[str, ScriptedFrontend], sim_key: str
 ) -> None:
     address, servicer = frontend
-    servicer.running_polls = 5
+    servicer.running_polls = 7
     servicer.final = ok(b"3 common items")
-    with FrontendClient(address, "alice", "tok", simulation_key=sim_key) as client:
+    clock = FakeClock()
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client:
         assert client.verdict.service == "frontend"
         assert client.get_task_result("task-1") == b"3 common items"
-    assert len(servicer.polls) == 6
-    gaps = [b - a for a, b in zip(servicer.polls, servicer.polls[1:], strict=False)]
-    assert gaps[0] < 0.2  # first retry after ~20 ms
-    assert gaps[-1] > gaps[0]  # backing off
+    assert servicer.polls == 8
+    # 20 ms, doubling, at most 0.5 s; no pause after the last poll.
+    assert clock.sleeps == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]
     assert all(m["id"] == "alice" and m["token"] == "tok" for m in servicer.metadata)
 
 
@@ -158,11 +172,15 @@ def test_function_error_raises_task_failed(
 def test_timeout(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
     address, servicer = frontend
     servicer.running_polls = 10**6
-    with FrontendClient(address, "alice", "tok", simulation_key=sim_key) as client:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError, match=r"no result after 0\.3 s"):
-            client.get_task_result("task-1", timeout=0.3)
-        assert time.monotonic() - started < 1.5
+    clock = FakeClock()
+    with (
+        FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client,
+        pytest.raises(TimeoutError, match=r"^task task-1 has no result after 0\.25 s$"),
+    ):
+        client.get_task_result("task-1", timeout=0.25)
+    # The last pause is cut to the deadline (0.11 s, not 0.16 s); one more poll, then the timeout.
+    assert clock.sleeps == pytest.approx([0.02, 0.04, 0.08, 0.11])
+    assert servicer.polls == 5
 
 
 def test_server_errors_are_typed(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:

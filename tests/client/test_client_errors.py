@@ -8,11 +8,15 @@ import pytest
 
 from teaclave.attestation.evidence import AttestationError
 from teaclave.client import (
+    AlreadyExists,
     AttestationFailed,
     AuthenticationError,
+    FailedPrecondition,
+    InternalError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     ServiceUnavailable,
     TaskCanceled,
     TaskFailed,
@@ -60,7 +64,11 @@ def failure(channel: grpc.Channel, code: str) -> grpc.RpcError:
         ("PERMISSION_DENIED", PermissionDenied, Status.PERMISSION_DENIED),
         ("INVALID_ARGUMENT", InvalidArgument, Status.INVALID_ARGUMENT),
         ("NOT_FOUND", NotFound, Status.NOT_FOUND),
+        ("ALREADY_EXISTS", AlreadyExists, Status.ALREADY_EXISTS),
+        ("FAILED_PRECONDITION", FailedPrecondition, Status.FAILED_PRECONDITION),
+        ("RESOURCE_EXHAUSTED", ResourceExhausted, Status.RESOURCE_EXHAUSTED),
         ("UNAVAILABLE", ServiceUnavailable, Status.UNAVAILABLE),
+        ("INTERNAL", InternalError, Status.INTERNAL),
         ("UNKNOWN", TeaclaveException, Status.UNKNOWN),
         ("ABORTED", TeaclaveException, Status.ABORTED),
         ("UNIMPLEMENTED", TeaclaveException, Status.UNIMPLEMENTED),
@@ -79,20 +87,33 @@ def test_status_codes_map_to_classes(
 
 def test_connection_failures() -> None:
     refused = from_platform_error(AttestationError("simulation is not allowed"))
-    assert isinstance(refused, AttestationFailed)
-    assert isinstance(refused, ServiceUnavailable)
+    assert type(refused) is AttestationFailed
+    assert isinstance(refused, ServiceUnavailable)  # callers retrying outages catch it too
+    assert refused.status is Status.UNAVAILABLE
     assert refused.message == "attestation failed: simulation is not allowed"
     unreachable = from_platform_error(TeaclaveError(Status.UNAVAILABLE, "cannot reach x"))
     assert type(unreachable) is ServiceUnavailable
+    assert (unreachable.status, unreachable.message) == (Status.UNAVAILABLE, "cannot reach x")
     bad = from_platform_error(TeaclaveError(Status.INVALID_ARGUMENT, "bad address"))
     assert type(bad) is InvalidArgument
+    assert (bad.status, bad.message) == (Status.INVALID_ARGUMENT, "bad address")
 
 
-def test_task_outcomes_carry_the_reason() -> None:
-    failed = TaskFailed("Runtime Error: Executor Timeout")
-    assert failed.reason == "Runtime Error: Executor Timeout"
-    assert failed.status is Status.ABORTED
-    assert "Executor Timeout" in str(failed)
-    canceled = TaskCanceled("Task canceled")
-    assert canceled.reason == "Task canceled"
-    assert isinstance(canceled, TeaclaveException)
+@pytest.mark.parametrize(
+    ("cls", "reason", "text"),
+    [
+        (
+            TaskFailed,
+            "Runtime Error: Executor Timeout",
+            "task failed: Runtime Error: Executor Timeout",
+        ),
+        (TaskCanceled, "Task canceled", "task canceled: Task canceled"),
+    ],
+)
+def test_task_outcomes_carry_the_reason(
+    cls: type[TaskFailed | TaskCanceled], reason: str, text: str
+) -> None:
+    outcome = cls(reason)
+    assert outcome.reason == reason
+    assert (outcome.status, outcome.message) == (Status.ABORTED, text)
+    assert str(outcome) == f"ABORTED: {text}"

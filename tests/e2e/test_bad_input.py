@@ -1,6 +1,8 @@
 """Bad input gets a precise status, is audited, and stores nothing."""
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -11,8 +13,37 @@ from teaclave.client import FrontendClient, InvalidArgument, PermissionDenied, d
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as fe_grpc
 from teaclave.rpc.channel import attested_channel
+from teaclave.services.base import ServiceEnv
+from teaclave.storage import keys
+from teaclave.storage.remote import RemoteStore
 
 UNKNOWN = str(uuid.uuid4())
+NOT_JSON = (
+    "invalid function arguments: not JSON "
+    "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+)
+BAD_SCHEME = "invalid url: scheme must be one of data, file, fusion, http, https, s3"
+
+
+class Added:
+    """The keys under a prefix that appeared in storage while a block ran."""
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+
+@contextlib.contextmanager
+def stored(platform: Platform, prefix: str) -> Iterator[Added]:
+    """Watch the records under ``prefix`` (read as the management service reads them)."""
+    peer = ServiceEnv.create(platform.config, "management").peer("storage")
+    store = RemoteStore(peer)
+    try:
+        before = {record.key for record in store.scan(prefix)}
+        found = Added()
+        yield found
+        found.added = sorted({record.key for record in store.scan(prefix)} - before)
+    finally:
+        peer.close()
 
 
 def raw(platform: Platform, client: FrontendClient, max_bytes: int = 4 << 20):
@@ -59,40 +90,63 @@ def test_unknown_ids(platform: Platform, call, message: str) -> None:
 @pytest.mark.parametrize(
     ("schema", "key", "iv", "cmac", "message"),
     [
-        ("aes-gcm-128", bytes(15), bytes(12), bytes(16), "key must be 16 bytes"),
-        ("aes-gcm-256", bytes(16), bytes(12), bytes(16), "key must be 32 bytes"),
-        ("aes-gcm-128", bytes(16), bytes(11), bytes(16), "iv must be 12 bytes"),
-        ("aes-gcm-128", bytes(16), bytes(12), bytes(15), "cmac"),
-        ("rot13", bytes(16), bytes(12), bytes(16), "invalid crypto schema"),
+        (
+            "aes-gcm-128",
+            bytes(15),
+            bytes(12),
+            bytes(16),
+            "aes-gcm-128 key must be 16 bytes, got 15",
+        ),
+        (
+            "aes-gcm-256",
+            bytes(16),
+            bytes(12),
+            bytes(16),
+            "aes-gcm-256 key must be 32 bytes, got 16",
+        ),
+        ("aes-gcm-128", bytes(16), bytes(11), bytes(16), "aes-gcm-128 iv must be 12 bytes, got 11"),
+        ("aes-gcm-128", bytes(16), bytes(12), bytes(15), "invalid cmac: must be 16 bytes, got 15"),
+        ("rot13", bytes(16), bytes(12), bytes(16), "invalid crypto schema 'rot13'"),
     ],
 )
 def test_bad_crypto_info_stores_nothing(
     platform: Platform, schema: str, key: bytes, iv: bytes, cmac: bytes, message: str
 ) -> None:
-    with platform.new_user() as user, pytest.raises(InvalidArgument, match=message):
-        user.register_input_file((platform.files / "x").as_uri(), schema, key, iv, cmac)
+    url = (platform.files / "x").as_uri()
+    with platform.new_user() as user, stored(platform, keys.INPUT) as inputs:
+        with pytest.raises(InvalidArgument) as info:
+            user.register_input_file(url, schema, key, iv, cmac)
+        assert info.value.message == message
+        valid = user.register_input_file(url, "aes-gcm-128", bytes(16), bytes(12), bytes(16))
+    assert inputs.added == [keys.INPUT + valid.removeprefix("input-")]  # only the valid one
 
 
 def test_malformed_arguments_and_urls(platform: Platform) -> None:
     with platform.admin() as admin:
         function_id = register_echo(admin)
-    with platform.new_user() as user:
+    cases = [
+        ("{not json", "builtin", NOT_JSON),
+        ("[1, 2]", "builtin", "invalid function arguments: must be a JSON object"),
+        ('"text"', "builtin", "invalid function arguments: must be a JSON object"),
+        ('{"message": "x"}', "cobol", "invalid executor 'cobol'"),
+    ]
+    with platform.new_user() as user, stored(platform, keys.TASK) as tasks:
         channel, stub, metadata = raw(platform, user)
         with channel:
-            for arguments in ("{not json", "[1, 2]", '"text"'):
+            for arguments, executor, message in cases:
                 request = fe.CreateTaskRequest(
-                    function_id=function_id, function_arguments=arguments, executor="builtin"
+                    function_id=function_id, function_arguments=arguments, executor=executor
                 )
-                code, _ = status_of(lambda r=request: stub.CreateTask(r, metadata=metadata))
-                assert code == grpc.StatusCode.INVALID_ARGUMENT
-            request = fe.CreateTaskRequest(
-                function_id=function_id, function_arguments='{"message": "x"}', executor="cobol"
-            )
-            assert status_of(lambda: stub.CreateTask(request, metadata=metadata))[0] == (
-                grpc.StatusCode.INVALID_ARGUMENT
-            )
-        with pytest.raises(InvalidArgument):
+                assert status_of(lambda r=request: stub.CreateTask(r, metadata=metadata)) == (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    message,
+                )
+    assert tasks.added == []
+    with platform.new_user() as user, stored(platform, keys.OUTPUT) as outputs:
+        with pytest.raises(InvalidArgument) as info:
             user.register_output_file("gopher://x/y", "aes-gcm-128", bytes(16), bytes(12))
+        assert info.value.message == BAD_SCHEME
+    assert outputs.added == []
 
 
 def test_oversized_message_is_refused(platform: Platform) -> None:

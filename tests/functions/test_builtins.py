@@ -106,7 +106,8 @@ def test_argument_validation(arguments: str, reason: str) -> None:
 
 def test_extra_arguments_are_ignored() -> None:
     echo = registry.lookup("builtin-echo")
-    assert echo.invoke('{"message": "hi", "save_log": "true"}', MemoryRuntime({}, frozenset()))
+    runtime = MemoryRuntime({}, frozenset())
+    assert echo.invoke('{"message": "hi", "save_log": "true"}', runtime) == "hi"
 
 
 def test_runtime_file_identifiers() -> None:

@@ -1,5 +1,6 @@
 """The scheduler service with a real storage service, driven as an execution worker."""
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +34,41 @@ from teaclave.storage.remote import RemoteStore
 
 Runner = Callable[..., AbstractContextManager[threading.Event]]
 TIMEOUT = 1.0
+"""Executor timeout, in seconds of the scheduler's (fake) liveness clock."""
+WAIT_SECS = 10.0
+"""How long (real time) a test waits for the liveness watcher to act."""
 CANCELED = TaskResult.failure("Task Canceled by the user")
 LOST = TaskResult.failure("Runtime Error: Executor Timeout")
 CMAC = bytes(range(16))
+
+
+class LivenessClock:
+    """The scheduler's liveness clock: moves only when a test advances it.
+
+    Counts its readings so a test can wait for a whole liveness check: while no
+    RPC is in flight, only the watcher reads it, once per check.
+    """
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._reads = 0
+        self._changed = threading.Condition()
+
+    def __call__(self) -> float:
+        with self._changed:
+            self._reads += 1
+            self._changed.notify_all()
+            return self._now
+
+    def advance_to(self, now: float) -> None:
+        with self._changed:
+            self._now = now
+
+    def await_full_check(self) -> None:
+        """Return once a liveness check has run from start to end since this call."""
+        with self._changed:
+            wanted = self._reads + 2  # the check after the next reading ran completely
+            assert self._changed.wait_for(lambda: self._reads >= wanted, WAIT_SECS)
 
 
 class Platform:
@@ -43,6 +76,7 @@ class Platform:
 
     def __init__(self, config: Config, runner: Runner, stack: ExitStack) -> None:
         self.config = config
+        self.clock = LivenessClock()
         self._runner = runner
         self._stack = stack
         stack.enter_context(runner(storage.main, self._env("storage"), ("storage",)))
@@ -59,7 +93,11 @@ class Platform:
 
     def start_scheduler(self) -> pb_grpc.TeaclaveSchedulerStub:
         self._stack.enter_context(
-            self._runner(scheduler.main, self._env("scheduler"), ("scheduler",))
+            self._runner(
+                functools.partial(scheduler.main, clock=self.clock),
+                self._env("scheduler"),
+                ("scheduler",),
+            )
         )
         return pb_grpc.TeaclaveSchedulerStub(self._peer("execution", "scheduler").channel())
 
@@ -117,7 +155,7 @@ class Platform:
         self.store.commit([], [Write(keys.OUTPUT + output.uuid, encode(output))])
         return output
 
-    def wait_for(self, task_uuid: str, status: TaskStatus, within: float) -> Task:
+    def wait_for(self, task_uuid: str, status: TaskStatus, within: float = WAIT_SECS) -> Task:
         deadline = time.monotonic() + within
         while (task := self.task(task_uuid)).status is not status:
             assert time.monotonic() < deadline, f"task still {task.status.name}"
@@ -302,14 +340,14 @@ def test_result_from_wrong_executor_is_refused(platform: Platform, executor) -> 
 
 def test_silent_executor_loses_its_task(platform: Platform, executor) -> None:
     lost, kept = platform.stage(), platform.stage()
-    pull(executor, "silent")
+    pull(executor, "silent")  # both seen at 0
     pull(executor, "alive")
-    deadline = time.monotonic() + TIMEOUT * 3
-    while time.monotonic() < deadline:
-        heartbeat(executor, "alive", kept.uuid)
-        time.sleep(0.2)
-    failed = platform.wait_for(lost.uuid, TaskStatus.FAILED, within=TIMEOUT * 3)
+    platform.clock.advance_to(TIMEOUT * 0.6)
+    heartbeat(executor, "alive", kept.uuid)  # seen at 0.6
+    platform.clock.advance_to(TIMEOUT * 1.5)  # "silent" is overdue, "alive" is not
+    failed = platform.wait_for(lost.uuid, TaskStatus.FAILED)
     assert failed.result == LOST
+    platform.clock.await_full_check()
     assert platform.task(kept.uuid).status is TaskStatus.RUNNING
 
 
@@ -317,14 +355,15 @@ def test_restart_fails_tasks_of_vanished_executors(platform: Platform) -> None:
     orphan = platform.put_task(TaskStatus.RUNNING, executor_id="before-restart")
     returning = platform.put_task(TaskStatus.RUNNING, executor_id="returning")
     staged = platform.put_task(TaskStatus.STAGED)
-    executor = platform.start_scheduler()
-    started = time.monotonic()
+    executor = platform.start_scheduler()  # started at 0
+    platform.clock.advance_to(TIMEOUT * 0.9)
+    platform.clock.await_full_check()
     assert platform.task(orphan.uuid).status is TaskStatus.RUNNING  # given time to come back
-    while time.monotonic() - started < TIMEOUT * 2.5:
-        heartbeat(executor, "returning", returning.uuid)
-        time.sleep(0.2)
-    failed = platform.wait_for(orphan.uuid, TaskStatus.FAILED, within=TIMEOUT * 3)
+    heartbeat(executor, "returning", returning.uuid)  # seen at 0.9
+    platform.clock.advance_to(TIMEOUT * 1.5)
+    failed = platform.wait_for(orphan.uuid, TaskStatus.FAILED)
     assert failed.result == LOST
+    platform.clock.await_full_check()
     assert platform.task(returning.uuid).status is TaskStatus.RUNNING
     assert platform.task(staged.uuid).status is TaskStatus.STAGED
 

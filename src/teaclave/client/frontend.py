@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from teaclave.attestation.evidence import AttestationPolicy
 from teaclave.client._connection import DEFAULT_RPC_TIMEOUT, Address, Connection
@@ -34,6 +34,30 @@ from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
 
 POLL_FIRST_DELAY = 0.02
 POLL_MAX_DELAY = 0.5
+
+
+class PollClock(Protocol):
+    """What polling for a task's end reads and waits on (tests pass a fake)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def sleep(self, secs: float) -> None:
+        """Wait ``secs`` seconds."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic` and :func:`time.sleep`."""
+
+    def monotonic(self) -> float:
+        """See :func:`time.monotonic`."""
+        return time.monotonic()
+
+    def sleep(self, secs: float) -> None:
+        """See :func:`time.sleep`."""
+        time.sleep(secs)
 
 
 def task_outcome(task: Task) -> TaskOutputs | None:
@@ -68,11 +92,14 @@ class FrontendApi(Connection):
         simulation_key: str | None = None,
         policy: AttestationPolicy | None = None,
         timeout: float = DEFAULT_RPC_TIMEOUT,
+        clock: PollClock | None = None,
     ) -> None:
+        """``clock``: what :meth:`get_task_outputs` polls by (default: the real clock)."""
         super().__init__(
             address, "frontend", simulation_key=simulation_key, policy=policy, timeout=timeout
         )
         self.user_id, self.token = user_id, token
+        self._clock: PollClock = clock or SystemClock()
 
     # Files
 
@@ -272,7 +299,8 @@ class FrontendApi(Connection):
         :class:`TaskFailed` or :class:`TaskCanceled` when the task ended
         without a result, :class:`TimeoutError` after ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        clock = self._clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
         delay = POLL_FIRST_DELAY
         while True:
             outputs = task_outcome(Task.from_proto(self._get_task(task_id)))
@@ -280,11 +308,11 @@ class FrontendApi(Connection):
                 return outputs
             pause = delay
             if deadline is not None:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"task {task_id} has no result after {timeout:g} s")
                 pause = min(delay, remaining)
-            time.sleep(pause)
+            clock.sleep(pause)
             delay = min(delay * 2, POLL_MAX_DELAY)
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:

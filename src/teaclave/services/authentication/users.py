@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from teaclave.config import AuthConfig
@@ -61,12 +61,16 @@ Change = Callable[[User | None], User | None]
 class Users:
     """The account table, over a :class:`Store` with optimistic concurrency."""
 
-    def __init__(self, store: Store, config: AuthConfig) -> None:
+    def __init__(
+        self, store: Store, config: AuthConfig, hasher: type[PasswordHasher] = PasswordHasher
+    ) -> None:
+        """``hasher``: the argon2id hasher class, given ``config``'s cost (tests count calls)."""
         self._store = store
-        self._hasher = PasswordHasher(
+        self._hasher = hasher(
             time_cost=config.argon2_time_cost,
             memory_cost=config.argon2_memory_kib,
             parallelism=config.argon2_parallelism,
+            type=Type.ID,
         )
         # Verified for unknown ids, so a login's timing does not reveal whether an id exists.
         self._decoy_hash = self._hasher.hash(secrets.token_hex(16))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import grpc
 
@@ -16,12 +18,16 @@ from teaclave.storage.remote import RemoteStore
 STOP_GRACE_SECS = 5.0
 
 
-def main(env: ServiceEnv, stop: threading.Event) -> None:
-    """Serve the scheduler API until ``stop`` is set."""
+def main(
+    env: ServiceEnv, stop: threading.Event, *, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Serve the scheduler API until ``stop`` is set.
+
+    ``clock``: what executor liveness is measured by, in seconds (tests pass a fake).
+    """
     storage = env.peer("storage")
-    scheduler = Scheduler(
-        RemoteStore(storage), Liveness(env.config.scheduler.executor_timeout_secs)
-    )
+    timeout = env.config.scheduler.executor_timeout_secs
+    scheduler = Scheduler(RemoteStore(storage), Liveness(timeout, clock))
     servicer = SchedulerServicer(scheduler)
 
     def register(server: grpc.Server) -> None:
