@@ -46,7 +46,7 @@ imports: $(STAMP)
 
 # The sandbox forks only from a single-threaded process, so the tests that spawn it
 # in-process run in a pytest process of their own (before others start threads).
-SANDBOX_TESTS := tests/sandbox tests/executor/test_python_executor.py
+SANDBOX_TESTS := tests/sandbox tests/executor/test_python_executor.py tests/executor/test_wasm_sandboxed.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q $(SANDBOX_TESTS)

@@ -6,35 +6,57 @@ temporary directory): as ``psi.wasm`` and natively as ``libpsi.so`` (``clang
 ``builtin-ordered-set-intersect`` over two texts in memory, on the same two
 sorted lists of 10⁶ random 16-byte hex strings per side (10⁵ with ``--quick``),
 half of each list in the other (fixed seed). The module runs in wasmtime
-with the platform's engine (fuel metering and epoch interruption
-on, with fuel and deadline too large to stop it); the inputs are copied into
+with the platform's engine (fuel metering on, with fuel too large to
+stop it); the inputs are copied into
 its linear memory once, and each run times the call of the exported kernel
 alone. The baseline is the native library called through ctypes, in the same
 run. Both must give the same marks and the expected number of common items.
 Figures: the median of the runs in ms and the ratio wasm / native, plus the
 time to compile the module and to copy the inputs in.
+
+The cost of the task sandbox: the same PSI as a whole task (``run_staged_task``
+over aes-gcm files: inputs staged, the module run, outputs encrypted and
+written), the module run in the task sandbox (forked, files over its channel,
+as the platform runs it) against the module run in the worker's own process
+over the same files (as before the sandbox), each in a fresh single-threaded
+process (``python -m bench.wasm MODE DIR RUNS``), the median of the runs in ms
+and the ratio sandboxed / in-process. 10⁵ items per side (10⁴ with ``--quick``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
+import json
 import platform as host
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 
 import wasmtime
 
 from scripts import build_wasm
+from teaclave.config import ExecutionConfig
+from teaclave.crypto import aesgcm
+from teaclave.executor.files import FileTable
+from teaclave.executor.python.payload import flatten
+from teaclave.executor.task import run_staged_task
+from teaclave.executor.wasm import WasmFunction, compile_module
 from teaclave.executor.wasm import engine as platform_engine
+from teaclave.functions.runtime import Runtime
+from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
 SEED = 20240607
 ITEM_BYTES = 16
 FUEL = 1 << 62
-EPOCH_DEADLINE = 1 << 40
 PAGE = 65536
 
 
@@ -70,6 +92,7 @@ class WasmKernel:
         module = wasmtime.Module(engine, wasm.read_bytes())
         self.compile_ms = round((time.perf_counter() - start) * 1000, 2)
         self.store = wasmtime.Store(engine)
+        self.store.set_fuel(FUEL)
         linker = wasmtime.Linker(engine)
         for item in module.imports:  # the file functions: the kernel never calls them
             if isinstance(item.type, wasmtime.FuncType) and item.name is not None:
@@ -99,7 +122,6 @@ class WasmKernel:
 
     def __call__(self) -> int:
         self.store.set_fuel(FUEL)
-        self.store.set_epoch_deadline(EPOCH_DEADLINE)
         result = self.kernel(
             self.store,
             self.text1,
@@ -143,6 +165,119 @@ class NativeKernel:
         return self.marks1.raw[: self.lines[0]], self.marks2.raw[: self.lines[1]]
 
 
+KEY, IV = bytes(range(16)), bytes(12)
+MODES = ("in-process", "sandboxed")
+
+
+def _crypto() -> FileCryptoInfo:
+    return FileCryptoInfo(schema="aes-gcm-128", key=KEY, iv=IV)
+
+
+def _psi_task(directory: Path) -> StagedTask:
+    """The PSI of ``psi.wasm`` over the aes-gcm inputs in ``directory``."""
+    cmacs = json.loads((directory / "cmacs.json").read_text())
+    return StagedTask(
+        task_id="6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+        function_name="psi",
+        executor_type="wamr",
+        executor="wamr",
+        function_arguments='{"order":"ascending"}',
+        function_payload=(directory / "psi.wasm").read_bytes(),
+        inputs=[
+            StagedInput(
+                name=f"input_data{n}",
+                url=f"file://{directory}/in{n}.enc",
+                cmac=bytes.fromhex(cmacs[n - 1]),
+                crypto_info=_crypto(),
+            )
+            for n in (1, 2)
+        ],
+        outputs=[
+            StagedOutput(
+                name=f"output_result{n}",
+                url=f"file://{directory}/out{n}-{{}}.enc",
+                crypto_info=_crypto(),
+            )
+            for n in (1, 2)
+        ],
+    )
+
+
+class _InProcess:
+    """The module run in this process over the task's files (the worker before the sandbox)."""
+
+    kind = "wamr"
+
+    def __init__(self, config: ExecutionConfig, artifact: bytes) -> None:
+        self._config = config
+        self._function = WasmFunction(config, artifact, "wamr")
+        self._argv: list[str] = []
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._function.close()
+
+    def load(self, staged: StagedTask) -> None:
+        self._argv = flatten(staged.function_arguments)
+
+    def run(self, runtime: Runtime) -> bytes:
+        files = FileTable(runtime, max_file_bytes=self._config.max_file_bytes)
+        return self._function.run(files, self._argv)
+
+
+def _task_times(mode: str, directory: Path, runs: int) -> list[float]:
+    """Seconds of each of ``runs`` PSI tasks run ``mode``, in this (single-threaded) process."""
+    config = replace(
+        ExecutionConfig(), file_roots=(str(directory),), work_dir=str(directory / "work")
+    )
+    template = _psi_task(directory)
+    artifact = compile_module(template.function_payload, "wamr")
+    times = []
+    for run_number in range(runs):
+        staged = StagedTask()
+        staged.CopyFrom(template)
+        for output in staged.outputs:
+            output.url = output.url.format(f"{mode}-{run_number}")
+        sandbox = _InProcess(config, artifact) if mode == "in-process" else None
+        start = time.perf_counter()
+        result = run_staged_task(staged, config, sandbox, module=artifact)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - start)
+        if result.WhichOneof("result") != "Ok":
+            raise SystemExit(f"{mode}: {result.Err.reason}")
+    return times
+
+
+def _task_costs(wasm: Path, items: int, runs: int) -> dict[str, object]:
+    text1, text2, common = lists(items)
+    with tempfile.TemporaryDirectory(prefix="teaclave-bench-wasm-task-") as tmp:
+        directory = Path(tmp)
+        (directory / "psi.wasm").write_bytes(wasm.read_bytes())
+        cmacs = []
+        for n, text in ((1, text1), (2, text2)):
+            with (directory / f"in{n}.enc").open("wb") as sink:
+                cmacs.append(aesgcm.encrypt(KEY, IV, io.BytesIO(text), sink).hex())
+        (directory / "cmacs.json").write_text(json.dumps(cmacs))
+        medians = {}
+        for mode in MODES:
+            command = [sys.executable, "-m", "bench.wasm", mode, tmp, str(runs)]
+            found = subprocess.run(command, check=True, capture_output=True, text=True)
+            medians[mode] = round(statistics.median(json.loads(found.stdout)) * 1000, 1)
+    return {
+        "task_items_per_side": items,
+        "task_common_items": common,
+        "task_in_process_ms": medians["in-process"],
+        "task_sandboxed_ms": medians["sandboxed"],
+        "task_ratio": round(medians["sandboxed"] / medians["in-process"], 2),
+    }
+
+
 def run(quick: bool) -> dict[str, object]:
     """Every figure of this suite (``quick``: 10⁵ items per side and fewer runs)."""
     items, runs = (10**5, 5) if quick else (10**6, 11)
@@ -162,9 +297,10 @@ def run(quick: bool) -> dict[str, object]:
             raise SystemExit("marks do not match the common items")
         native_ms = median_ms(native, runs)
         wasm_ms = median_ms(wasm, runs)
+        task = _task_costs(built["psi"], items // 10, runs)
     return {
         "machine": f"{host.machine()}, {host.python_implementation()} {host.python_version()}",
-        "wasmtime": "consume_fuel + epoch_interruption",
+        "wasmtime": "consume_fuel",
         "items_per_side": items,
         "line_bytes": 2 * ITEM_BYTES + 1,
         "common_items": common,
@@ -176,4 +312,9 @@ def run(quick: bool) -> dict[str, object]:
         "native_ms": native_ms,
         "ratio": round(wasm_ms / native_ms, 2),
         "identical_marks": True,
+        **task,
     }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_task_times(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))))

@@ -13,6 +13,43 @@ def test_example_file_equals_the_defaults() -> None:
     assert load_config(ROOT / "config" / "teaclave.toml") == Config()
 
 
+def test_the_default_data_directory_does_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert Config().data_path == tmp_path / "home" / ".local" / "share" / "teaclave"
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    (directory / "teaclave.toml").write_text(
+        'data_dir = "data"\n'
+        '[execution]\nfile_roots = ["files", "/srv/data"]\nwork_dir = "../work"\n'
+        '[attestation]\nenclave_info = "info.toml"\nauditors = ["a=keys/a.pem", "broken"]\n'
+        'collateral_dir = "~/collateral"\n'
+    )
+    monkeypatch.chdir("/")
+    config = load_config(directory / "teaclave.toml")
+    assert config.data_path == directory / "data"
+    assert config.execution.file_roots == (str(directory / "files"), "/srv/data")
+    assert config.execution.work_dir == str(directory / "../work")
+    assert config.execution.fusion_dir == ""
+    assert config.attestation.enclave_info == str(directory / "info.toml")
+    assert config.attestation.auditors == (f"a={directory / 'keys/a.pem'}", "broken")
+    assert config.attestation.collateral_dir == "~/collateral"
+
+
+def test_a_data_directory_given_on_the_command_line_is_below_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Config().with_data_dir("here").data_dir == str(tmp_path / "here")
+
+
 def test_values_override_defaults() -> None:
     config = parse_config(
         '[execution]\nfile_roots = ["/srv/data"]\n[scheduler]\nexecutor_timeout_secs = 2\n'

@@ -27,6 +27,8 @@ SERVICES = (
 """Every service of the platform, in start-up order (dependencies first)."""
 
 ADMIN_PASSWORD_ENV = "TEACLAVE_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
+DEFAULT_DATA_DIR = "~/.local/share/teaclave"
+"""Where the database and keys live unless the configuration says otherwise."""
 
 
 class ConfigError(ValueError):
@@ -165,7 +167,9 @@ class AttestationConfig:
 class Config:
     """The whole platform configuration."""
 
-    data_dir: str = "teaclave-data"
+    # Absolute, or "~/…" (the service user's home); a relative path in a config file is
+    # relative to that file's directory, never to where the platform was started from.
+    data_dir: str = DEFAULT_DATA_DIR
     # Largest gRPC message, both directions.
     max_message_bytes: int = 4 * 1024 * 1024
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -177,7 +181,7 @@ class Config:
     @property
     def data_path(self) -> Path:
         """The data directory as an absolute path."""
-        return Path(self.data_dir).resolve()
+        return Path(self.data_dir).expanduser().resolve()
 
     def admin_password(self) -> str:
         """The first admin's password from the file or the environment ('' = none)."""
@@ -192,8 +196,8 @@ class Config:
         )
 
     def with_data_dir(self, data_dir: str | Path) -> Config:
-        """A copy using another data directory."""
-        return replace(self, data_dir=str(data_dir))
+        """A copy using another data directory (a relative one: below the working directory)."""
+        return replace(self, data_dir=str(Path(data_dir).expanduser().resolve()))
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -283,12 +287,49 @@ def _check_attestation(attestation: AttestationConfig) -> None:
             raise ConfigError("attestation.mode production needs attestation.enclave_info")
 
 
+def _below(base: Path, path: str) -> str:
+    """A relative ``path`` made absolute against ``base`` (empty, absolute and "~/…" stay)."""
+    return (
+        path if not path or path.startswith("~") or Path(path).is_absolute() else str(base / path)
+    )
+
+
+def _anchored(config: Config, base: Path) -> Config:
+    """``config`` with every relative path in it taken relative to ``base``."""
+    execution, attestation = config.execution, config.attestation
+    auditors = tuple(
+        f"{name}={_below(base, key)}" if key else entry
+        for entry in attestation.auditors
+        for name, _, key in [entry.partition("=")]
+    )
+    return replace(
+        config,
+        data_dir=_below(base, config.data_dir),
+        execution=replace(
+            execution,
+            file_roots=tuple(_below(base, root) for root in execution.file_roots),
+            fusion_dir=_below(base, execution.fusion_dir),
+            work_dir=_below(base, execution.work_dir),
+        ),
+        attestation=replace(
+            attestation,
+            enclave_info=_below(base, attestation.enclave_info),
+            auditors=auditors,
+            collateral_dir=_below(base, attestation.collateral_dir),
+        ),
+    )
+
+
 def load_config(path: str | Path | None) -> Config:
-    """Load the config file at ``path`` (``None``: all defaults)."""
+    """Load the config file at ``path`` (``None``: all defaults).
+
+    Relative paths in the file are relative to the file's directory: the same
+    file means the same platform wherever it is started from.
+    """
     if path is None:
         return Config()
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    return parse_config(text)
+    return _anchored(parse_config(text), Path(path).resolve().parent)

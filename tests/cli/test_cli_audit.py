@@ -25,9 +25,8 @@ def platform(tmp_path: Path) -> tuple[Path, bytes]:
     data = tmp_path / "platform"
     identity = ServiceEnv.create(Config(data_dir=str(data)), "management").identity
     store = SqliteStore(data / DB_FILE, load_or_create_sealing_key(data))
-    checkpointer = audit.Checkpointer(
-        store, CheckpointSigner(identity.key_pem, identity.server_cert_pem), every=5
-    )
+    signer = CheckpointSigner(identity.key_pem, identity.server_cert_pem)
+    checkpointer = audit.Checkpointer(store, lambda: signer, every=5)
     for start, count in ((0, 5), (5, 7)):
         audit.save_logs(
             store,

@@ -1,12 +1,21 @@
 """Building staged tasks over real files for the executor tests."""
 
+import contextlib
 import io
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from teaclave_fixtures import PSI_DIR
 
+from teaclave.config import ExecutionConfig
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import ProtectedFileReader
+from teaclave.executor import worker
+from teaclave.executor.task import sandbox_kind
+from teaclave.executor.wasm import ABIS, compile_module
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -78,3 +87,91 @@ def psi_task(root: Path, key: bytes = KEY) -> StagedTask:
             StagedOutput(name="output_result2", url=f"file://{root}/out2.enc", crypto_info=aes()),
         ],
     )
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for ``predicate`` (a timeout, not a duration bound: failing means it never held)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(c) for c in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return found + [d for child in found for d in descendants(child)]
+
+
+def memory_holds(pid: int, secret: bytes) -> bool:
+    """Whether ``secret`` is anywhere in the readable memory of process ``pid``."""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                found = found or secret in mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+    return found
+
+
+@contextlib.contextmanager
+def started_worker(envelope: bytes) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker (started as the execution service starts one) fed ``envelope``; killed after."""
+    process = subprocess.Popen(
+        worker.command(os.getpid()),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=worker.ENVIRONMENT,
+        cwd=worker.DIRECTORY,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(envelope)
+        process.stdin.close()
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def wait_for_sandbox(process: subprocess.Popen[bytes]) -> list[int]:
+    """The pids of ``process``'s sandbox (its keeper and task process), once both run."""
+    wait_until(lambda: len(descendants(process.pid)) >= 2, "the worker to fork its sandbox")
+    return descendants(process.pid)
+
+
+def assert_sandbox_never_holds_the_key(
+    staged: StagedTask, config: ExecutionConfig, input_path: Path
+) -> None:
+    """Run ``staged`` (whose function runs until killed) with its first input at
+    ``input_path`` under a fresh random key: the worker holds the key, its sandbox never."""
+    key, iv = os.urandom(16), os.urandom(12)
+    sealed = io.BytesIO()
+    cmac = aesgcm.encrypt(key, iv, io.BytesIO(b"a,1\n"), sealed)
+    input_path.write_bytes(sealed.getvalue())
+    staged.inputs[0].crypto_info.CopyFrom(FileCryptoInfo(schema="aes-gcm-128", key=key, iv=iv))
+    staged.inputs[0].cmac = cmac
+    kind = sandbox_kind(staged)
+    module = compile_module(staged.function_payload, kind) if kind in ABIS else b""
+    with started_worker(worker.encode_envelope(config, staged, module)) as process:
+        # The worker has read the task (so the search works) and forked the sandbox.
+        wait_until(lambda: memory_holds(process.pid, key), "the worker to read the task")
+        sandboxed = wait_for_sandbox(process)
+        for pid in sandboxed:
+            assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"

@@ -273,6 +273,11 @@ START = '(func (export "_start"))'
         ("wamr", f"(module {ENTRYPOINT})", "no exported memory 'memory'"),
         (
             "wamr",
+            f"(module {MEMORY} (memory 1) {ENTRYPOINT})",
+            "not a valid WebAssembly module (multiple memories (at offset 0x17))",
+        ),
+        (
+            "wamr",
             f'(module (import "env" "foo" (func)) {MEMORY} {ENTRYPOINT})',
             "unknown import env.foo",
         ),

@@ -80,7 +80,7 @@ def test_checkpoints_by_count_and_by_time(db: Path, signer: CheckpointSigner) ->
     store = SqliteStore(db, SEALING_KEY)
     now = [1_000_000_000]
     checkpointer = audit.Checkpointer(
-        store, signer, every=5, interval_secs=60, clock=lambda: now[0]
+        store, lambda: signer, every=5, interval_secs=60, clock=lambda: now[0]
     )
     assert checkpointer.checkpoint() is None  # nothing to sign
     audit.save_logs(store, messages(3, "a"))
@@ -106,9 +106,30 @@ def test_checkpoints_by_count_and_by_time(db: Path, signer: CheckpointSigner) ->
     store.close()
 
 
+def test_each_checkpoint_is_signed_by_the_identity_of_its_moment(
+    db: Path, signer: CheckpointSigner, config: Config
+) -> None:
+    """After the instance renewed its key and certificate, checkpoints carry the new ones."""
+    renewed = ServiceEnv.create(config, "management").identity
+    current = [signer]
+    checkpointer = audit.Checkpointer(SqliteStore(db, SEALING_KEY), lambda: current[0], every=1)
+    store = SqliteStore(db, SEALING_KEY)
+    audit.save_logs(store, messages(1, "before"))
+    checkpointer.checkpoint()
+    current[0] = CheckpointSigner(renewed.key_pem, renewed.server_cert_pem)
+    audit.save_logs(store, messages(1, "after"))
+    checkpointer.checkpoint()
+    records, checkpoints = logged(store)
+    first, second = (c.certificate for c in checkpoints)
+    assert first == signer.sign(0, bytes(32), 0).certificate
+    assert second == current[0].sign(0, bytes(32), 0).certificate != first
+    assert verify_chain(records, checkpoints, pinned([first, second])).signed_through == 2
+    store.close()
+
+
 def test_a_checkpoint_races_appends_without_forking(db: Path, signer: CheckpointSigner) -> None:
     store, other = SqliteStore(db, SEALING_KEY), SqliteStore(db, SEALING_KEY)
-    checkpointer = audit.Checkpointer(other, signer, every=1)
+    checkpointer = audit.Checkpointer(other, lambda: signer, every=1)
     stop = threading.Event()
 
     def checkpoints() -> None:

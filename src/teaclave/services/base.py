@@ -49,7 +49,8 @@ def _write_private(path: Path, data: bytes) -> None:
 def load_simulated_platform(data_dir: Path) -> tuple[SimulatedPlatform, x509.Certificate]:
     """The simulated platform key and CA of this data directory (created on first use)."""
     sim = data_dir / "simulation"
-    sim.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only, if new
+    sim.mkdir(exist_ok=True, mode=0o700)
     lock = sim / ".lock"
     with open(lock, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -25,7 +25,8 @@ _TAG_SIZE = 16
 def load_or_create_sealing_key(data_dir: Path) -> bytes:
     """The sealing key of ``data_dir``, created (atomically, once) on first use."""
     sim = data_dir / "simulation"
-    sim.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its owner's only, if new
+    sim.mkdir(exist_ok=True, mode=0o700)
     path = sim / "sealing.key"
     if not path.exists():
         tmp = sim / f".sealing.key.{os.getpid()}.tmp"

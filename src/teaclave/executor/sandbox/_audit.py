@@ -88,8 +88,17 @@ def _readable(path: object, roots: tuple[str, ...], hidden: tuple[str, ...]) -> 
     return _within(real, roots) and not _within(real, hidden)
 
 
-NATIVE_CALLS = frozenset({"ctypes.call_function", "ctypes.cdata", "ctypes.addressof"})
-"""The ``ctypes`` events a target that calls native code itself (``native_calls``) needs."""
+NATIVE_CALLS = frozenset(
+    {
+        "ctypes.addressof",
+        "ctypes.cdata",
+        "ctypes.cdata/buffer",
+        "ctypes.create_string_buffer",
+        "ctypes.string_at",
+    }
+)
+"""The ``ctypes`` events a target whose own, trusted code calls native code through ctypes
+(wasmtime's bindings) raises: buffers and addresses, no library loading (``ctypes.dlopen``)."""
 
 
 def install_audit_hook(

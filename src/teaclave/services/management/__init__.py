@@ -19,13 +19,17 @@ STOP_GRACE_SECS = 5.0
 def main(env: ServiceEnv, stop: threading.Event) -> None:
     """Serve TeaclaveManagement over the storage service until ``stop`` is set.
 
-    Audit checkpoints are signed with this instance's attested key (its server
-    certificate binds the key).
+    Audit checkpoints are signed with this instance's attested key of the moment (its
+    server certificate, renewed with its evidence, binds the key).
     """
     peer = env.peer("storage")
     store = RemoteStore(peer)
     servicer = ManagementServicer(store, env.config.execution.max_limits())
-    signer = CheckpointSigner(env.identity.key_pem, env.identity.server_cert_pem)
+
+    def signer() -> CheckpointSigner:
+        identity = env.identity
+        return CheckpointSigner(identity.key_pem, identity.server_cert_pem)
+
     checkpoints = threading.Thread(
         target=Checkpointer(store, signer).run,
         args=(stop,),

@@ -88,12 +88,16 @@ def save_logs(store: Store, entries: Sequence[common.Entry]) -> None:
 
 
 class Checkpointer:
-    """Signs the chain's head when enough entries or time have passed since the last checkpoint."""
+    """Signs the chain's head when enough entries or time have passed since the last checkpoint.
+
+    ``signer`` gives the signer of the moment: the instance's attested key and certificate
+    are renewed as their evidence ages, and a checkpoint must carry fresh evidence.
+    """
 
     def __init__(
         self,
         store: Store,
-        signer: CheckpointSigner,
+        signer: Callable[[], CheckpointSigner],
         *,
         every: int = CHECKPOINT_ENTRIES,
         interval_secs: float = CHECKPOINT_SECS,
@@ -114,7 +118,7 @@ class Checkpointer:
             due = unsigned >= self._every or now - head.checkpoint_time >= self._interval_us
             if unsigned <= 0 or not (due or force):
                 return None
-            made = self._signer.sign(head.seq, head.hash, now)
+            made = self._signer().sign(head.seq, head.hash, now)
             txn.put_bytes(
                 keys.audit_key(keys.AUDIT_CHECKPOINT, head.seq), auditlog.checkpoint_json(made)
             )

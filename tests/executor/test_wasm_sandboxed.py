@@ -1,0 +1,120 @@
+"""Wasm functions in the task sandbox: the module runs in a process without the task's keys,
+under the task's limits, its memories and tables bounded."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import wasmtime
+from executor_helpers import aes, assert_sandbox_never_holds_the_key, decrypt_file, encrypt_file
+from wasm_helpers import CONFIG, ENV_IMPORTS, wamr
+
+from teaclave.config import ExecutionConfig
+from teaclave.executor.task import run_staged_task
+from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES
+from teaclave.proto.teaclave_common_pb2 import TaskResult
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
+
+# Copies input "in" to output "out" through a 4 KiB buffer; gives the bytes copied.
+COPY = """
+  (local $in i32) (local $out i32) (local $n i32) (local $total i32)
+  (local.set $in (call $open_input (i32.const 0)))
+  (local.set $out (call $create_output (i32.const 8)))
+  (block $eof (loop $copy
+    (local.set $n (call $read_file (local.get $in) (i32.const 1024) (i32.const 4096)))
+    (br_if $eof (i32.le_s (local.get $n) (i32.const 0)))
+    (drop (call $write_file (local.get $out) (i32.const 1024) (local.get $n)))
+    (local.set $total (i32.add (local.get $total) (local.get $n)))
+    (br $copy)))
+  (drop (call $close_file (local.get $in)))
+  (drop (call $close_file (local.get $out)))
+  (local.get $total)
+"""
+FOREVER = "(loop $forever (br $forever)) (i32.const 0)"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> ExecutionConfig:
+    return replace(
+        CONFIG, file_roots=(str(tmp_path),), work_dir=str(tmp_path / "work"), wall_secs=20
+    )
+
+
+def wasm_task(root: Path, module: bytes, output: bool = False) -> StagedTask:
+    """A wamr task over input "in" (aes-gcm) and, if ``output``, output "out"."""
+    cmac = encrypt_file(b"hello, sandboxed wasm", root / "in.enc")
+    return StagedTask(
+        task_id="5c7d2b1e-0f3a-4e8b-9d6c-1a2b3c4d5e6f",
+        function_name="wasm-test",
+        executor_type="wamr",
+        executor="wamr",
+        function_payload=bytes(module),
+        inputs=[StagedInput(name="in", url=f"file://{root}/in.enc", cmac=cmac, crypto_info=aes())],
+        outputs=[StagedOutput(name="out", url=f"file://{root}/out.enc", crypto_info=aes())]
+        if output
+        else [],
+    )
+
+
+def reason(result: TaskResult) -> str:
+    assert result.WhichOneof("result") == "Err", result
+    return result.Err.reason
+
+
+def test_files_move_over_the_channel(tmp_path: Path, config: ExecutionConfig) -> None:
+    result = run_staged_task(wasm_task(tmp_path, wamr(COPY), output=True), config)
+    assert result.Ok.return_value == b"21"
+    plaintext = decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"])
+    assert plaintext == b"hello, sandboxed wasm"
+
+
+def test_the_sandbox_ends_a_module_at_the_wall_time_limit(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    endless = replace(config, wall_secs=1.0, wasm_fuel_per_sec=10**15)
+    assert reason(run_staged_task(wasm_task(tmp_path, wamr(FOREVER)), endless)) == (
+        "wall time limit (1 s) exceeded"
+    )
+
+
+def test_the_sandbox_never_holds_the_file_keys(tmp_path: Path, config: ExecutionConfig) -> None:
+    endless = replace(config, wasm_fuel_per_sec=10**15)
+    staged = wasm_task(tmp_path, wamr(FOREVER))
+    assert_sandbox_never_holds_the_key(staged, endless, tmp_path / "in.enc")
+
+
+def module(definitions: str, body: str = "(i32.const 0)") -> bytes:
+    return wasmtime.wat2wasm(f"""(module {ENV_IMPORTS} (memory (export "memory") 1)
+      {definitions}
+      (func (export "entrypoint") (param i32 i32) (result i32) {body}))""")
+
+
+def test_a_huge_table_is_refused(tmp_path: Path, config: ExecutionConfig) -> None:
+    huge = module(f"(table {MAX_TABLE_ELEMENTS + 1} funcref)")
+    assert reason(run_staged_task(wasm_task(tmp_path, huge), config)) == (
+        f"the function could not run: table minimum size of {MAX_TABLE_ELEMENTS + 1} elements "
+        "exceeds table limits"
+    )
+
+
+def test_a_table_cannot_grow_past_the_limit(tmp_path: Path, config: ExecutionConfig) -> None:
+    grows = module(
+        "(table $t 1 funcref)",
+        f"(table.grow $t (ref.null func) (i32.const {MAX_TABLE_ELEMENTS}))",
+    )
+    assert run_staged_task(wasm_task(tmp_path, grows), config).Ok.return_value == b"-1"
+
+
+def test_too_many_tables_are_refused(tmp_path: Path, config: ExecutionConfig) -> None:
+    tables = module(" ".join("(table 1 funcref)" for _ in range(MAX_TABLES + 1)))
+    assert reason(run_staged_task(wasm_task(tmp_path, tables), config)) == (
+        f"the function could not run: resource limit exceeded: table count too high at "
+        f"{MAX_TABLES + 1}"
+    )
+
+
+def test_memory_grows_only_to_the_tasks_limit(tmp_path: Path, config: ExecutionConfig) -> None:
+    bomb = """(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+      (i32.mul (memory.size) (i32.const 65536))"""
+    result = run_staged_task(wasm_task(tmp_path, wamr(bomb)), replace(config, memory_mb=16))
+    assert result.Ok.return_value == str(16 << 20).encode()
