@@ -10,13 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from executor_helpers import aes, decrypt_file, encrypt_file
+from executor_helpers import aes, decrypt_file, encrypt_file, run_task
 
 from teaclave.config import ExecutionConfig
 from teaclave.crypto import aesgcm
 from teaclave.executor import worker
 from teaclave.executor.python.payload import flatten
-from teaclave.executor.task import run_staged_task
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -56,7 +55,7 @@ def python_task(
 
 
 def run(root: Path, config: ExecutionConfig, payload: str, output: bool = False) -> TaskResult:
-    return run_staged_task(python_task(root, payload, output=output), config)
+    return run_task(python_task(root, payload, output=output), config)
 
 
 def summary(result: TaskResult) -> bytes:
@@ -86,12 +85,12 @@ def entrypoint(argv):
 @pytest.mark.parametrize("executor", ["python", "mesapy"])
 def test_echo(tmp_path: Path, config: ExecutionConfig, executor: str) -> None:
     staged = python_task(tmp_path, ECHO, '{"message":"Hello","n":2}', executor)
-    assert summary(run_staged_task(staged, config)) == b"message|Hello|n|2"
+    assert summary(run_task(staged, config)) == b"message|Hello|n|2"
 
 
 def test_builtin_executor_cannot_run_python(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = python_task(tmp_path, ECHO, executor="builtin")
-    assert reason(run_staged_task(staged, config)) == "function not available: (python, builtin)"
+    assert reason(run_task(staged, config)) == "function not available: (python, builtin)"
 
 
 def test_files_in_and_out(tmp_path: Path, config: ExecutionConfig) -> None:

@@ -1,10 +1,13 @@
 """The child process that runs one task: ``python -m teaclave.executor.worker [PARENT_PID]``.
 
 stdin carries an envelope: a header (:data:`_HEADER`), JSON execution settings,
-a compiled Wasm module (if any), then the serialized ``StagedTask``. stdout
-receives the serialized ``TaskResult``. The process dies with its parent
-(PR_SET_PDEATHSIG). It starts no thread before the task runs: a Python
-function's sandbox is forked first thing, while the process is single-threaded.
+a compiled Wasm module (if any), then the serialized ``StagedTask`` after its
+length. Then stdout and stdin carry the upload handshake and, last, the
+serialized ``TaskResult`` (:mod:`teaclave.executor.uploads`, whose
+:func:`~teaclave.executor.uploads.serve` is the parent's side). The process
+dies with its parent (PR_SET_PDEATHSIG). It starts no thread before the task
+runs: a Python function's sandbox is forked first thing, while the process is
+single-threaded.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from google.protobuf.message import DecodeError
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
 from teaclave.core.model import parse_executor_type
+from teaclave.executor import uploads
 from teaclave.executor.python.function import PythonFunction
 from teaclave.executor.task import is_python, run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
 _HEADER = struct.Struct(">IBI")  # settings length, whether the task is a Python one, module length
+_TASK_LENGTH = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
 
@@ -59,7 +64,8 @@ def encode_envelope(config: ExecutionConfig, staged: StagedTask, module: bytes =
     task.function_arguments = arguments
     settings = codec.encode(config.with_limits(task_limits))
     header = _HEADER.pack(len(settings), is_python(task), len(module))
-    return header + settings + module + task.SerializeToString()
+    serialized = task.SerializeToString()
+    return header + settings + module + _TASK_LENGTH.pack(len(serialized)) + serialized
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -96,9 +102,11 @@ def read_header(stream: BinaryIO) -> Header:
 
 def read_task(stream: BinaryIO) -> StagedTask:
     """The staged task after the header (ValueError if malformed)."""
+    (size,) = _TASK_LENGTH.unpack(_read_exactly(stream, _TASK_LENGTH.size))
+    serialized = _read_exactly(stream, size)
     staged = StagedTask()
     try:
-        staged.ParseFromString(stream.read())
+        staged.ParseFromString(serialized)
     except DecodeError as exc:
         raise ValueError(f"malformed staged task: {exc}") from None
     return staged
@@ -115,8 +123,13 @@ def _failure(reason: str) -> TaskResult:
     return TaskResult(Err=TaskFailure(reason=reason))
 
 
-def read_result(returncode: int, stdout: bytes) -> TaskResult:
-    """The task result a worker reported, or a failure naming how it ended."""
+def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
+    """The task result a worker reported, or a failure naming how it ended.
+
+    ``stdout``: the result's bytes; None if the worker broke the protocol.
+    """
+    if stdout is None:
+        return _failure(_MALFORMED)
     if returncode != 0:
         return _failure(f"executor process exited with code {returncode}")
     result = TaskResult()
@@ -151,8 +164,9 @@ def main(argv: list[str]) -> None:
         result_out,
     ):
         staged = read_task(stdin)
-        result = run_staged_task(staged, config, sandbox, module=header.module)
-        result_out.write(result.SerializeToString())
+        gate = uploads.ParentGate(result_out, io.BufferedReader(stdin))
+        result = run_staged_task(staged, config, sandbox, module=header.module, start_upload=gate)
+        uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())
 
 
 if __name__ == "__main__":
