@@ -103,12 +103,12 @@ def _task(function: str, arguments: str, directory: Path, inputs: tuple[Path, Pa
 
 
 def _compare(
-    config: ExecutionConfig, staged: StagedTask, directory: Path, native: Callable[[], str]
+    config: ExecutionConfig, staged: StagedTask, native: Callable[[], str]
 ) -> dict[str, object]:
     start = time.perf_counter()
     expected = native()
     native_seconds = time.perf_counter() - start
-    result, seconds, _ = run_worker(config, staged, directory)
+    result, seconds, _ = run_worker(config, staged)
     summary = result.Ok.return_value.decode()
     if summary != expected:
         raise SystemExit(f"results differ: {summary!r} != {expected!r}")
@@ -136,7 +136,6 @@ def run(quick: bool) -> dict[str, object]:
         figures["psi"] = _compare(
             config,
             _task("builtin-ordered-set-intersect", '{"order":"ascending"}', directory, psi),
-            directory,
             lambda: native_psi(*psi, directory / "native1", directory / "native2"),
         )
         join = _join_files(directory, rows)
@@ -144,7 +143,6 @@ def run(quick: bool) -> dict[str, object]:
         figures["join"] = _compare(
             config,
             _task("builtin-ordered-set-join", arguments, directory, join),
-            directory,
             lambda: native_join(*join, directory / "native.csv"),
         )
     return figures

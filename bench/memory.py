@@ -81,8 +81,8 @@ def run(quick: bool) -> dict[str, object]:
             executor="builtin",
             function_arguments='{"message":"idle"}',
         )
-        _, _, idle_rss = run_worker(config, idle, directory)
-        result, seconds, peak_rss = run_worker(config, staged, directory)
+        _, _, idle_rss = run_worker(config, idle)
+        result, seconds, peak_rss = run_worker(config, staged)
 
         start = time.perf_counter()
         baseline = ordered_set_intersect.ordered_set_intersect(

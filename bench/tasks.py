@@ -11,7 +11,7 @@ from typing import BinaryIO
 from teaclave.config import ExecutionConfig
 from teaclave.crypto import aesgcm
 from teaclave.crypto.streams import Reader
-from teaclave.executor import worker
+from teaclave.executor import uploads, worker
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -44,19 +44,26 @@ def encrypted_output(name: str, sealed: Path) -> StagedOutput:
     return StagedOutput(name=name, url=sealed.as_uri(), crypto_info=CRYPTO)
 
 
-def run_worker(
-    config: ExecutionConfig, staged: StagedTask, directory: Path
-) -> tuple[TaskResult, float, float]:
-    """Run ``staged`` in a worker process: its result, wall time (s) and peak RSS (MiB)."""
-    envelope, result_file = directory / "envelope", directory / "result"
-    envelope.write_bytes(worker.encode_envelope(config, staged))
-    with envelope.open("rb") as stdin, result_file.open("wb") as stdout:
-        start = time.perf_counter()
-        process = subprocess.Popen(worker.command(os.getpid()), stdin=stdin, stdout=stdout)
+def run_worker(config: ExecutionConfig, staged: StagedTask) -> tuple[TaskResult, float, float]:
+    """Run ``staged`` in a worker process: its result, wall time (s) and peak RSS (MiB).
+
+    Every upload is granted at once (there is no scheduler to record it).
+    """
+    envelope = worker.encode_envelope(config, staged)
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        worker.command(os.getpid()), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    with process.stdout:
+        output = uploads.serve(process.stdin, process.stdout, envelope, lambda _name: "")
+        if output is None:
+            process.kill()
         _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    result = worker.read_result(process.returncode, result_file.read_bytes())
+    result = worker.read_result(process.returncode, output)
     if result.WhichOneof("result") != "Ok":
         raise SystemExit(f"task failed: {result.Err.reason}")
     return result, elapsed, usage.ru_maxrss / 1024  # KiB on Linux

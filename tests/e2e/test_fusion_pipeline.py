@@ -2,12 +2,14 @@
 
 Task 1 joins alice's and bob's tables into a fusion output that both own and
 nobody outside the platform can read. Task 2 uses that file as an input, so it
-runs only after both owners approve; its result goes to alice alone.
+runs only after both owners approve; its result goes to alice alone. Fusion
+URLs belong to the platform: no user can name one, neither to squat a fusion
+output before it is written nor to read one as a raw input.
 """
 
 import pytest
 from e2e_helpers import own_data
-from e2e_platform import Platform
+from e2e_platform import Platform, wait_for
 from teaclave_fixtures import FIXTURES
 
 from teaclave.client import (
@@ -16,6 +18,7 @@ from teaclave.client import (
     FunctionArgument,
     FunctionInput,
     FunctionOutput,
+    InvalidArgument,
     OwnerList,
     TeaclaveException,
 )
@@ -62,6 +65,40 @@ def joined(left: list[list[str]], right: list[list[str]], *, drop: bool) -> list
     return [",".join((row[1:] if drop else row) + by_id[row[0]]) for row in left if row[0] in by_id]
 
 
+FUSION_REFUSED = (
+    "invalid url: fusion URLs belong to the platform; use RegisterFusionOutput "
+    "and RegisterInputFromOutput"
+)
+
+
+def fusion_urls_refused(platform: Platform, eve: FrontendClient, fusion_id: str) -> None:
+    """Each call that takes a URL refuses the fusion file's URL, in any spelling, audited."""
+    path = f"///TEACLAVE_FUSION_BASE/{fusion_id.removeprefix('output-')}.fusion"
+    own = own_data(platform, eve, b"eve's")
+    calls = {
+        "register_input_file": lambda url: eve.register_input_file(url, "raw", b"", b"", bytes(16)),
+        "register_output_file": lambda url: eve.register_output_file(
+            url, "teaclave-file-128", bytes(16), b""
+        ),
+        "update_input_file": lambda url: eve.update_input_file(own.input_id, url),
+        "update_output_file": lambda url: eve.update_output_file(own.output_id, url),
+    }
+    for url in (f"fusion:{path}", f"FUSION:{path}", f" Fusion:{path}"):
+        for call in calls.values():
+            with pytest.raises(InvalidArgument) as refused:
+                call(url)
+            assert refused.value.message == FUSION_REFUSED
+    with platform.admin() as admin:
+
+        def audited() -> bool:
+            entries = admin.query_audit_logs(f"user:{eve.user_id} result:false", 100)
+            return sorted(e.message for e in entries) == sorted(
+                f"{api}:{FUSION_REFUSED}" for api in calls for _ in range(3)
+            )
+
+        wait_for(audited, timeout=10, what="audit entries of the refused calls")
+
+
 def rows(text: str) -> list[list[str]]:
     return [line.split(",") for line in text.splitlines() if line.strip()]
 
@@ -78,6 +115,7 @@ def test_join_into_a_fusion_file_then_a_task_on_it(platform: Platform) -> None:
 
     # Task 1: alice's table joined with bob's, into a file only the platform can read.
     fusion = alice.register_fusion_output(both)
+    fusion_urls_refused(platform, platform.new_user(), fusion)  # no squatting its name
     first = join_task(alice, function_id, [alice.user_id], [bob.user_id], both, drop=False)
     alice.assign_data_to_task(first, [DataMap("input_data1", a.input_id)], [])
     bob.assign_data_to_task(first, [DataMap("input_data2", b.input_id)], [])
@@ -87,6 +125,7 @@ def test_join_into_a_fusion_file_then_a_task_on_it(platform: Platform) -> None:
     alice.invoke_task(first)
     assert alice.get_task_result(first, timeout=60) == b"120 records"
     assert len(bob.get_output_file(fusion).cmac) == 16
+    fusion_urls_refused(platform, platform.new_user(), fusion)  # no reading it as raw input
 
     # Task 2: the fusion file joined again with alice's table; the result is alice's.
     fused = alice.register_input_from_output(fusion)

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 from e2e_helpers import own_data, psi_task, register_echo, register_psi
-from e2e_platform import Platform
+from e2e_platform import Platform, wait_for
 from teaclave_fixtures import PSI_DIR
 
 from teaclave.client import (
@@ -12,6 +12,7 @@ from teaclave.client import (
     InvalidArgument,
     OwnerList,
     PermissionDenied,
+    TaskCanceled,
     TaskStatus,
     TeaclaveException,
 )
@@ -119,6 +120,52 @@ def test_state_machine_rejections(platform: Platform) -> None:
         alice.assign_data_to_task(
             again, [DataMap("input_data1", a.input_id)], [DataMap("output_result1", a.output_id)]
         )
+
+
+def test_an_output_is_held_by_one_staged_or_running_task(platform: Platform) -> None:
+    """Two tasks share alice's and bob's outputs: while the first runs, the second cannot be
+    invoked nor an output moved (audited); canceled before its upload, the first frees them."""
+    with platform.admin() as admin:
+        function_id = register_psi(admin)
+    alice, bob = platform.new_user(), platform.new_user()
+    a, b = own_data(platform, alice, PSI0), own_data(platform, bob, PSI1)
+    first, second = psi_task(function_id, a, b), psi_task(function_id, a, b)
+    for task_id in (first, second):
+        alice.approve_task(task_id)
+        bob.approve_task(task_id)
+    held = platform.hold_next_task()  # stopped as it starts: long before any upload
+    alice.invoke_task(first)
+    held()
+    wait_for(lambda: alice.get_task(first).status is TaskStatus.RUNNING, what="Running")
+    reserved = "is reserved by a staged or running task"
+    with pytest.raises(TeaclaveException) as invoked:
+        alice.invoke_task(second)
+    assert invoked.value.message == f"failed to invoke task: output 'output_result1' {reserved}"
+    with pytest.raises(PermissionDenied) as moved:
+        bob.update_output_file(b.output_id, (platform.files / "elsewhere.enc").as_uri())
+    assert moved.value.message == (
+        f"permission denied: the output {reserved}; register a new output instead"
+    )
+    with platform.admin() as admin:
+
+        def audited() -> bool:
+            refusals = {
+                e.message
+                for user in (alice, bob)
+                for e in admin.query_audit_logs(f"user:{user.user_id} result:false", 10)
+            }
+            return refusals == {
+                f"invoke_task:{invoked.value.message}",
+                f"update_output_file:{moved.value.message}",
+            }
+
+        wait_for(audited, timeout=10, what="audit entries of the refusals")
+    alice.cancel_task(first)
+    with pytest.raises(TaskCanceled):
+        alice.get_task_result(first, timeout=30)
+    alice.invoke_task(second)  # the outputs are free again: the first never uploaded
+    outputs = bob.get_task_outputs(second, timeout=60)
+    assert b.read_output(outputs.tags_map["output_result2"]) == b"01101"
 
 
 def psi_task_attempt(function_id: str, alice, bob) -> str:

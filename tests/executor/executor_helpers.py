@@ -7,16 +7,18 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from teaclave_fixtures import PSI_DIR
 
 from teaclave.config import ExecutionConfig
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import ProtectedFileReader
 from teaclave.executor import worker
-from teaclave.executor.task import sandbox_kind
+from teaclave.executor.task import run_staged_task, sandbox_kind
 from teaclave.executor.wasm import ABIS, compile_module
-from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo
+from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
 PSI = PSI_DIR
@@ -175,3 +177,23 @@ def assert_sandbox_never_holds_the_key(
         sandboxed = wait_for_sandbox(process)
         for pid in sandboxed:
             assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"
+
+
+class Uploads:
+    """A ``start_upload`` for tests: records the outputs asked for, in order, and grants
+    each upload except those in ``refused`` (name -> reason)."""
+
+    def __init__(self, refused: dict[str, str] | None = None) -> None:
+        self.asked: list[str] = []
+        self._refused = refused or {}
+
+    def __call__(self, name: str) -> None:
+        self.asked.append(name)
+        if name in self._refused:
+            raise TeaclaveError(Status.FAILED_PRECONDITION, self._refused[name])
+
+
+def run_task(staged: StagedTask, config: ExecutionConfig, **options: Any) -> TaskResult:
+    """``run_staged_task``, every upload granted unless ``start_upload`` is given."""
+    options.setdefault("start_upload", Uploads())
+    return run_staged_task(staged, config, **options)

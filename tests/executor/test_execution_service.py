@@ -57,14 +57,25 @@ def store(config: Config, service_runner: Runner) -> Iterator[RemoteStore]:
     peer.close()
 
 
-def stage(store: RemoteStore, staged: StagedTask, sequence: int) -> str:
-    """Commit ``staged`` as a Staged task with its outputs, as InvokeTask would."""
+def stage(
+    store: RemoteStore,
+    staged: StagedTask,
+    sequence: int,
+    outputs: dict[str, OutputFile] | None = None,
+) -> str:
+    """Commit ``staged`` as a Staged task with its outputs reserved for it, as InvokeTask
+    would; ``outputs``: registered output records to assign instead, left unreserved (as
+    if staged before reservations existed)."""
     staged.task_id = new_uuid()
     crypto = FileCrypto(CryptoSchema.AES_GCM_128, KEY, IV)
-    outputs = {
-        output.name: OutputFile(new_uuid(), output.url, crypto, frozenset({"user"}))
-        for output in staged.outputs
-    }
+    reserved = outputs is None
+    if outputs is None:
+        outputs = {
+            output.name: OutputFile(
+                new_uuid(), output.url, crypto, frozenset({"user"}), reserved_by=staged.task_id
+            )
+            for output in staged.outputs
+        }
     task = Task(
         uuid=staged.task_id,
         creator="user",
@@ -78,7 +89,7 @@ def stage(store: RemoteStore, staged: StagedTask, sequence: int) -> str:
         assigned_outputs=outputs,
         status=TaskStatus.STAGED,
     )
-    writes = [Write(keys.OUTPUT + o.uuid, encode(o)) for o in outputs.values()]
+    writes = [Write(keys.OUTPUT + o.uuid, encode(o)) for o in outputs.values() if reserved]
     writes.append(Write(keys.TASK + task.uuid, encode(task)))
     writes.append(Write(keys.staged_key(sequence, task.uuid), staged.SerializeToString()))
     store.commit([], writes)
@@ -132,6 +143,7 @@ def test_runs_a_staged_task(tmp_path: Path, store: RemoteStore) -> None:
     assert task.result.return_value == b"3 common items"
     output = task.assigned_outputs["output_result1"]
     assert output.cmac == task.result.tags["output_result1"]
+    assert (output.reserved_by, output.upload_started) == (task_uuid, True)
     assert decrypt_file(files / "out1.enc", output.cmac) == b"0101010"
 
 
@@ -195,3 +207,38 @@ def test_survives_an_unreachable_scheduler(
             task = wait_for(ended(store, stage(store, psi_task(tmp_path / "files"), 1)))
             assert task.result.return_value == b"3 common items"
     peer.close()
+
+
+def test_two_tasks_sharing_outputs_only_one_uploads(
+    tmp_path: Path, config: Config, store: RemoteStore, service_runner: Runner
+) -> None:
+    """Two tasks holding the same output records (staged without reservations) run on two
+    executors at once: exactly one gets the upload records and uploads; nothing of the
+    other's plaintext leaves under the shared keys and ivs."""
+    crypto = FileCrypto(CryptoSchema.AES_GCM_128, KEY, IV)
+    shared = {
+        name: OutputFile(new_uuid(), f"file:///{name}", crypto, frozenset({"user"}))
+        for name in ("output_result1", "output_result2")
+    }
+    store.commit([], [Write(keys.OUTPUT + o.uuid, encode(o)) for o in shared.values()])
+    directories = [tmp_path / "files" / name for name in ("first", "second")]
+    with service_runner(execution.main, ServiceEnv.create(config, "execution")):
+        task_uuids = []
+        for sequence, directory in enumerate(directories, 1):
+            directory.mkdir()
+            task_uuids.append(stage(store, psi_task(directory), sequence, shared))
+        ended_tasks = [wait_for(ended(store, task_uuid)) for task_uuid in task_uuids]
+    [winner] = [index for index, task in enumerate(ended_tasks) if task.result.ok]
+    loser = ended_tasks[1 - winner]
+    assert loser.result.reason in {
+        f"output 'output_result1': cannot start the upload: the output {why}"
+        for why in ("was used by an upload that has not completed", "was already written")
+    }
+    assert (directories[winner] / "out1.enc").exists()
+    assert (directories[winner] / "out2.enc").exists()
+    assert list(directories[1 - winner].glob("out*")) == []
+    records = store.get([keys.OUTPUT + o.uuid for o in shared.values()])
+    for record, name in zip(records, shared, strict=True):
+        written = decode(OutputFile, record.value)
+        assert written.cmac == ended_tasks[winner].result.tags[name]
+        assert written.reserved_by == task_uuids[winner]

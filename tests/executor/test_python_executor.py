@@ -12,6 +12,7 @@ from executor_helpers import (
     assert_sandbox_never_holds_the_key,
     decrypt_file,
     encrypt_file,
+    run_task,
     started_worker,
     wait_for_sandbox,
     wait_until,
@@ -20,7 +21,6 @@ from executor_helpers import (
 from teaclave.config import ExecutionConfig
 from teaclave.executor import worker
 from teaclave.executor.python.payload import flatten
-from teaclave.executor.task import run_staged_task
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -60,7 +60,7 @@ def python_task(
 
 
 def run(root: Path, config: ExecutionConfig, payload: str, output: bool = False) -> TaskResult:
-    return run_staged_task(python_task(root, payload, output=output), config)
+    return run_task(python_task(root, payload, output=output), config)
 
 
 def summary(result: TaskResult) -> bytes:
@@ -90,12 +90,12 @@ def entrypoint(argv):
 @pytest.mark.parametrize("executor", ["python", "mesapy"])
 def test_echo(tmp_path: Path, config: ExecutionConfig, executor: str) -> None:
     staged = python_task(tmp_path, ECHO, '{"message":"Hello","n":2}', executor)
-    assert summary(run_staged_task(staged, config)) == b"message|Hello|n|2"
+    assert summary(run_task(staged, config)) == b"message|Hello|n|2"
 
 
 def test_builtin_executor_cannot_run_python(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = python_task(tmp_path, ECHO, executor="builtin")
-    assert reason(run_staged_task(staged, config)) == "function not available: (python, builtin)"
+    assert reason(run_task(staged, config)) == "function not available: (python, builtin)"
 
 
 def test_files_in_and_out(tmp_path: Path, config: ExecutionConfig) -> None:

@@ -13,18 +13,19 @@ from executor_helpers import (
     KEY,
     PSI,
     PSI_CMACS,
+    Uploads,
     aes,
     decrypt_file,
     protected,
     psi_task,
     read_protected,
+    run_task,
 )
 from teaclave_fixtures import FIXTURES
 
 from teaclave.config import ExecutionConfig
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import NODE_SIZE, encrypt_stream
-from teaclave.executor.task import run_staged_task
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -93,7 +94,7 @@ def protected_psi_task(root: Path) -> StagedTask:
 def test_aes_gcm_inputs_and_outputs(
     tmp_path: Path, work: Path, config: ExecutionConfig, key: bytes
 ) -> None:
-    result = ok(run_staged_task(psi_task(tmp_path, key), config))
+    result = ok(run_task(psi_task(tmp_path, key), config))
     assert result.Ok.return_value == b"3 common items"
     tags = result.Ok.tags_map
     assert set(tags) == {"output_result1", "output_result2"}
@@ -104,7 +105,7 @@ def test_aes_gcm_inputs_and_outputs(
 
 
 def test_teaclave_file_inputs_and_outputs(tmp_path: Path, config: ExecutionConfig) -> None:
-    result = ok(run_staged_task(protected_psi_task(tmp_path), config))
+    result = ok(run_task(protected_psi_task(tmp_path), config))
     assert result.Ok.return_value == b"3 common items"
     tags = result.Ok.tags_map
     assert read_protected(tmp_path / "out1.enc", tags["output_result1"]) == b"0101010"
@@ -134,7 +135,7 @@ def test_join_over_teaclave_file_fixtures(tmp_path: Path, config: ExecutionConfi
             )
         ],
     )
-    result = ok(run_staged_task(staged, config))
+    result = ok(run_task(staged, config))
     assert result.Ok.return_value == b"120 records"
     output = read_protected(tmp_path / "train.enc", result.Ok.tags_map["output_result"])
     assert output.strip() == TRAIN.read_bytes().strip()
@@ -153,7 +154,7 @@ def test_raw_input(tmp_path: Path, config: ExecutionConfig) -> None:
             crypto_info=FileCryptoInfo(schema="raw"),
         )
     )
-    result = ok(run_staged_task(staged, config))
+    result = ok(run_task(staged, config))
     assert result.Ok.return_value == b"1 common items"
     assert decrypt_file(tmp_path / "out2.enc", result.Ok.tags_map["output_result2"]) == b"1"
 
@@ -172,7 +173,7 @@ def test_data_url_input_and_aes_gcm_256_output(tmp_path: Path, config: Execution
         outputs=psi_task(tmp_path).outputs,
     )
     staged.outputs[0].crypto_info.CopyFrom(aes(key))
-    tags = ok(run_staged_task(staged, config)).Ok.tags_map
+    tags = ok(run_task(staged, config)).Ok.tags_map
     assert decrypt_file(tmp_path / "out1.enc", tags["output_result1"], key) == b"01"
     assert decrypt_file(tmp_path / "out2.enc", tags["output_result2"]) == b"1"
 
@@ -180,7 +181,7 @@ def test_data_url_input_and_aes_gcm_256_output(tmp_path: Path, config: Execution
 def test_aes_gcm_wrong_cmac_fails(tmp_path: Path, work: Path, config: ExecutionConfig) -> None:
     staged = psi_task(tmp_path)
     staged.inputs[1].cmac = bytes(16)
-    assert reason(run_staged_task(staged, config)) == "input 'input_data2': cmac mismatch"
+    assert reason(run_task(staged, config)) == "input 'input_data2': cmac mismatch"
     assert_no_outputs(tmp_path)
     assert_scratch_removed(work)
 
@@ -188,7 +189,7 @@ def test_aes_gcm_wrong_cmac_fails(tmp_path: Path, work: Path, config: ExecutionC
 def test_teaclave_file_wrong_cmac_fails(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = protected_psi_task(tmp_path)
     staged.inputs[1].cmac = PSI_CMACS["psi0.txt.enc"]
-    assert reason(run_staged_task(staged, config)) == "input 'input_data2': cmac mismatch"
+    assert reason(run_task(staged, config)) == "input 'input_data2': cmac mismatch"
     assert_no_outputs(tmp_path)
 
 
@@ -204,7 +205,7 @@ def test_corrupted_aes_gcm_input_fails(
 ) -> None:
     staged = psi_task(tmp_path)
     flip(tmp_path / f"psi{index}.enc", offset)
-    assert reason(run_staged_task(staged, config)).startswith(message)
+    assert reason(run_task(staged, config)).startswith(message)
     assert_no_outputs(tmp_path)
     assert_scratch_removed(work)
 
@@ -215,7 +216,7 @@ def test_corrupted_teaclave_file_input_fails(
 ) -> None:
     staged = protected_psi_task(tmp_path)
     flip(tmp_path / "psi0.txt.enc", offset)
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         "input 'input_data1': teaclave-file-128 integrity check failed "
         "(node 0: wrong key or corrupted file)"
     )
@@ -255,7 +256,7 @@ def test_corrupted_node_is_found_before_the_function_runs(
             StagedOutput(name="output_result", url=f"file://{tmp_path}/out1.enc", crypto_info=aes())
         ],
     )
-    assert reason(run_staged_task(staged, config)).startswith(
+    assert reason(run_task(staged, config)).startswith(
         "input 'input_data2': teaclave-file-128 integrity check failed (node "
     )
     assert_no_outputs(tmp_path)
@@ -265,7 +266,7 @@ def test_teaclave_file_input_needs_its_own_name(tmp_path: Path, config: Executio
     staged = protected_psi_task(tmp_path)
     (tmp_path / "psi0.txt.enc").rename(tmp_path / "renamed.enc")
     staged.inputs[0].url = f"file://{tmp_path}/renamed.enc"
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         "input 'input_data1': teaclave-file-128 name mismatch: "
         "encrypted as 'psi0.txt.enc', opened as 'renamed.enc'"
     )
@@ -274,7 +275,7 @@ def test_teaclave_file_input_needs_its_own_name(tmp_path: Path, config: Executio
 def test_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = psi_task(tmp_path)
     staged.inputs[0].crypto_info.key = bytes(16)
-    assert reason(run_staged_task(staged, config)).startswith(
+    assert reason(run_task(staged, config)).startswith(
         "input 'input_data1': aes-gcm authentication failed"
     )
 
@@ -282,7 +283,7 @@ def test_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
 def test_teaclave_file_wrong_key_fails(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = protected_psi_task(tmp_path)
     staged.inputs[1].crypto_info.key = KEY
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         "input 'input_data2': teaclave-file-128 integrity check failed "
         "(node 0: wrong key or corrupted file)"
     )
@@ -295,9 +296,9 @@ def test_echo_summary(work: Path, config: ExecutionConfig) -> None:
         executor="builtin",
         function_arguments='{"message":"Hello From Teaclave!"}',
     )
-    assert ok(run_staged_task(staged, config)).Ok.return_value == b"Hello From Teaclave!"
+    assert ok(run_task(staged, config)).Ok.return_value == b"Hello From Teaclave!"
     too_long = ExecutionConfig(max_summary_bytes=5, work_dir=str(work))
-    assert "max_summary_bytes" in reason(run_staged_task(staged, too_long))
+    assert "max_summary_bytes" in reason(run_task(staged, too_long))
     assert_scratch_removed(work)
 
 
@@ -317,7 +318,7 @@ def test_function_errors(
     staged = psi_task(tmp_path)
     for field, value in change.items():
         setattr(staged, field, value)
-    assert reason(run_staged_task(staged, config)) == message
+    assert reason(run_task(staged, config)) == message
     assert_no_outputs(tmp_path)
     if work.exists():
         assert_scratch_removed(work)
@@ -326,7 +327,7 @@ def test_function_errors(
 def test_output_schema_errors(tmp_path: Path, config: ExecutionConfig) -> None:
     staged = psi_task(tmp_path)
     staged.outputs[1].crypto_info.CopyFrom(FileCryptoInfo(schema="raw"))
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         "output 'output_result2': OutputFile: unsupported type"
     )
 
@@ -347,7 +348,7 @@ def test_input_errors(
     staged.inputs[0].crypto_info.CopyFrom(crypto)
     if url is not None:
         staged.inputs[0].url = url.format(root=tmp_path)
-    failure = reason(run_staged_task(staged, config))
+    failure = reason(run_task(staged, config))
     assert failure.startswith("input 'input_data1': ")
     assert message in failure
     assert_no_outputs(tmp_path)
@@ -357,7 +358,7 @@ def test_output_not_created_fails(tmp_path: Path, config: ExecutionConfig) -> No
     staged = psi_task(tmp_path)
     staged.function_name = "builtin-echo"
     staged.function_arguments = '{"message":"hi"}'
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         "output 'output_result1': the function did not create it"
     )
     assert_no_outputs(tmp_path)
@@ -372,7 +373,7 @@ def test_failed_upload_of_the_second_output_removes_the_first(
         for output in staged.outputs:
             output.crypto_info.CopyFrom(protected())
     (tmp_path / "out2.enc").write_bytes(b"earlier")
-    assert reason(run_staged_task(staged, config)) == (
+    assert reason(run_task(staged, config)) == (
         f"output 'output_result2': {tmp_path}/out2.enc already exists"
     )
     assert (tmp_path / "out2.enc").read_bytes() == b"earlier"
@@ -380,10 +381,40 @@ def test_failed_upload_of_the_second_output_removes_the_first(
     assert_scratch_removed(work)
 
 
+def test_an_output_is_uploaded_only_once_its_upload_was_recorded(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    seen: list[tuple[str, bool, bool]] = []
+
+    def start_upload(name: str) -> None:  # what exists when each upload is asked for
+        seen.append((name, (tmp_path / "out1.enc").exists(), (tmp_path / "out2.enc").exists()))
+
+    ok(run_task(psi_task(tmp_path), config, start_upload=start_upload))
+    assert seen == [("output_result1", False, False), ("output_result2", True, False)]
+
+
+@pytest.mark.parametrize("schema", ["aes", "protected"])
+@pytest.mark.parametrize("refused", ["output_result1", "output_result2"])
+def test_a_refused_upload_sends_nothing_of_that_output(
+    tmp_path: Path, work: Path, config: ExecutionConfig, schema: str, refused: str
+) -> None:
+    staged = psi_task(tmp_path)
+    if schema == "protected":
+        for output in staged.outputs:
+            output.crypto_info.CopyFrom(protected())
+    uploads = Uploads({refused: "cannot start the upload: the task was canceled"})
+    assert reason(run_task(staged, config, start_upload=uploads)) == (
+        f"output {refused!r}: cannot start the upload: the task was canceled"
+    )
+    assert uploads.asked == ["output_result1", "output_result2"][: int(refused[-1])]
+    assert_no_outputs(tmp_path)  # an output uploaded before is removed again
+    assert_scratch_removed(work)
+
+
 def test_work_dir_that_cannot_be_created(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     config = ExecutionConfig(file_roots=(str(tmp_path),), work_dir=str(tmp_path / "file" / "w"))
-    assert reason(run_staged_task(psi_task(tmp_path), config)) == (
+    assert reason(run_task(psi_task(tmp_path), config)) == (
         "cannot create a scratch directory: Not a directory"
     )
 
@@ -399,7 +430,7 @@ def test_memory_stays_bounded_by_the_chunk_size(tmp_path: Path, config: Executio
         staged_input.url = f"file://{path}"
     tracemalloc.start()
     try:
-        result = run_staged_task(staged, config)
+        result = run_task(staged, config)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

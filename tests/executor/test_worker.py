@@ -1,33 +1,51 @@
 """The worker child: envelope in, result out, and death with its parent."""
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from executor_helpers import decrypt_file, psi_task
 
 from teaclave.config import ExecutionConfig
-from teaclave.core.errors import TeaclaveError
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
-from teaclave.executor import worker
+from teaclave.executor import uploads, worker
 from teaclave.executor.sandbox import View
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 
 
-def run_worker(envelope: bytes) -> tuple[int, bytes]:
-    process = subprocess.run(
+def grant(name: str) -> str:
+    return ""
+
+
+def run_worker(
+    envelope: bytes,
+    start_upload: Callable[[str], str] = grant,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, bytes | None]:
+    """Run a worker as the execution service does: its exit code and result."""
+    process = subprocess.Popen(
         worker.command(os.getpid()),
-        check=False,
-        input=envelope,
-        capture_output=True,
-        timeout=60,
-        env={},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=cwd,
+        env=env or {},
     )
-    return process.returncode, process.stdout
+    assert process.stdin is not None
+    assert process.stdout is not None
+    with process.stdout:
+        result = uploads.serve(process.stdin, process.stdout, envelope, start_upload)
+        if result is None:
+            process.kill()
+    return process.wait(timeout=60), result
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -52,18 +70,9 @@ def test_the_working_directory_and_environment_stay_out_of_the_import_path(
         (planted / f"{name}.py").write_text(f"open({str(tmp_path / name)!r}, 'w').close()\n")
     staged = psi_task(tmp_path)
     envelope = worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged)
-    process = subprocess.run(
-        worker.command(os.getpid()),
-        check=False,
-        input=envelope,
-        capture_output=True,
-        timeout=60,
-        cwd=planted,
-        env={"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py")},
-    )
-    assert worker.read_result(process.returncode, process.stdout).Ok.return_value == (
-        b"3 common items"
-    )
+    environment = {"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py")}
+    result = worker.read_result(*run_worker(envelope, cwd=planted, env=environment))
+    assert result.Ok.return_value == b"3 common items"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == "") == ["planted"]
 
 
@@ -71,11 +80,120 @@ def test_failures_become_results(tmp_path: Path) -> None:
     denied = worker.encode_envelope(ExecutionConfig(), psi_task(tmp_path))
     result = worker.read_result(*run_worker(denied))
     assert "file_roots is empty" in result.Err.reason
-    returncode, stdout = run_worker(b"garbage")
+    returncode, stdout = run_worker(bytes(9) + b"garbage")  # no settings, then junk
     assert returncode == 1
     assert worker.read_result(returncode, stdout).Err.reason == (
         "executor process exited with code 1"
     )
+
+
+def test_each_upload_waits_for_the_parents_grant(tmp_path: Path) -> None:
+    config = ExecutionConfig(file_roots=(str(tmp_path),))
+    asked: list[tuple[str, bool]] = []
+
+    def refuse_second(name: str) -> str:
+        asked.append((name, (tmp_path / "out1.enc").exists()))
+        return "cannot start the upload: no" if name == "output_result2" else ""
+
+    result = worker.read_result(
+        *run_worker(worker.encode_envelope(config, psi_task(tmp_path)), refuse_second)
+    )
+    assert result.Err.reason == "output 'output_result2': cannot start the upload: no"
+    assert asked == [("output_result1", False), ("output_result2", True)]
+    assert not (tmp_path / "out1.enc").exists()  # removed again: all outputs or none
+    assert not (tmp_path / "out2.enc").exists()
+
+
+def test_without_an_answer_nothing_is_uploaded(tmp_path: Path) -> None:
+    """A worker whose stdin ends after the envelope (no parent answering) uploads nothing."""
+    config = ExecutionConfig(file_roots=(str(tmp_path),))
+    process = subprocess.run(
+        worker.command(os.getpid()),
+        check=True,
+        input=worker.encode_envelope(config, psi_task(tmp_path)),
+        capture_output=True,
+        timeout=60,
+        env={},
+    )
+    stdout = io.BytesIO(process.stdout)
+    assert uploads.read_frame(stdout) == (uploads.UPLOAD, b"output_result1")
+    kind, payload = uploads.read_frame(stdout) or (b"", b"")
+    assert (kind, uploads.read_frame(stdout)) == (uploads.RESULT, None)
+    assert TaskResult.FromString(payload).Err.reason == (
+        "output 'output_result1': cannot start the upload: no answer from the execution service"
+    )
+    assert not (tmp_path / "out1.enc").exists()
+
+
+def frames(*items: tuple[bytes, bytes]) -> io.BytesIO:
+    stream = io.BytesIO()
+    for kind, payload in items:
+        uploads.write_frame(stream, kind, payload)
+    stream.seek(0)
+    return stream
+
+
+def test_the_parent_answers_requests_in_order_until_the_result() -> None:
+    from_worker = frames(
+        (uploads.UPLOAD, b"a"), (uploads.UPLOAD, b"b"), (uploads.RESULT, b"result")
+    )
+    to_worker = io.BytesIO()
+    to_worker.close = lambda: None  # type: ignore[method-assign]  # keep it readable
+    asked: list[str] = []
+
+    def start_upload(name: str) -> str:
+        asked.append(name)
+        return "not b" if name == "b" else ""
+
+    assert uploads.serve(to_worker, from_worker, b"envelope", start_upload) == b"result"
+    assert asked == ["a", "b"]
+    written = io.BytesIO(to_worker.getvalue())
+    assert written.read(len(b"envelope")) == b"envelope"
+    assert uploads.read_frame(written) == (uploads.GRANTED, b"")
+    assert uploads.read_frame(written) == (uploads.REFUSED, b"not b")
+    assert uploads.read_frame(written) is None
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        (b"", b""),  # ended without a result: its exit code tells why
+        (bytes(frames((b"X", b"?")).getvalue()), None),
+        (bytes(frames((uploads.UPLOAD, b"\xff")).getvalue()), None),
+        (b"R\x00\x00", None),
+        (b"R\x00\x00\x00\x05abc", None),
+        (b"R\xff\xff\xff\xff", None),
+    ],
+)
+def test_a_worker_breaking_the_protocol_is_told_apart(
+    stdout: bytes, expected: bytes | None
+) -> None:
+    asked: list[str] = []
+    assert uploads.serve(io.BytesIO(), io.BytesIO(stdout), b"", asked.append) == expected  # type: ignore[arg-type]
+    assert asked == []
+    assert worker.read_result(0, None).Err.reason == "executor process returned a malformed result"
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        (b"", "cannot start the upload: no answer from the execution service"),
+        (b"Y\x00", "cannot start the upload: no answer from the execution service"),
+        (
+            frames((b"X", b"")).getvalue(),
+            "cannot start the upload: malformed answer from the execution service",
+        ),
+        (frames((uploads.REFUSED, b"the task was canceled")).getvalue(), "the task was canceled"),
+    ],
+)
+def test_the_worker_uploads_only_on_a_grant(answers: bytes, reason: str) -> None:
+    requests = io.BytesIO()
+    gate = uploads.ParentGate(requests, io.BytesIO(answers))
+    with pytest.raises(TeaclaveError) as caught:
+        gate("out")
+    assert (caught.value.status, caught.value.message) == (Status.FAILED_PRECONDITION, reason)
+    assert requests.getvalue() == frames((uploads.UPLOAD, b"out")).getvalue()
+    uploads.ParentGate(io.BytesIO(), frames((uploads.GRANTED, b"")))("out")  # granted: returns
 
 
 def test_read_result() -> None:

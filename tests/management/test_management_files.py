@@ -70,13 +70,13 @@ def test_invalid_data_id(alice: User, data_id: str) -> None:
             "ftp://host/x",
             CMAC,
             RAW,
-            "invalid url: scheme must be one of data, file, fusion, http, https, s3",
+            "invalid url: scheme must be one of data, file, http, https, s3",
         ),
         (
             "just text",
             CMAC,
             RAW,
-            "invalid url: scheme must be one of data, file, fusion, http, https, s3",
+            "invalid url: scheme must be one of data, file, http, https, s3",
         ),
         (
             "http://host:port/x",
@@ -118,6 +118,49 @@ def test_accepted_urls(alice: User, url: str) -> None:
     assert register_input(alice, url).startswith("input-")
 
 
+FUSION_REFUSED = (
+    "invalid url: fusion URLs belong to the platform; use RegisterFusionOutput "
+    "and RegisterInputFromOutput"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "fusion:///TEACLAVE_FUSION_BASE/victim.fusion",
+        "FUSION:///TEACLAVE_FUSION_BASE/victim.fusion",
+        "Fusion://host/x",
+        " fusion:///TEACLAVE_FUSION_BASE/victim.fusion",
+        "\x00fusion:///TEACLAVE_FUSION_BASE/victim.fusion",
+        "fu\tsi\non:///TEACLAVE_FUSION_BASE/victim.fusion",
+        "fusion:TEACLAVE_FUSION_BASE/victim.fusion",
+    ],
+)
+def test_fusion_urls_belong_to_the_platform(alice: User, scheduler_store: Store, url: str) -> None:
+    """Users name no fusion file: not to read one as a raw input, nor to squat one."""
+    mine_in, mine_out = register_input(alice), register_output(alice)
+    calls = {
+        "RegisterInputFile": lambda: alice.RegisterInputFile(
+            fe.RegisterInputFileRequest(url=url, cmac=CMAC, crypto_info=RAW)
+        ),
+        "RegisterOutputFile": lambda: alice.RegisterOutputFile(
+            fe.RegisterOutputFileRequest(
+                url=url, crypto_info=common.FileCryptoInfo(schema="teaclave-file-128", key=CMAC)
+            )
+        ),
+        "UpdateInputFile": lambda: alice.UpdateInputFile(
+            fe.UpdateInputFileRequest(data_id=mine_in, url=url)
+        ),
+        "UpdateOutputFile": lambda: alice.UpdateOutputFile(
+            fe.UpdateOutputFileRequest(data_id=mine_out, url=url)
+        ),
+    }
+    outputs = scheduler_store.scan(keys.OUTPUT)
+    for call in calls.values():
+        refused(Status.INVALID_ARGUMENT, FUSION_REFUSED, call)
+    assert scheduler_store.scan(keys.OUTPUT) == outputs  # nothing registered, none retired
+
+
 def test_update_input_creates_a_new_record(alice: User, bob: User) -> None:
     old = register_input(alice, "https://host/old")
     new = alice.UpdateInputFile(fe.UpdateInputFileRequest(data_id=old, url="https://host/new"))
@@ -132,7 +175,7 @@ def test_update_input_creates_a_new_record(alice: User, bob: User) -> None:
     )
     refused(
         Status.INVALID_ARGUMENT,
-        "invalid url: scheme must be one of data, file, fusion, http, https, s3",
+        "invalid url: scheme must be one of data, file, http, https, s3",
         lambda: alice.UpdateInputFile(fe.UpdateInputFileRequest(data_id=old, url="x")),
     )
 

@@ -6,10 +6,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import grpc
 import pytest
+from at_once import at_once
 
 from teaclave.config import Config, Endpoints, SchedulerConfig
 from teaclave.core.codec import decode, encode
@@ -120,9 +122,14 @@ class Platform:
         self.store.commit([], [Write(keys.TASK + task.uuid, encode(task))])
         return task
 
-    def stage(self, **changes: object) -> Task:
-        """A Staged task and its queue record, as InvokeTask writes them."""
+    def stage(self, *, reserve: bool = True, **changes: object) -> Task:
+        """A Staged task and its queue record, as InvokeTask writes them (``reserve``: and
+        its outputs reserved for it; without, as staged before reservations existed)."""
         task = self.put_task(TaskStatus.STAGED, **changes)
+        if reserve:
+            for output in task.assigned_outputs.values():
+                current = self.output(output.uuid)
+                self.put(keys.OUTPUT + output.uuid, replace(current, reserved_by=task.uuid))
         self._sequence += 1
         staged = pb.StagedTask(
             task_id=task.uuid,
@@ -143,6 +150,9 @@ class Platform:
 
     def output(self, output_uuid: str) -> OutputFile:
         return decode(OutputFile, self.store.get([keys.OUTPUT + output_uuid])[0].value)
+
+    def put(self, key: str, record: object) -> None:
+        self.store.commit([], [Write(key, encode(record))])
 
     def put_output(self, cmac: bytes | None = None) -> OutputFile:
         output = OutputFile(
@@ -199,6 +209,13 @@ def report(
     stub.UpdateTaskResult(
         pb.UpdateTaskResultRequest(executor_id=executor_id, task_id=task_id, result=result)
     )
+
+
+def start_upload(
+    stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, task_id: str, name: str
+) -> None:
+    request = pb.StartUploadRequest(executor_id=executor_id, task_id=task_id, output_name=name)
+    stub.StartUpload(request)
 
 
 def ok(tags: dict[str, bytes]) -> common_pb.TaskResult:
@@ -277,12 +294,14 @@ def test_ok_result_finishes_and_writes_cmacs(platform: Platform, executor) -> No
     output = platform.put_output()
     task = platform.stage(assigned_outputs={"out": output})
     pull(executor, "e1")
+    start_upload(executor, "e1", task.uuid, "out")
     report(executor, "e1", task.uuid, ok({"out": CMAC}))
     finished = platform.task(task.uuid)
     assert finished.status is TaskStatus.FINISHED
     assert finished.result == TaskResult.success(b"done", {"out": CMAC}, ("line",))
     assert finished.assigned_outputs["out"].cmac == CMAC
-    assert platform.output(output.uuid).cmac == CMAC
+    written = replace(output, cmac=CMAC, reserved_by=task.uuid, upload_started=True)
+    assert platform.output(output.uuid) == written
     error = rpc_error(lambda: report(executor, "e1", task.uuid, ok({})))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
 
@@ -301,7 +320,7 @@ def test_err_result_is_finished_with_reason(platform: Platform, executor) -> Non
 
 def test_output_with_cmac_is_never_overwritten(platform: Platform, executor) -> None:
     written = platform.put_output(cmac=bytes(16))
-    task = platform.stage(assigned_outputs={"out": written})
+    task = platform.stage(reserve=False, assigned_outputs={"out": written})
     pull(executor, "e1")
     report(executor, "e1", task.uuid, ok({"out": CMAC}))
     failed = platform.task(task.uuid)
@@ -314,11 +333,13 @@ def test_a_failed_result_sets_no_cmac_at_all(platform: Platform, executor) -> No
     fresh = platform.put_output()
     written = platform.put_output(cmac=bytes(16))
     # "a" sorts before "b": its cmac would be written first.
-    task = platform.stage(assigned_outputs={"a": fresh, "b": written})
+    task = platform.stage(reserve=False, assigned_outputs={"a": fresh, "b": written})
     pull(executor, "e1")
+    start_upload(executor, "e1", task.uuid, "a")
     report(executor, "e1", task.uuid, ok({"a": CMAC, "b": CMAC}))
     assert platform.task(task.uuid).status is TaskStatus.FAILED
-    assert platform.output(fresh.uuid).cmac is None
+    # Not written, but its key and iv were used: never written again.
+    assert platform.output(fresh.uuid) == replace(fresh, reserved_by=task.uuid, upload_started=True)
 
 
 def test_result_from_wrong_executor_is_refused(platform: Platform, executor) -> None:
@@ -395,3 +416,135 @@ def test_idle_executor_holding_a_task_fails_it(platform: Platform, executor) -> 
     failed = platform.task(task.uuid)
     assert failed.status is TaskStatus.FAILED
     assert failed.result.reason == "Runtime Error: executor lost the task"
+
+
+# --- the upload record: an output's key and iv encrypt one plaintext, ever ---------
+
+
+def refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    error = rpc_error(call)
+    return error.code(), error.details()
+
+
+def refused_upload(reason: str) -> tuple[grpc.StatusCode, str]:
+    return grpc.StatusCode.FAILED_PRECONDITION, f"cannot start the upload: {reason}"
+
+
+def test_the_upload_record_is_granted_only_to_the_running_holder(
+    platform: Platform, executor
+) -> None:
+    output = platform.put_output()
+    task = platform.stage(assigned_outputs={"out": output})
+    queued = platform.stage(assigned_outputs={"out": platform.put_output()})
+    pull(executor, "e1")
+
+    def start(executor_id: str, task_id: str, name: str = "out") -> tuple[grpc.StatusCode, str]:
+        return refusal(lambda: start_upload(executor, executor_id, task_id, name))
+
+    assert start("e2", task.uuid) == refused_upload("the task runs on another executor")
+    assert start("e1", task.uuid, "nope") == refused_upload("the task has no output 'nope'")
+    assert start("e1", new_uuid()) == refused_upload("no such task")
+    assert start("e1", queued.uuid) == refused_upload("the task is Staged")
+    assert start("e1", task.uuid, "") == (grpc.StatusCode.INVALID_ARGUMENT, "empty output name")
+    assert start("e1", "not-a-uuid") == (grpc.StatusCode.INVALID_ARGUMENT, "invalid task id")
+    assert platform.output(output.uuid) == replace(output, reserved_by=task.uuid)
+
+    start_upload(executor, "e1", task.uuid, "out")
+    start_upload(executor, "e1", task.uuid, "out")  # a retry after a lost reply is granted
+    started = replace(output, reserved_by=task.uuid, upload_started=True)
+    assert platform.output(output.uuid) == started
+
+
+def test_a_canceled_task_gets_no_upload_record(platform: Platform, executor) -> None:
+    output = platform.put_output()
+    task = platform.stage(assigned_outputs={"out": output})
+    pull(executor, "e1")
+    platform.put(keys.TASK + task.uuid, replace(platform.task(task.uuid), cancel_requested=True))
+    assert refusal(lambda: start_upload(executor, "e1", task.uuid, "out")) == refused_upload(
+        "the task was canceled"
+    )
+    assert heartbeat(executor, "e1", task.uuid).command == pb.Stop
+    assert platform.task(task.uuid).status is TaskStatus.CANCELED
+    assert platform.output(output.uuid) == output  # free again
+    assert refusal(lambda: start_upload(executor, "e1", task.uuid, "out")) == refused_upload(
+        "the task is Canceled"
+    )
+
+
+def test_two_tasks_reaching_the_upload_of_one_output_only_one_gets_it(
+    platform: Platform, executor
+) -> None:
+    """Even with no reservation (tasks staged before reservations existed, both Running
+    with one output), the upload record goes to exactly one of them."""
+    for _ in range(8):
+        output = platform.put_output()
+        tasks = [platform.stage(reserve=False, assigned_outputs={"out": output}) for _ in "ab"]
+        for index in range(2):
+            assert pull(executor, f"e{index}") is not None
+        errors = at_once(
+            [
+                partial(start_upload, executor, f"e{index}", task.uuid, "out")
+                for index, task in enumerate(tasks)
+            ]
+        )
+        [(winner, _)] = [(t.uuid, e) for t, e in zip(tasks, errors, strict=True) if e is None]
+        [(loser, error)] = [(t.uuid, e) for t, e in zip(tasks, errors, strict=True) if e]
+        assert isinstance(error, grpc.RpcError)
+        assert (error.code(), error.details()) == refused_upload(
+            "the output was used by an upload that has not completed"
+        )
+        assert platform.output(output.uuid) == replace(
+            output, reserved_by=winner, upload_started=True
+        )
+        index = [task.uuid for task in tasks].index(winner)
+        report(executor, f"e{index}", winner, ok({"out": CMAC}))
+        report(executor, f"e{1 - index}", loser, ok({"out": CMAC}))  # claims it anyway
+        assert platform.task(winner).status is TaskStatus.FINISHED
+        assert platform.task(loser).result == TaskResult.failure(
+            "Runtime Error: output 'out' was already written"
+        )
+
+
+def test_a_task_that_ends_frees_the_outputs_it_never_began_uploading(
+    platform: Platform, executor
+) -> None:
+    failure = common_pb.TaskResult(Err=common_pb.TaskFailure(reason="function failed"))
+
+    def running(executor_id: str, **changes: object) -> tuple[Task, OutputFile, OutputFile]:
+        first, second = platform.put_output(), platform.put_output()
+        task = platform.stage(assigned_outputs={"a": first, "b": second}, **changes)
+        assert pull(executor, executor_id) is not None
+        return task, first, second
+
+    def freed(output: OutputFile) -> bool:
+        return platform.output(output.uuid) == output
+
+    task, first, second = running("e1")  # the function failed
+    report(executor, "e1", task.uuid, failure)
+    assert freed(first)
+    assert freed(second)
+
+    task, first, second = running("e1")  # the second upload failed: the first key was used
+    start_upload(executor, "e1", task.uuid, "a")
+    report(executor, "e1", task.uuid, failure)
+    assert platform.output(first.uuid) == replace(first, reserved_by=task.uuid, upload_started=True)
+    assert freed(second)
+
+    task, first, second = running("e1")  # a result for outputs never recorded
+    report(executor, "e1", task.uuid, ok({"a": CMAC, "b": CMAC}))
+    assert platform.task(task.uuid).result == TaskResult.failure(
+        "Runtime Error: output 'a' has no upload record"
+    )
+    assert freed(first)
+    assert freed(second)
+
+    task, first, second = running("forgetful")  # the executor lost it
+    assert heartbeat(executor, "forgetful").command == pb.NoAction
+    assert platform.task(task.uuid).status is TaskStatus.FAILED
+    assert freed(first)
+    assert freed(second)
+
+    canceled = platform.stage(assigned_outputs={"a": first}, cancel_requested=True)
+    assert pull(executor, "e1") is None  # canceled as it is dequeued
+    assert platform.task(canceled.uuid).status is TaskStatus.CANCELED
+    assert freed(first)

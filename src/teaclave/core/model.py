@@ -129,6 +129,9 @@ class OutputFile:
     An output is written at most once: its key and iv encrypt one plaintext
     only. ``replaced`` marks a registration that UpdateOutputFile copied (key,
     iv and all) to a new one, which alone may be written from then on.
+    ``reserved_by`` names the staged or running task that holds the output
+    (:func:`teaclave.core.tasks.reserve_outputs`); ``upload_started`` records
+    that this task began uploading it, so the key and iv may have been used.
     """
 
     uuid: str
@@ -137,14 +140,20 @@ class OutputFile:
     owners: frozenset[str]
     cmac: bytes | None = None
     replaced: bool = False
+    reserved_by: str = ""
+    upload_started: bool = False
 
-    def why_not_writable(self) -> str:
-        """Why a task may not write this output ('' if it may)."""
+    def why_not_writable(self, task_uuid: str = "") -> str:
+        """Why task ``task_uuid`` ('': no task) may not write this output ('' if it may)."""
         if self.cmac is not None:
             return "was already written"
         if self.replaced:
             return "was replaced by an update"
-        return ""
+        if self.reserved_by in ("", task_uuid):
+            return ""
+        if self.upload_started:
+            return "was used by an upload that has not completed"
+        return "is reserved by a staged or running task"
 
 
 @dataclass(frozen=True)

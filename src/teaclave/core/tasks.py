@@ -2,6 +2,10 @@
 
 An approval binds the task's digest (:func:`task_digest`); only approvals of the
 current digest count, and a participant may revoke theirs until the task is staged.
+An output's key and iv encrypt one plaintext, ever: InvokeTask reserves the
+task's outputs (:func:`reserve_outputs`), an executor records that an upload
+begins before its first byte leaves (:func:`start_upload`), and an ended task
+frees only the outputs whose upload never began (:func:`release`).
 
 Pure functions over :mod:`teaclave.core.model` records: each returns the
 updated record or raises :class:`TeaclaveError` with Teaclave's status and
@@ -20,6 +24,7 @@ from teaclave.core import limits
 from teaclave.core.errors import Status, TeaclaveError, invalid_argument, permission_denied
 from teaclave.core.ids import Kind, external_id
 from teaclave.core.model import (
+    CMAC_SIZE,
     Function,
     FunctionArgument,
     FunctionFile,
@@ -251,6 +256,15 @@ def _check_unassigned(what: str, name: str, assigned: Mapping[str, object]) -> N
         raise permission_denied(f"permission denied: {slot(what, name)} is already assigned")
 
 
+def _shared(output: OutputFile, assigned: Mapping[str, OutputFile]) -> str:
+    """Why ``output`` cannot take another slot of a task ('' if it can): two slots of one
+    task would write two plaintexts under its key and iv."""
+    for name, other in sorted(assigned.items()):
+        if other.uuid == output.uuid:
+            return f"is the file of output {name!r} too"
+    return ""
+
+
 def assign_data(
     task: Task,
     inputs: Sequence[tuple[str, InputFile]],
@@ -270,7 +284,9 @@ def assign_data(
     assigned_outputs = dict(task.assigned_outputs)
     for name, output_file in outputs:
         _check_unassigned("output", name, assigned_outputs)
-        if reason := output_file.why_not_writable():
+        if reason := output_file.why_not_writable(task.uuid) or _shared(
+            output_file, assigned_outputs
+        ):
             raise permission_denied(f"permission denied: output {name!r} {reason}")
         assigned_outputs[name] = output_file
     updated = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
@@ -332,6 +348,92 @@ def invoke(task: Task, function: Function, usage: FunctionUsage) -> tuple[Task, 
         replace(task, status=TaskStatus.STAGED),
         replace(usage, use_numbers=usage.use_numbers + 1),
     )
+
+
+# --- output reservations: an output's key and iv encrypt one plaintext, ever ---
+
+
+def reserve_outputs(task: Task, current: Mapping[str, OutputFile]) -> list[OutputFile]:
+    """InvokeTask: the task's outputs (``current``: their records by slot) reserved for it.
+
+    UNKNOWN "failed to invoke task" if one was written, replaced, used or is held by
+    another staged or running task, or if two slots name one file.
+    """
+    reserved: list[OutputFile] = []
+    for name, output in sorted(current.items()):
+        if reason := output.why_not_writable(task.uuid) or _shared(
+            output, {slot: o for slot, o in current.items() if slot < name}
+        ):
+            raise failed_to_invoke(f"output {name!r} {reason}")
+        reserved.append(replace(output, reserved_by=task.uuid))
+    return reserved
+
+
+def upload_refused(reason: str) -> TeaclaveError:
+    """FAILED_PRECONDITION "cannot start the upload: <reason>"."""
+    return TeaclaveError(Status.FAILED_PRECONDITION, f"cannot start the upload: {reason}")
+
+
+def start_upload(task: Task, executor_id: str, name: str, output: OutputFile | None) -> OutputFile:
+    """The record that ``task``, running on ``executor_id``, begins uploading output ``name``
+    (``output``: its current record, None if absent); committed before the first byte leaves.
+
+    Repeating it is harmless; every other task is refused with :func:`upload_refused`.
+    """
+    if task.status is not TaskStatus.RUNNING:
+        raise upload_refused(f"the task is {status_name(task.status)}")
+    if task.executor_id != executor_id:
+        raise upload_refused("the task runs on another executor")
+    if task.cancel_requested:
+        raise upload_refused("the task was canceled")
+    assigned = task.assigned_outputs.get(name)
+    if assigned is None or output is None or output.uuid != assigned.uuid:
+        raise upload_refused(f"the task has no output {name!r}")
+    others = {slot: o for slot, o in task.assigned_outputs.items() if slot != name}
+    if reason := output.why_not_writable(task.uuid) or _shared(output, others):
+        raise upload_refused(f"the output {reason}")
+    return replace(output, reserved_by=task.uuid, upload_started=True)
+
+
+def release(task_uuid: str, output: OutputFile) -> OutputFile | None:
+    """An output of the ended task ``task_uuid``, free again if its upload never began
+    (None: nothing to change). Once begun, it stays used: it can never be written again."""
+    if output.reserved_by != task_uuid or output.upload_started:
+        return None
+    return replace(output, reserved_by="")
+
+
+def finish(
+    task: Task, result: TaskResult, outputs: Mapping[str, OutputFile]
+) -> tuple[Task, dict[str, OutputFile]]:
+    """A Running task's successful ``result``: the task Finished and its outputs (``outputs``:
+    their current records by slot) with their cmacs. Each must have been uploaded by this task
+    after its upload record; otherwise the task is Failed and no cmac is set at all."""
+    written: dict[str, OutputFile] = {}
+    for name in sorted(result.tags):
+        output, cmac = outputs.get(name), result.tags[name]
+        if name not in task.assigned_outputs:
+            reason = f"no output named {name!r}"
+        elif output is None:
+            reason = f"output {name!r} is not registered"
+        elif why := output.why_not_writable(task.uuid):
+            reason = f"output {name!r} {why}"
+        elif not output.upload_started:
+            reason = f"output {name!r} has no upload record"
+        elif len(cmac) != CMAC_SIZE:
+            reason = f"cmac of output {name!r} is malformed"
+        else:
+            written[name] = replace(output, cmac=cmac)
+            continue
+        failure = TaskResult.failure(f"Runtime Error: {reason}")
+        return replace(task, status=TaskStatus.FAILED, result=failure), {}
+    finished = replace(
+        task,
+        status=TaskStatus.FINISHED,
+        result=result,
+        assigned_outputs=task.assigned_outputs | written,
+    )
+    return finished, written
 
 
 def cancel(task: Task) -> Task:

@@ -6,9 +6,10 @@ files: aes-gcm and raw inputs are re-encrypted under fresh random keys as they
 are fetched, teaclave-file-128 inputs are kept as downloaded, and every input
 is fully verified before the function starts. The function writes its outputs
 to new files under fresh random keys; once it succeeded, each is converted to
-its owner's format as it is uploaded. Plaintext exists only in memory, one
-chunk at a time: memory grows with file sizes only by the protected-file
-writer's hash-tree tables (1/96 of the file being staged).
+its owner's format as it is uploaded, once the scheduler recorded that its
+upload begins (:mod:`teaclave.executor.uploads`). Plaintext exists only in
+memory, one chunk at a time: memory grows with file sizes only by the
+protected-file writer's hash-tree tables (1/96 of the file being staged).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from teaclave.executor.python.function import view as python_view
 from teaclave.executor.runtime import FileRuntime, StagedFile
 from teaclave.executor.sandbox import View, task_view
 from teaclave.executor.sandboxed import SandboxedFunction
+from teaclave.executor.uploads import StartUpload
 from teaclave.functions import registry
 from teaclave.functions.runtime import Runtime
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
@@ -246,13 +248,20 @@ def _deliver(output: _File, staged: StagedFile, directory: Path, config: Executi
 
 
 def _deliver_all(
-    outputs: list[tuple[str, _File, StagedFile, Path]], config: ExecutionConfig
+    outputs: list[tuple[str, _File, StagedFile, Path]],
+    config: ExecutionConfig,
+    start_upload: StartUpload,
 ) -> dict[str, bytes]:
-    """Deliver every output, or none: on a failure, the ones already uploaded are removed."""
+    """Deliver every output, or none: on a failure, the ones already uploaded are removed.
+
+    Nothing of an output is encrypted or sent before ``start_upload`` granted it.
+    """
     tags: dict[str, bytes] = {}
     delivered: list[str] = []
     try:
         for name, output, staged, directory in outputs:
+            with _about(output.role):
+                start_upload(name)
             tags[name] = _deliver(output, staged, directory, config)
             delivered.append(output.url)
     except BaseException:
@@ -264,14 +273,21 @@ def _deliver_all(
 
 
 def _run(
-    staged: StagedTask, config: ExecutionConfig, sandbox: SandboxedFunction | None, module: bytes
+    staged: StagedTask,
+    config: ExecutionConfig,
+    sandbox: SandboxedFunction | None,
+    module: bytes,
+    start_upload: StartUpload,
 ) -> TaskOutputs:
     with _function(staged, config, sandbox, module) as function:
-        return _run_function(staged, function, config)
+        return _run_function(staged, function, config, start_upload)
 
 
 def _run_function(
-    staged: StagedTask, function: Callable[[Runtime], bytes], config: ExecutionConfig
+    staged: StagedTask,
+    function: Callable[[Runtime], bytes],
+    config: ExecutionConfig,
+    start_upload: StartUpload,
 ) -> TaskOutputs:
     outputs = {
         o.name: _file(f"output {o.name!r}", o.url, o.crypto_info, config, write=True)
@@ -303,6 +319,7 @@ def _run_function(
         tags = _deliver_all(
             [(name, file, created[name], directories[name]) for name, file in outputs.items()],
             config,
+            start_upload,
         )
     return TaskOutputs(return_value=summary, tags_map=tags)
 
@@ -313,18 +330,20 @@ def run_staged_task(
     sandbox: SandboxedFunction | None = None,
     *,
     module: bytes = b"",
+    start_upload: StartUpload,
 ) -> TaskResult:
     """Run ``staged``: its outputs and summary, or the reason it failed.
 
     Every input is fully verified before the function starts; outputs are
-    uploaded only once the function succeeded, all of them or none. ``sandbox``:
+    uploaded only once the function succeeded, all of them or none, each only
+    once ``start_upload`` granted it (the scheduler recorded it). ``sandbox``:
     a Python or Wasm task's sandbox (:func:`fork_sandbox`), forked before the
     task and its file keys were read (the worker does so); otherwise it is
     forked here. ``module``: a Wasm task's module, compiled by the execution
     service; otherwise it is compiled here.
     """
     try:
-        return TaskResult(Ok=_run(staged, config, sandbox, module))
+        return TaskResult(Ok=_run(staged, config, sandbox, module, start_upload))
     except TeaclaveError as exc:
         return TaskResult(Err=TaskFailure(reason=exc.message))
     except OSError as exc:  # local scratch I/O; the path is left out

@@ -2,12 +2,15 @@
 
 stdin carries an envelope: a header (:data:`_HEADER`), JSON settings (the
 execution settings, the sandbox to fork and what it may read), a compiled Wasm
-module (if any), then the serialized ``StagedTask``. stdout receives the
-serialized ``TaskResult``. The process dies with its parent (PR_SET_PDEATHSIG).
-It starts no thread before the task runs: a Python or Wasm function's sandbox
-is forked first thing, while the process is single-threaded and before it has
-read the task's keys. It is started isolated (:func:`command`): neither its
-working directory nor its environment reaches its import path.
+module (if any), then the serialized ``StagedTask`` after its length. Then
+stdout and stdin carry the upload handshake and, last, the serialized
+``TaskResult`` (:mod:`teaclave.executor.uploads`, whose
+:func:`~teaclave.executor.uploads.serve` is the parent's side). The process
+dies with its parent (PR_SET_PDEATHSIG). It starts no thread before the task
+runs: a Python or Wasm function's sandbox is forked first thing, while the
+process is single-threaded and before it has read the task's keys. It is
+started isolated (:func:`command`): neither its working directory nor its
+environment reaches its import path.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from google.protobuf.message import DecodeError
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
 from teaclave.core.model import parse_executor_type
+from teaclave.executor import uploads
 from teaclave.executor.sandbox import View
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
 _HEADER = struct.Struct(">II")  # settings length, module length
+_TASK_LENGTH = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
 ENVIRONMENT = {
@@ -90,7 +95,8 @@ def encode_envelope(
     task.function_arguments = arguments
     settings = codec.encode(Settings(config.with_limits(task_limits), sandbox_kind(task), view))
     header = _HEADER.pack(len(settings), len(module))
-    return header + settings + module + task.SerializeToString()
+    serialized = task.SerializeToString()
+    return header + settings + module + _TASK_LENGTH.pack(len(serialized)) + serialized
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -126,9 +132,11 @@ def read_header(stream: BinaryIO) -> Header:
 
 def read_task(stream: BinaryIO) -> StagedTask:
     """The staged task after the header (ValueError if malformed)."""
+    (size,) = _TASK_LENGTH.unpack(_read_exactly(stream, _TASK_LENGTH.size))
+    serialized = _read_exactly(stream, size)
     staged = StagedTask()
     try:
-        staged.ParseFromString(stream.read())
+        staged.ParseFromString(serialized)
     except DecodeError as exc:
         raise ValueError(f"malformed staged task: {exc}") from None
     return staged
@@ -145,8 +153,13 @@ def _failure(reason: str) -> TaskResult:
     return TaskResult(Err=TaskFailure(reason=reason))
 
 
-def read_result(returncode: int, stdout: bytes) -> TaskResult:
-    """The task result a worker reported, or a failure naming how it ended."""
+def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
+    """The task result a worker reported, or a failure naming how it ended.
+
+    ``stdout``: the result's bytes; None if the worker broke the protocol.
+    """
+    if stdout is None:
+        return _failure(_MALFORMED)
     if returncode != 0:
         return _failure(f"executor process exited with code {returncode}")
     result = TaskResult()
@@ -179,8 +192,11 @@ def main(argv: list[str]) -> None:
     sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
     with sandbox or contextlib.nullcontext(), result_out:
         staged = read_task(stdin)
-        result = run_staged_task(staged, settings.config, sandbox, module=header.module)
-        result_out.write(result.SerializeToString())
+        gate = uploads.ParentGate(result_out, io.BufferedReader(stdin))
+        result = run_staged_task(
+            staged, settings.config, sandbox, module=header.module, start_upload=gate
+        )
+        uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())
 
 
 if __name__ == "__main__":

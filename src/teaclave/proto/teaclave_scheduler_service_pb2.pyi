@@ -100,6 +100,20 @@ class PullTaskResponse(_message.Message):
     staged_task: StagedTask
     def __init__(self, staged_task: _Optional[_Union[StagedTask, _Mapping]] = ...) -> None: ...
 
+class StartUploadRequest(_message.Message):
+    __slots__ = ("executor_id", "task_id", "output_name")
+    EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    executor_id: str
+    task_id: str
+    output_name: str
+    def __init__(self, executor_id: _Optional[str] = ..., task_id: _Optional[str] = ..., output_name: _Optional[str] = ...) -> None: ...
+
+class StartUploadResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class UpdateTaskResultRequest(_message.Message):
     __slots__ = ("executor_id", "task_id", "result")
     EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]

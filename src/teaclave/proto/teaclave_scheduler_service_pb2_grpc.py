@@ -44,6 +44,11 @@ class TeaclaveSchedulerStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskResponse.FromString,
                 _registered_method=True)
+        self.StartUpload = channel.unary_unary(
+                '/teaclave_scheduler_service_proto.TeaclaveScheduler/StartUpload',
+                request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadResponse.FromString,
+                _registered_method=True)
         self.UpdateTaskResult = channel.unary_unary(
                 '/teaclave_scheduler_service_proto.TeaclaveScheduler/UpdateTaskResult',
                 request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.UpdateTaskResultRequest.SerializeToString,
@@ -67,6 +72,13 @@ class TeaclaveSchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartUpload(self, request, context):
+        """Idempotent for the task that holds the output.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateTaskResult(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -85,6 +97,11 @@ def add_TeaclaveSchedulerServicer_to_server(servicer, server):
                     servicer.PullTask,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskResponse.SerializeToString,
+            ),
+            'StartUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartUpload,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadResponse.SerializeToString,
             ),
             'UpdateTaskResult': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateTaskResult,
@@ -146,6 +163,33 @@ class TeaclaveScheduler:
             '/teaclave_scheduler_service_proto.TeaclaveScheduler/PullTask',
             teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_scheduler_service_proto.TeaclaveScheduler/StartUpload',
+            teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.StartUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,8 +2,9 @@
 
 It serves nothing. Every ``scheduler.heartbeat_interval_secs`` it reports its
 status; on ``NewTask`` while idle it pulls a task and starts a worker child
-(:mod:`teaclave.executor.worker`) in its own process group. A thread waits
-for the child and reports the result; on ``Stop`` for that task only the
+(:mod:`teaclave.executor.worker`) in its own process group. A thread feeds
+the child, asks the scheduler to record each upload before the child may begin
+it (``StartUpload``), and reports the result; on ``Stop`` for that task only the
 child's process group is killed and nothing is reported.
 """
 
@@ -23,7 +24,7 @@ import grpc
 
 from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.executor import worker
+from teaclave.executor import uploads, worker
 from teaclave.executor.task import is_wasm, sandbox_kind, sandbox_view
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
@@ -33,6 +34,7 @@ from teaclave.proto.teaclave_scheduler_service_pb2 import (
     NewTask,
     PullTaskRequest,
     StagedTask,
+    StartUploadRequest,
     Stop,
     UpdateTaskResultRequest,
 )
@@ -55,15 +57,27 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, TeaclaveError) and exc.status is Status.UNAVAILABLE
 
 
+def _reason(exc: grpc.RpcError | TeaclaveError) -> str:
+    """The message of a failed scheduler call."""
+    if isinstance(exc, TeaclaveError):
+        return exc.message
+    return (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+
+
 class _Task:
-    """A task running in a worker child; a thread feeds it and collects its result.
+    """A task running in a worker child; a thread feeds it, answers its upload requests
+    with ``start_upload(task, output name)`` ('' grants, else why not) and collects its result.
 
     The child is started by the caller's thread, which must outlive it:
     PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.
     """
 
     def __init__(
-        self, task_id: str, envelope: bytes, on_done: Callable[[_Task, TaskResult], None]
+        self,
+        task_id: str,
+        envelope: bytes,
+        on_done: Callable[[_Task, TaskResult], None],
+        start_upload: Callable[[_Task, str], str],
     ) -> None:
         self.task_id = task_id
         self.canceled = threading.Event()
@@ -77,7 +91,7 @@ class _Task:
         )
         self._thread = threading.Thread(
             target=self._wait,
-            args=(envelope, on_done),
+            args=(envelope, on_done, start_upload),
             name=f"task-{self.task_id}",
             daemon=True,
         )
@@ -86,18 +100,35 @@ class _Task:
         """Hand the task to the child and wait for it in the background."""
         self._thread.start()
 
-    def _wait(self, envelope: bytes, on_done: Callable[[_Task, TaskResult], None]) -> None:
-        stdout, _ = self._process.communicate(envelope)
+    def _wait(
+        self,
+        envelope: bytes,
+        on_done: Callable[[_Task, TaskResult], None],
+        start_upload: Callable[[_Task, str], str],
+    ) -> None:
+        process = self._process
+        assert process.stdin is not None
+        assert process.stdout is not None
+        with process.stdout:
+            output = uploads.serve(
+                process.stdin, process.stdout, envelope, lambda name: start_upload(self, name)
+            )
+            if output is None:  # it broke the protocol
+                self._kill_group()
+            process.wait()
         if not self.canceled.is_set():
-            on_done(self, worker.read_result(self._process.returncode, stdout))
+            on_done(self, worker.read_result(process.returncode, output))
 
     def kill(self) -> None:
         """Kill the child's process group and wait until the task is over."""
         self.canceled.set()
+        self._kill_group()
+        self._thread.join()
+
+    def _kill_group(self) -> None:
         if self._process.returncode is None:  # not reaped yet, so the group id is still ours
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
-        self._thread.join()
 
 
 class _Executor:
@@ -166,7 +197,7 @@ class _Executor:
             settings = self._config.execution_settings()
             view = sandbox_view(sandbox_kind(staged), settings)
             envelope = worker.encode_envelope(settings, staged, self._module(staged), view)
-            task = _Task(staged.task_id, envelope, self._finish)
+            task = _Task(staged.task_id, envelope, self._finish, self._start_upload)
         except TeaclaveError as exc:
             self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=exc.message)))
             return
@@ -184,18 +215,39 @@ class _Executor:
             return b""
         return self._modules.compiled(staged.function_payload, staged.executor_type)
 
-    def _finish(self, task: _Task, result: TaskResult) -> None:
-        """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""
+    def _persist(self, task: _Task, what: str, call: Callable[[], object]) -> str:
+        """Make ``call`` about ``task``, again while the scheduler is unreachable; '' once
+        it succeeded, else why not: the scheduler's refusal, or that the task is stopping."""
         while not (self._stop.is_set() or task.canceled.is_set()):
             try:
-                self._report(task.task_id, result)
-                break
+                call()
+                return ""
             except (grpc.RpcError, TeaclaveError) as exc:
                 if not _transient(exc):
-                    log.error("result of task %s rejected: %s", task.task_id, exc)
-                    break
-                log.warning("cannot report task %s yet: %s", task.task_id, exc)
+                    return _reason(exc)
+                log.warning("cannot %s task %s yet: %s", what, task.task_id, exc)
                 self._stop.wait(self._config.scheduler.heartbeat_interval_secs)
+        return "the task is being stopped"
+
+    def _start_upload(self, task: _Task, output_name: str) -> str:
+        """Have the scheduler record that ``task`` begins uploading ``output_name``; '' once
+        it did, else why the upload may not begin."""
+        request = StartUploadRequest(
+            executor_id=self.executor_id, task_id=task.task_id, output_name=output_name
+        )
+        refused = self._persist(
+            task,
+            "record the upload of",
+            lambda: self._call(lambda stub: stub.StartUpload(request, timeout=_RPC_TIMEOUT_SECS)),
+        )
+        if refused:
+            log.warning("upload of task %s refused: %s", task.task_id, refused)
+        return refused
+
+    def _finish(self, task: _Task, result: TaskResult) -> None:
+        """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""
+        if refused := self._persist(task, "report", lambda: self._report(task.task_id, result)):
+            log.warning("result of task %s not recorded: %s", task.task_id, refused)
         self._clear(task)
 
     def _report(self, task_id: str, result: TaskResult) -> None:

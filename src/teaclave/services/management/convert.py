@@ -31,19 +31,30 @@ from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_scheduler_service_pb2 as sched
 
-URL_SCHEMES = frozenset({"file", "data", "http", "https", "s3", "fusion"})
+URL_SCHEMES = frozenset({"file", "data", "http", "https", "s3"})
+"""The schemes users may register; ``fusion:`` URLs belong to the platform."""
+FUSION_SCHEME = "fusion"
 
 
 # --- files -------------------------------------------------------------------
 
 
 def parse_url(text: str) -> str:
-    """A URL with a supported scheme; INVALID_ARGUMENT otherwise."""
+    """A user's URL with a supported scheme; INVALID_ARGUMENT otherwise.
+
+    The scheme is the one the transport will see (the same parser: any case,
+    surrounding blanks and embedded tabs or newlines do not hide it).
+    """
     try:
         parts = urlsplit(text)
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError as exc:
         raise invalid_argument(f"invalid url: {exc}") from None
+    if parts.scheme == FUSION_SCHEME:
+        raise invalid_argument(
+            "invalid url: fusion URLs belong to the platform; use RegisterFusionOutput "
+            "and RegisterInputFromOutput"
+        )
     if parts.scheme not in URL_SCHEMES:
         raise invalid_argument(
             f"invalid url: scheme must be one of {', '.join(sorted(URL_SCHEMES))}"

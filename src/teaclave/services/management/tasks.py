@@ -123,15 +123,22 @@ def revoke_approval(txn: Txn, revoker: str, task_uuid: str) -> None:
     txn.put(keys.TASK + task_uuid, rules.revoke(load_task(txn, task_uuid), revoker))
 
 
+def _current_outputs(txn: Txn, task: Task) -> dict[str, OutputFile]:
+    """The task's assigned outputs as stored now (the task keeps copies from assignment)."""
+    return {
+        name: load_file(txn, OutputFile, assigned.uuid)
+        for name, assigned in task.assigned_outputs.items()
+    }
+
+
 def invoke_task(txn: Txn, invoker: str, task_uuid: str) -> None:
-    """Stage a ready task: task Staged, usage counted and queue entry written, in one commit."""
+    """Stage a ready task: task Staged, its outputs reserved for it, usage counted and queue
+    entry written, in one commit."""
     task = load_task(txn, task_uuid)
     function = load_function(txn, task.function_id)
     staged, usage = rules.invoke(task, function, load_usage(txn, function.uuid))
-    for name, assigned in task.assigned_outputs.items():
-        # Written since it was assigned (by another task)? Never write it again.
-        if reason := load_file(txn, OutputFile, assigned.uuid).why_not_writable():
-            raise rules.failed_to_invoke(f"output {name!r} {reason}")
+    for reserved in rules.reserve_outputs(task, _current_outputs(txn, task)):
+        txn.put(file_key(OutputFile, reserved.uuid), reserved)
     txn.put(keys.USAGE + function.uuid, usage)
     txn.put_bytes(
         keys.staged_key(time.time_ns(), task.uuid),
@@ -141,5 +148,10 @@ def invoke_task(txn: Txn, invoker: str, task_uuid: str) -> None:
 
 
 def cancel_task(txn: Txn, task_uuid: str) -> None:
-    """Cancel a task (a Running one is stopped by the scheduler)."""
-    txn.put(keys.TASK + task_uuid, rules.cancel(load_task(txn, task_uuid)))
+    """Cancel a task, freeing a Staged one's outputs (a Running one is stopped by the scheduler)."""
+    task = rules.cancel(load_task(txn, task_uuid))
+    txn.put(keys.TASK + task_uuid, task)
+    if task.status.ended:
+        for output in _current_outputs(txn, task).values():
+            if (released := rules.release(task.uuid, output)) is not None:
+                txn.put(file_key(OutputFile, released.uuid), released)

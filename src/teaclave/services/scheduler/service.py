@@ -60,6 +60,16 @@ class SchedulerServicer(pb_grpc.TeaclaveSchedulerServicer):
         staged = self._scheduler.pull(_executor_id(request.executor_id))
         return pb.PullTaskResponse(staged_task=staged)
 
+    def StartUpload(  # noqa: N802
+        self, request: pb.StartUploadRequest, context: grpc.ServicerContext
+    ) -> pb.StartUploadResponse:
+        if not request.output_name:
+            raise invalid_argument("empty output name")
+        self._scheduler.start_upload(
+            _executor_id(request.executor_id), _task_uuid(request.task_id), request.output_name
+        )
+        return pb.StartUploadResponse()
+
     def UpdateTaskResult(  # noqa: N802
         self, request: pb.UpdateTaskResultRequest, context: grpc.ServicerContext
     ) -> pb.UpdateTaskResultResponse:

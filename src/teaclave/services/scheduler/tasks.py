@@ -2,22 +2,25 @@
 
 Every transition is a conditional commit on the versions just read; on
 :class:`Conflict` the whole step (read, check, commit) is retried, a bounded
-number of times.
+number of times. A task ends in the same commit that frees its outputs whose
+upload never began (:func:`teaclave.core.tasks.release`); an executor records
+that an output's upload begins before its first byte leaves (:meth:`Scheduler.start_upload`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
+from teaclave.core import tasks as rules
 from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.core.model import CMAC_SIZE, OutputFile, Task, TaskResult, TaskStatus
+from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.services.scheduler.liveness import Liveness
 from teaclave.storage import keys
@@ -26,6 +29,7 @@ from teaclave.storage.api import Conflict, Record, Store, Write
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Checks = list[tuple[str, int]]
 
 MAX_ATTEMPTS = 16
 WATCH_INTERVAL_SECS = 0.5
@@ -86,6 +90,7 @@ class Scheduler:
             task, version = self._load(task_uuid)
             task_key = keys.TASK + task_uuid
             staged = _parse_staged(entry.value, task_uuid)
+            checks: Checks = [(entry.key, entry.version), (task_key, version)]
             writes = [Write(entry.key, None)]
             handed_out = None
             if task is not None and task.status is TaskStatus.STAGED:
@@ -98,7 +103,9 @@ class Scheduler:
                     task = replace(task, status=TaskStatus.RUNNING, executor_id=executor_id)
                     handed_out = staged
                 writes.append(Write(task_key, encode(task)))
-            self._store.commit([(entry.key, entry.version), (task_key, version)], writes)
+                if task.status.ended:
+                    self._add_output_writes(task, self._output_records(task), {}, checks, writes)
+            self._store.commit(checks, writes)
             if handed_out is not None:
                 return handed_out
         return None
@@ -128,10 +135,7 @@ class Scheduler:
             return task.status is not TaskStatus.FINISHED
         if not task.cancel_requested:
             return False
-        canceled = _end(task, TaskStatus.CANCELED, CANCELED_REASON)
-        self._store.commit(
-            [(keys.TASK + task_uuid, version)], [Write(keys.TASK + task_uuid, encode(canceled))]
-        )
+        self._commit_end(_end(task, TaskStatus.CANCELED, CANCELED_REASON), version)
         return True
 
     def report(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
@@ -151,44 +155,80 @@ class Scheduler:
                 Status.FAILED_PRECONDITION,
                 f"task {task_uuid} is not running on executor {executor_id}",
             )
-        task_key = keys.TASK + task_uuid
-        checks = [(task_key, version)]
-        writes: list[Write] = []
+        records = self._output_records(task)
         if result.ok:
-            task = self._store_cmacs(task, result, checks, writes)
+            current = {n: decode(OutputFile, r.value) for n, r in records.items() if r.exists}
+            ended, written = rules.finish(task, result, current)
         else:
-            task = replace(task, status=TaskStatus.FINISHED, result=result)
-        writes.append(Write(task_key, encode(task)))
-        self._store.commit(checks, writes)
+            ended, written = replace(task, status=TaskStatus.FINISHED, result=result), {}
+        self._commit_end(ended, version, records, written)
 
-    def _store_cmacs(
-        self, task: Task, result: TaskResult, checks: list[tuple[str, int]], writes: list[Write]
-    ) -> Task:
-        """The finished task, adding the output files' cmac writes (Failed if one cannot be set)."""
-        names = sorted(result.tags)
-        unknown = [name for name in names if name not in task.assigned_outputs]
-        if unknown:
-            return _failed(task, f"Runtime Error: no output named {unknown[0]!r}")
-        outputs = dict(task.assigned_outputs)
-        records = self._store.get([keys.OUTPUT + outputs[name].uuid for name in names])
-        output_checks: list[tuple[str, int]] = []
-        output_writes: list[Write] = []
-        for name, record in zip(names, records, strict=True):
-            cmac = result.tags[name]
+    def start_upload(self, executor_id: str, task_uuid: str, output_name: str) -> None:
+        """Record that ``executor_id`` begins uploading ``task_uuid``'s output ``output_name``.
+
+        FAILED_PRECONDITION (nothing recorded) unless the task runs there, was not
+        canceled, and the output is free or reserved for it
+        (:func:`teaclave.core.tasks.start_upload`).
+        """
+        self._liveness.seen(executor_id)
+        _retrying(lambda: self._start_upload_once(executor_id, task_uuid, output_name))
+
+    def _start_upload_once(self, executor_id: str, task_uuid: str, output_name: str) -> None:
+        task, version = self._load(task_uuid)
+        if task is None:
+            raise rules.upload_refused("no such task")
+        record = self._output_records(task).get(output_name)
+        output = decode(OutputFile, record.value) if record and record.exists else None
+        started = rules.start_upload(task, executor_id, output_name, output)
+        if record is not None and started != output:  # else: already recorded for this task
+            self._store.commit(
+                [(keys.TASK + task_uuid, version), (record.key, record.version)],
+                [Write(record.key, encode(started))],
+            )
+
+    def _output_records(self, task: Task) -> dict[str, Record]:
+        """The current records of ``task``'s assigned outputs, by slot name."""
+        names = sorted(task.assigned_outputs)
+        found = self._store.get([keys.OUTPUT + task.assigned_outputs[n].uuid for n in names])
+        return dict(zip(names, found, strict=True))
+
+    @staticmethod
+    def _add_output_writes(
+        ended: Task,
+        records: Mapping[str, Record],
+        written: Mapping[str, OutputFile],
+        checks: Checks,
+        writes: list[Write],
+    ) -> None:
+        """Add the output writes of ending ``ended`` (``records``: its outputs read now): the
+        ``written`` ones with their cmacs; every other one freed unless its upload began
+        (then it stays used and is never written)."""
+        for name, record in records.items():
             if not record.exists:
-                return _failed(task, f"Runtime Error: output {name!r} is not registered")
-            output = decode(OutputFile, record.value)
-            if reason := output.why_not_writable():
-                return _failed(task, f"Runtime Error: output {name!r} {reason}")
-            if len(cmac) != CMAC_SIZE:
-                return _failed(task, f"Runtime Error: cmac of output {name!r} is malformed")
-            outputs[name] = replace(output, cmac=cmac)
-            output_checks.append((record.key, record.version))
-            output_writes.append(Write(record.key, encode(outputs[name])))
-        # All cmacs or none: a task that ends Failed sets no output's cmac.
-        checks.extend(output_checks)
-        writes.extend(output_writes)
-        return replace(task, status=TaskStatus.FINISHED, result=result, assigned_outputs=outputs)
+                continue
+            output = written.get(name) or rules.release(
+                ended.uuid, decode(OutputFile, record.value)
+            )
+            if output is not None:
+                checks.append((record.key, record.version))
+                writes.append(Write(record.key, encode(output)))
+
+    def _commit_end(
+        self,
+        ended: Task,
+        version: int,
+        records: Mapping[str, Record] | None = None,
+        written: Mapping[str, OutputFile] | None = None,
+    ) -> None:
+        """Commit the ended task (read at ``version``) with its outputs' writes
+        (``records``: its outputs if already read)."""
+        task_key = keys.TASK + ended.uuid
+        checks: Checks = [(task_key, version)]
+        writes = [Write(task_key, encode(ended))]
+        if records is None:
+            records = self._output_records(ended)
+        self._add_output_writes(ended, records, written or {}, checks, writes)
+        self._store.commit(checks, writes)
 
     def fail_lost(self, executor_id: str, task_uuid: str, reason: str = TIMEOUT_REASON) -> None:
         """Fail ``task_uuid`` if it is still Running on the lost ``executor_id``."""
@@ -199,10 +239,7 @@ class Scheduler:
                 return False
             if task.executor_id != executor_id:
                 return False
-            self._store.commit(
-                [(keys.TASK + task_uuid, version)],
-                [Write(keys.TASK + task_uuid, encode(_failed(task, reason)))],
-            )
+            self._commit_end(_failed(task, reason), version)
             return True
 
         if _retrying(step):
