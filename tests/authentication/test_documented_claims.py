@@ -97,7 +97,7 @@ def accounts(tmp_path: Path) -> tuple[Accounts, list[str]]:
 
 def failed_login(accounts: Accounts, user_id: str, password: str) -> None:
     with pytest.raises(TeaclaveError) as info:
-        accounts.login(user_id, password)
+        accounts.login(user_id, password, "192.0.2.1")
     assert (info.value.status, info.value.message) == (
         Status.UNAUTHENTICATED,
         "authentication failed",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from teaclave.cli.demo import write_config
 from teaclave.client import AuthenticationClient, FrontendClient
@@ -121,11 +122,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
+    wait_until(predicate, what or str(predicate), timeout)
 
 
 @pytest.fixture(scope="package")

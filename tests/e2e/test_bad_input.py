@@ -22,7 +22,7 @@ NOT_JSON = (
     "invalid function arguments: not JSON "
     "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
 )
-BAD_SCHEME = "invalid url: scheme must be one of data, file, fusion, http, https, s3"
+BAD_SCHEME = "invalid url: scheme must be one of data, file, http, https, s3"
 
 
 class Added:

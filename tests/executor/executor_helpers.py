@@ -4,12 +4,12 @@ import contextlib
 import io
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from teaclave_fixtures import PSI_DIR
+from waiting import wait_until
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
@@ -89,15 +89,6 @@ def psi_task(root: Path, key: bytes = KEY) -> StagedTask:
             StagedOutput(name="output_result2", url=f"file://{root}/out2.enc", crypto_info=aes()),
         ],
     )
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for ``predicate`` (a timeout, not a duration bound: failing means it never held)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def children(pid: int) -> list[int]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from executor_helpers import IV, KEY, decrypt_file, psi_task
+from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, ExecutionConfig, SchedulerConfig
 from teaclave.core.codec import decode, encode
@@ -101,11 +102,7 @@ def load(store: RemoteStore, task_uuid: str) -> Task:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-    return value
+    return wait_until(condition, "the condition", timeout, poll=0.01)
 
 
 def ended(store: RemoteStore, task_uuid: str) -> Callable[[], Task | None]:

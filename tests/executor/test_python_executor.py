@@ -1,5 +1,7 @@
 """Python functions through run_staged_task: real payloads in the real sandbox, aes-gcm files."""
 
+import hashlib
+import json
 import os
 import signal
 import textwrap
@@ -228,6 +230,29 @@ def test_stdlib_and_numpy_are_available(tmp_path: Path, config: ExecutionConfig)
         return json.dumps(round(float(np.linalg.det(matrix)), 6))
     """
     assert summary(run(tmp_path, config, payload)) == b"-2.0"
+
+
+def test_modules_with_native_libraries_load_inside_the_sandbox(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    """The view holds the libraries the standard library loads: lzma, bz2, sqlite3, hashlib."""
+    payload = """
+    def entrypoint(argv):
+        import bz2, hashlib, lzma, sqlite3
+        data = b"teaclave" * 8
+        assert lzma.decompress(lzma.compress(data)) == bz2.decompress(bz2.compress(data)) == data
+        with sqlite3.connect(":memory:") as db:
+            (value,) = db.execute("select 6 * 7").fetchone()
+        return f"{value} {hashlib.sha256(data).hexdigest()[:8]}"
+    """
+    digest = hashlib.sha256(b"teaclave" * 8).hexdigest()[:8]
+    assert summary(run(tmp_path, config, payload)) == f"42 {digest}".encode()
+
+
+def test_large_arguments_reach_the_function(tmp_path: Path, config: ExecutionConfig) -> None:
+    payload = "def entrypoint(argv):\n    return len(argv[1])\n"
+    arguments = json.dumps({"big": "x" * 100_000})
+    assert summary(run_task(python_task(tmp_path, payload, arguments), config)) == b"100000"
 
 
 def test_namedtuple_users_are_available(tmp_path: Path, config: ExecutionConfig) -> None:

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from executor_helpers import aes, assert_sandbox_never_holds_the_key, decrypt_file, encrypt_file
+from executor_helpers import (
+    aes,
+    assert_sandbox_never_holds_the_key,
+    decrypt_file,
+    encrypt_file,
+    run_task,
+)
 from wasm_helpers import CONFIG, ENV_IMPORTS, wamr
 
 from teaclave.config import ExecutionConfig
-from teaclave.executor.task import run_staged_task
 from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
@@ -62,7 +67,7 @@ def reason(result: TaskResult) -> str:
 
 
 def test_files_move_over_the_channel(tmp_path: Path, config: ExecutionConfig) -> None:
-    result = run_staged_task(wasm_task(tmp_path, wamr(COPY), output=True), config)
+    result = run_task(wasm_task(tmp_path, wamr(COPY), output=True), config)
     assert result.Ok.return_value == b"21"
     plaintext = decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"])
     assert plaintext == b"hello, sandboxed wasm"
@@ -72,7 +77,7 @@ def test_the_sandbox_ends_a_module_at_the_wall_time_limit(
     tmp_path: Path, config: ExecutionConfig
 ) -> None:
     endless = replace(config, wall_secs=1.0, wasm_fuel_per_sec=10**15)
-    assert reason(run_staged_task(wasm_task(tmp_path, wamr(FOREVER)), endless)) == (
+    assert reason(run_task(wasm_task(tmp_path, wamr(FOREVER)), endless)) == (
         "wall time limit (1 s) exceeded"
     )
 
@@ -91,7 +96,7 @@ def module(definitions: str, body: str = "(i32.const 0)") -> bytes:
 
 def test_a_huge_table_is_refused(tmp_path: Path, config: ExecutionConfig) -> None:
     huge = module(f"(table {MAX_TABLE_ELEMENTS + 1} funcref)")
-    assert reason(run_staged_task(wasm_task(tmp_path, huge), config)) == (
+    assert reason(run_task(wasm_task(tmp_path, huge), config)) == (
         f"the function could not run: table minimum size of {MAX_TABLE_ELEMENTS + 1} elements "
         "exceeds table limits"
     )
@@ -102,12 +107,12 @@ def test_a_table_cannot_grow_past_the_limit(tmp_path: Path, config: ExecutionCon
         "(table $t 1 funcref)",
         f"(table.grow $t (ref.null func) (i32.const {MAX_TABLE_ELEMENTS}))",
     )
-    assert run_staged_task(wasm_task(tmp_path, grows), config).Ok.return_value == b"-1"
+    assert run_task(wasm_task(tmp_path, grows), config).Ok.return_value == b"-1"
 
 
 def test_too_many_tables_are_refused(tmp_path: Path, config: ExecutionConfig) -> None:
     tables = module(" ".join("(table 1 funcref)" for _ in range(MAX_TABLES + 1)))
-    assert reason(run_staged_task(wasm_task(tmp_path, tables), config)) == (
+    assert reason(run_task(wasm_task(tmp_path, tables), config)) == (
         f"the function could not run: resource limit exceeded: table count too high at "
         f"{MAX_TABLES + 1}"
     )
@@ -116,5 +121,5 @@ def test_too_many_tables_are_refused(tmp_path: Path, config: ExecutionConfig) ->
 def test_memory_grows_only_to_the_tasks_limit(tmp_path: Path, config: ExecutionConfig) -> None:
     bomb = """(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
       (i32.mul (memory.size) (i32.const 65536))"""
-    result = run_staged_task(wasm_task(tmp_path, wamr(bomb)), replace(config, memory_mb=16))
+    result = run_task(wasm_task(tmp_path, wamr(bomb)), replace(config, memory_mb=16))
     assert result.Ok.return_value == str(16 << 20).encode()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from executor_helpers import decrypt_file, psi_task
+from waiting import wait_until
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
@@ -237,10 +238,7 @@ def test_worker_dies_with_its_parent() -> None:
         assert not gone(child)
         middle.send_signal(signal.SIGKILL)
         middle.wait()
-        deadline = time.monotonic() + 10
-        while not gone(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert gone(child)
+        wait_until(lambda: gone(child), "the worker to die with its parent")
     finally:
         os.close(write_end)
         middle.kill()

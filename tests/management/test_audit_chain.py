@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from mgmt_helpers import UserFactory
+from waiting import wait_until
 
 from teaclave.config import Config
 from teaclave.core import auditlog
@@ -192,12 +192,9 @@ def test_the_service_chains_saved_entries_and_signs_them(config: Config, user: U
         thread.join()
     data = config.data_path
     store = SqliteStore(data / DB_FILE, load_or_create_sealing_key(data))
-    deadline = time.monotonic() + 10
-    while True:  # the first checkpoint is due at once; the checkpointer polls every second
-        records, checkpoints = logged(store)
-        if (checkpoints and checkpoints[-1].seq == 120) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    # The first checkpoint is due at once; the checkpointer polls every second.
+    wait_until(lambda: (found := logged(store)[1]) and found[-1].seq == 120, "the checkpoint")
+    records, checkpoints = logged(store)
     assert [r.seq for r in records] == list(range(1, 121))
     report = verify_chain(records, checkpoints, pinned([checkpoints[0].certificate]))
     assert report.valid

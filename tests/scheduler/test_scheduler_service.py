@@ -2,7 +2,6 @@
 
 import functools
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
@@ -12,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from at_once import at_once
+from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, SchedulerConfig
 from teaclave.core.codec import decode, encode
@@ -166,11 +166,12 @@ class Platform:
         return output
 
     def wait_for(self, task_uuid: str, status: TaskStatus, within: float = WAIT_SECS) -> Task:
-        deadline = time.monotonic() + within
-        while (task := self.task(task_uuid)).status is not status:
-            assert time.monotonic() < deadline, f"task still {task.status.name}"
-            time.sleep(0.05)
-        return task
+        def reached() -> Task | None:
+            task = self.task(task_uuid)
+            return task if task.status is status else None
+
+        found: Task = wait_until(reached, f"task {task_uuid} to be {status.name}", within)
+        return found
 
 
 @pytest.fixture
