@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import sysconfig
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,17 +160,7 @@ def ctx(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Ite
     other.write_text(corpus.MARKER)
     data = deployment.config.data_path
     stdlib = sysconfig.get_path("stdlib")
-    with (
-        socket.socket() as tcp,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        socket.socket(socket.AF_UNIX) as unix,
-    ):
-        tcp.bind(("127.0.0.1", 0))
-        tcp.listen()
-        udp.bind(("127.0.0.1", 0))
-        abstract = f"teaclave-sandbox-{uuid.uuid4().hex}"
-        unix.bind(b"\0" + abstract.encode())
-        unix.listen()
+    with corpus.listeners() as (tcp_port, udp_port, abstract):
         yield corpus.Context(
             spawner=deployment.execution_pid(),
             data_dir=str(data),
@@ -185,8 +174,8 @@ def ctx(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Ite
             hidden_dir=os.path.join(stdlib, "site-packages"),
             other_package=str(Path(sys.modules["grpc"].__file__ or "").resolve()),
             device=next(d for d in ("/dev/kvm", "/dev/console") if os.path.exists(d)),
-            tcp_port=tcp.getsockname()[1],
-            udp_port=udp.getsockname()[1],
+            tcp_port=tcp_port,
+            udp_port=udp_port,
             abstract_unix=abstract,
         ).to_json()
 

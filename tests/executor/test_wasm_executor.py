@@ -4,28 +4,13 @@ from typing import Any
 
 import pytest
 import wasmtime
-from wasm_helpers import CONFIG, INPUT, failure, run, wamr, wasi
+from wasm_helpers import CONFIG, ECHO, INPUT, failure, run, wamr, wasi
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor.files import MAX_HANDLES, WRITE_FLAG
 from teaclave.executor.wasm import WasmFunction, check, compile_module
 from teaclave.functions.runtime import MemoryRuntime
 
-# Copies input argv[1] to output argv[3] through a 4 KiB buffer; gives the bytes copied.
-ECHO = """
-  (local $in i32) (local $out i32) (local $n i32) (local $total i32)
-  (local.set $in (call $open_input (i32.load (i32.add (local.get $argv) (i32.const 4)))))
-  (local.set $out (call $create_output (i32.load (i32.add (local.get $argv) (i32.const 12)))))
-  (block $eof (loop $copy
-    (local.set $n (call $read_file (local.get $in) (i32.const 1024) (i32.const 4096)))
-    (br_if $eof (i32.eqz (local.get $n)))
-    (drop (call $write_file (local.get $out) (i32.const 1024) (local.get $n)))
-    (local.set $total (i32.add (local.get $total) (local.get $n)))
-    (br $copy)))
-  (drop (call $close_file (local.get $in)))
-  (drop (call $close_file (local.get $out)))
-  (local.get $total)
-"""
 # Writes each argument and a newline to "out", then the module's data at 65520;
 # gives argc * 10 + whether argv[argc] is NULL.
 ARGV = """

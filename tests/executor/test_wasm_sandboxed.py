@@ -13,28 +13,13 @@ from executor_helpers import (
     encrypt_file,
     run_task,
 )
-from wasm_helpers import CONFIG, ENV_IMPORTS, wamr
+from wasm_helpers import CONFIG, ECHO, ENV_IMPORTS, wamr
 
 from teaclave.config import ExecutionConfig
 from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
-# Copies input "in" to output "out" through a 4 KiB buffer; gives the bytes copied.
-COPY = """
-  (local $in i32) (local $out i32) (local $n i32) (local $total i32)
-  (local.set $in (call $open_input (i32.const 0)))
-  (local.set $out (call $create_output (i32.const 8)))
-  (block $eof (loop $copy
-    (local.set $n (call $read_file (local.get $in) (i32.const 1024) (i32.const 4096)))
-    (br_if $eof (i32.le_s (local.get $n) (i32.const 0)))
-    (drop (call $write_file (local.get $out) (i32.const 1024) (local.get $n)))
-    (local.set $total (i32.add (local.get $total) (local.get $n)))
-    (br $copy)))
-  (drop (call $close_file (local.get $in)))
-  (drop (call $close_file (local.get $out)))
-  (local.get $total)
-"""
 FOREVER = "(loop $forever (br $forever)) (i32.const 0)"
 
 
@@ -46,13 +31,15 @@ def config(tmp_path: Path) -> ExecutionConfig:
 
 
 def wasm_task(root: Path, module: bytes, output: bool = False) -> StagedTask:
-    """A wamr task over input "in" (aes-gcm) and, if ``output``, output "out"."""
+    """A wamr task over input "in" (aes-gcm) and, if ``output``, output "out" (the
+    arguments name them for :data:`ECHO`)."""
     cmac = encrypt_file(b"hello, sandboxed wasm", root / "in.enc")
     return StagedTask(
         task_id="5c7d2b1e-0f3a-4e8b-9d6c-1a2b3c4d5e6f",
         function_name="wasm-test",
         executor_type="wamr",
         executor="wamr",
+        function_arguments='{"a":"in","b":"out"}',
         function_payload=bytes(module),
         inputs=[StagedInput(name="in", url=f"file://{root}/in.enc", cmac=cmac, crypto_info=aes())],
         outputs=[StagedOutput(name="out", url=f"file://{root}/out.enc", crypto_info=aes())]
@@ -67,7 +54,7 @@ def reason(result: TaskResult) -> str:
 
 
 def test_files_move_over_the_channel(tmp_path: Path, config: ExecutionConfig) -> None:
-    result = run_task(wasm_task(tmp_path, wamr(COPY), output=True), config)
+    result = run_task(wasm_task(tmp_path, wamr(ECHO), output=True), config)
     assert result.Ok.return_value == b"21"
     plaintext = decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"])
     assert plaintext == b"hello, sandboxed wasm"

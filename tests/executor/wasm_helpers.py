@@ -31,6 +31,21 @@ ENV_IMPORTS = """
   (import "env" "teaclave_write_file" (func $write_file (param i32 i32 i32) (result i32)))
   (import "env" "teaclave_close_file" (func $close_file (param i32) (result i32)))
 """
+# Copies input argv[1] to output argv[3] through a 4 KiB buffer; gives the bytes copied.
+ECHO = """
+  (local $in i32) (local $out i32) (local $n i32) (local $total i32)
+  (local.set $in (call $open_input (i32.load (i32.add (local.get $argv) (i32.const 4)))))
+  (local.set $out (call $create_output (i32.load (i32.add (local.get $argv) (i32.const 12)))))
+  (block $eof (loop $copy
+    (local.set $n (call $read_file (local.get $in) (i32.const 1024) (i32.const 4096)))
+    (br_if $eof (i32.eqz (local.get $n)))
+    (drop (call $write_file (local.get $out) (i32.const 1024) (local.get $n)))
+    (local.set $total (i32.add (local.get $total) (local.get $n)))
+    (br $copy)))
+  (drop (call $close_file (local.get $in)))
+  (drop (call $close_file (local.get $out)))
+  (local.get $total)
+"""
 # Names in memory: "in" at 0, "out" at 8, "nope" at 16, not UTF-8 at 24.
 DATA = r"""
   (data (i32.const 0) "in\00")

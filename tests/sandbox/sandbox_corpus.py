@@ -17,6 +17,7 @@ inside the platform's own sandbox and returns "escaped" or "no effect";
 
 import _socket
 import base64
+import contextlib
 import ctypes
 import gc
 import importlib.util
@@ -27,7 +28,7 @@ import sys
 import sysconfig
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import FrameType
 
@@ -552,6 +553,24 @@ def many_threads(ctx: Context) -> bool:
 
 
 ATTEMPTS = {a.name: a for a in CORPUS}
+
+
+@contextlib.contextmanager
+def listeners() -> Iterator[tuple[int, int, str]]:
+    """What the network attempts aim at, on the host: a listening TCP socket and a bound
+    UDP socket on 127.0.0.1, a listening abstract unix socket; their ports and name."""
+    with (
+        _socket.socket() as tcp,
+        _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as udp,
+        _socket.socket(_socket.AF_UNIX) as unix,
+    ):
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        abstract = f"teaclave-sandbox-{os.urandom(16).hex()}"
+        unix.bind(b"\0" + abstract.encode())
+        unix.listen()
+        yield tcp.getsockname()[1], udp.getsockname()[1], abstract
 
 
 # -- what the sandbox can read ----------------------------------------------------------------

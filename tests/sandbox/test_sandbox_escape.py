@@ -12,7 +12,6 @@ import sys
 import sysconfig
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from sandbox_corpus import (
     Context,
     allowed_roots,
     host_seeds,
+    listeners,
     probe,
     readable,
 )
@@ -114,17 +114,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     os.chmod(public, 0o777 | stat.S_ISVTX)
     (other / "output.txt").write_text(MARKER)
     stdlib = sysconfig.get_path("stdlib")
-    with (
-        socket.socket() as tcp,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-        socket.socket(socket.AF_UNIX) as unix,
-    ):
-        tcp.bind(("127.0.0.1", 0))
-        tcp.listen()
-        udp.bind(("127.0.0.1", 0))
-        abstract = f"teaclave-sandbox-{uuid.uuid4().hex}"
-        unix.bind(b"\0" + abstract.encode())
-        unix.listen()
+    with listeners() as (tcp_port, udp_port, abstract):
         yield Context(
             spawner=os.getpid(),
             data_dir=str(data_dir),
@@ -138,8 +128,8 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
             hidden_dir=os.path.join(stdlib, "site-packages"),
             other_package=str(Path(sys.modules["pytest"].__file__ or "").resolve()),
             device=_device(),
-            tcp_port=tcp.getsockname()[1],
-            udp_port=udp.getsockname()[1],
+            tcp_port=tcp_port,
+            udp_port=udp_port,
             abstract_unix=abstract,
         )
 

@@ -155,4 +155,5 @@ class SandboxedFunction:
             raise _failure(self._broken(exc)) from None
         finally:
             timer.cancel()
+            timer.join()  # gone before the caller may fork again (spawn wants one thread)
         return summary
