@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -560,9 +561,9 @@ def listeners() -> Iterator[tuple[int, int, str]]:
     """What the network attempts aim at, on the host: a listening TCP socket and a bound
     UDP socket on 127.0.0.1, a listening abstract unix socket; their ports and name."""
     with (
-        _socket.socket() as tcp,
-        _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as udp,
-        _socket.socket(_socket.AF_UNIX) as unix,
+        socket.socket() as tcp,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.socket(socket.AF_UNIX) as unix,
     ):
         tcp.bind(("127.0.0.1", 0))
         tcp.listen()
