@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -12,7 +13,12 @@ from typing import Any
 import pytest
 
 from teaclave.config import Endpoints
+from teaclave.executor.worker import ENVIRONMENT
 from teaclave.services.base import ServiceEnv, ServiceMain
+
+# As in a worker: numerical libraries start no thread pool when imported, so tests may
+# fork sandboxes from this process (spawn refuses a caller with any other thread).
+os.environ.update(ENVIRONMENT)
 
 
 def pick_free_port() -> int:

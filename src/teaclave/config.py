@@ -288,10 +288,8 @@ def _check_attestation(attestation: AttestationConfig) -> None:
 
 
 def _below(base: Path, path: str) -> str:
-    """A relative ``path`` made absolute against ``base`` (empty, absolute and "~/…" stay)."""
-    return (
-        path if not path or path.startswith("~") or Path(path).is_absolute() else str(base / path)
-    )
+    """``path`` made absolute: "~/…" in the home directory, a relative one below ``base``."""
+    return str(base / Path(path).expanduser()) if path else path
 
 
 def _anchored(config: Config, base: Path) -> Config:

@@ -79,6 +79,15 @@ def test_malformed_frames(
         serve(trusted)
 
 
+def test_a_deeply_nested_header_is_a_protocol_error(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    sandbox.sendall(raw(b"[" * protocol.MAX_HEADER))
+    with pytest.raises(ProtocolError, match="frame header is not JSON"):
+        serve(trusted)
+
+
 def test_closed_between_frames(pair: tuple[socket.socket, socket.socket]) -> None:
     trusted, sandbox = pair
     sandbox.shutdown(socket.SHUT_WR)

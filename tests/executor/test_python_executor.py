@@ -255,6 +255,16 @@ def test_large_arguments_reach_the_function(tmp_path: Path, config: ExecutionCon
     assert summary(run_task(python_task(tmp_path, payload, arguments), config)) == b"100000"
 
 
+def test_a_task_too_large_for_the_channel_is_refused(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    payload = "def entrypoint(argv):\n    return len(argv[1])\n"
+    arguments = json.dumps({"big": "x" * (64 << 20)})
+    assert reason(run_task(python_task(tmp_path, payload, arguments), config)) == (
+        "the task's payload and arguments exceed 64 MiB"
+    )
+
+
 def test_namedtuple_users_are_available(tmp_path: Path, config: ExecutionConfig) -> None:
     payload = "import statistics\ndef entrypoint(argv):\n    return statistics.mean([1, 2])\n"
     assert summary(run(tmp_path, config, payload)) == b"1.5"

@@ -263,6 +263,23 @@ START = '(func (export "_start"))'
         ),
         (
             "wamr",
+            f"(module (type $a (array i8)) {MEMORY} {ENTRYPOINT})",
+            "not a valid WebAssembly module (array indexed types not supported without the gc"
+            " feature (at offset 0xb))",
+        ),
+        (
+            "wamr",
+            f'(module (memory (export "memory") 1 1 shared) {ENTRYPOINT})',
+            "not a valid WebAssembly module (threads must be enabled for shared memories"
+            " (at offset 0x18))",
+        ),
+        (
+            "wamr",
+            f"(module (tag $e) {MEMORY} {ENTRYPOINT})",
+            "not a valid WebAssembly module (exceptions proposal not enabled (at offset 0x1f))",
+        ),
+        (
+            "wamr",
             f'(module (import "env" "foo" (func)) {MEMORY} {ENTRYPOINT})',
             "unknown import env.foo",
         ),

@@ -1,6 +1,7 @@
 """Wasm functions in the task sandbox: the module runs in a process without the task's keys,
 under the task's limits, its memories and tables bounded."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from executor_helpers import (
 from wasm_helpers import CONFIG, ECHO, ENV_IMPORTS, wamr
 
 from teaclave.config import ExecutionConfig
-from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES
+from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES, RUNTIME_BYTES
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -110,3 +111,47 @@ def test_memory_grows_only_to_the_tasks_limit(tmp_path: Path, config: ExecutionC
       (i32.mul (memory.size) (i32.const 65536))"""
     result = run_task(wasm_task(tmp_path, wamr(bomb)), replace(config, memory_mb=16))
     assert result.Ok.return_value == str(16 << 20).encode()
+
+
+def test_a_large_write_goes_over_the_channel_in_pieces(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    """One write of 128 MiB: more than the runtime may allocate beside the module's memory."""
+    size = 128 << 20
+    big = f"""(local $out i32)
+      (drop (memory.grow (i32.const {size >> 16})))
+      (local.set $out (call $create_output (i32.const 8)))
+      (memory.fill (i32.const 65536) (i32.const 120) (i32.const {size}))
+      (call $write_file (local.get $out) (i32.const 65536) (i32.const {size}))"""
+    roomy = replace(config, memory_mb=512, max_file_bytes=size + (1 << 20))
+    result = run_task(wasm_task(tmp_path, wamr(big), output=True), roomy)
+    assert result.Ok.return_value == str(size).encode()
+    plaintext = decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"])
+    assert plaintext == b"x" * size
+
+
+def test_a_write_too_large_for_the_output_is_refused_whole(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    small = replace(config, max_file_bytes=(1 << 20) + 5)
+    body = """(local $out i32)
+      (drop (memory.grow (i32.const 40)))
+      (local.set $out (call $create_output (i32.const 8)))
+      (drop (call $write_file (local.get $out) (i32.const 0) (i32.const 5)))
+      (i32.add
+        (i32.mul (call $write_file (local.get $out) (i32.const 0) (i32.const 2097152))
+                 (i32.const 10))
+        (call $close_file (local.get $out)))"""
+    result = run_task(wasm_task(tmp_path, wamr(body), output=True), small)
+    assert result.Ok.return_value == b"-10"
+    assert decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"]) == b"in\0\0\0"
+
+
+def test_huge_arguments_exhaust_the_runtime_not_the_module(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    staged = wasm_task(tmp_path, wamr("(i32.const 0)"))
+    staged.function_arguments = json.dumps({"big": "x" * (48 << 20)})
+    assert reason(run_task(staged, replace(config, memory_mb=512))) == (
+        f"the Wasm runtime's memory ({RUNTIME_BYTES >> 20} MiB beside the module's) exceeded"
+    )

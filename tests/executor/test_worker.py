@@ -19,6 +19,14 @@ from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
 from teaclave.executor.sandbox import View
 from teaclave.proto.teaclave_common_pb2 import TaskResult
+from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
+
+
+def decode_envelope(data: bytes) -> tuple[worker.Header, StagedTask]:
+    """The header and task of an envelope, read as the worker reads them."""
+    stream = io.BytesIO(data)
+    header = worker.read_header(stream)
+    return header, worker.read_task(stream)
 
 
 def grant(name: str) -> str:
@@ -54,7 +62,7 @@ def test_round_trip(tmp_path: Path) -> None:
     staged = psi_task(tmp_path)
     view = View(("/lib",), ("/lib/hidden",), (("/a", "b"),))
     envelope = worker.encode_envelope(config, staged, b"module", view)
-    header, task = worker.decode_envelope(envelope)
+    header, task = decode_envelope(envelope)
     assert (header, task) == (worker.Header(worker.Settings(config, "", view), b"module"), staged)
     result = worker.read_result(*run_worker(worker.encode_envelope(config, staged)))
     assert result.Ok.return_value == b"3 common items"
@@ -251,7 +259,7 @@ def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Pa
     staged = psi_task(tmp_path)
     staged.executor_type = staged.executor = "python"
     staged.function_arguments = '{"k":"v","teaclave.cpu_secs":2,"teaclave.memory_mb":"64"}'
-    header, task = worker.decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
+    header, task = decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
     assert header.settings.sandbox == "python"
     assert header.settings.config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
     assert task.function_arguments == '{"k":"v"}'

@@ -456,7 +456,7 @@ def gc_find_key(ctx: Context) -> bool:
     return False
 
 
-@attempt(A, ALWAYS)
+@attempt(ALWAYS)  # the audit hook allows a task its own frames: only the key's absence stops it
 def frames_find_key(ctx: Context) -> bool:
     frame: FrameType | None = sys._getframe()
     while frame is not None:
@@ -475,7 +475,7 @@ def subclasses_to_os_system(ctx: Context) -> bool:
     return False
 
 
-@attempt(A, ALWAYS)
+@attempt(ALWAYS)
 def traceback_frames_find_key(ctx: Context) -> bool:
     try:
         raise ValueError

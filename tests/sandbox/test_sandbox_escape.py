@@ -82,8 +82,25 @@ def run_target(
     return report, outcome
 
 
-def run_attempt(attempt: Attempt, ctx: Context, layers: Layers = ALL_LAYERS) -> Result:
-    """Run one attempt as the target of a fresh sandbox; it escaped only if it succeeded."""
+def run_attempt(
+    attempt: Attempt, ctx: Context, layers: Layers = ALL_LAYERS, *, key: bool = False
+) -> Result:
+    """Run one attempt as the target of a fresh sandbox; it escaped only if it succeeded.
+
+    ``key``: with a file key in this process's memory as the sandbox forks, as a worker
+    that had read its task would have: in a frame's locals (frames_find_key's aim) and
+    in a container (gc_find_key's).
+    """
+    if key:
+        runtime_key = KEY_PREFIX + os.urandom(8)
+        PLANTED_KEYS.append(runtime_key)
+    try:
+        return _run_attempt(attempt, ctx, layers)
+    finally:
+        PLANTED_KEYS.clear()
+
+
+def _run_attempt(attempt: Attempt, ctx: Context, layers: Layers) -> Result:
 
     def target() -> bytes:
         try:
@@ -185,13 +202,8 @@ def test_attempt_escapes_without_the_sandbox(attempt: Attempt, ctx: Context) -> 
     missing = HOST_LACKS.get(attempt.name)
     if missing is not None and missing[0](ctx):
         pytest.skip(f"cannot escape here: {missing[1]}")
-    runtime_key = KEY_PREFIX + os.urandom(8)  # in the spawner's frames: frames_find_key's aim
-    PLANTED_KEYS.append(runtime_key)  # in a container: gc_find_key's aim
-    try:
-        result = run_attempt(attempt, ctx, NO_LAYERS)
-    finally:
-        PLANTED_KEYS.clear()
-        remove_planted(ctx)
+    result = run_attempt(attempt, ctx, NO_LAYERS, key=True)
+    remove_planted(ctx)
     assert result.escaped, f"{attempt.name} did not escape unconfined: {result.detail}"
 
 
@@ -236,13 +248,14 @@ RESOURCE_ATTEMPTS = {"fork_bomb", "infinite_loop", "memory_bomb", "deep_recursio
 
 
 def test_each_layer_alone_stops_what_it_claims(ctx: Context) -> None:
-    """The expectations are honest: each claimed layer, alone, stops the attempt."""
+    """The expectations are honest: each claimed layer, alone, stops the attempt, even with
+    a key in the spawner's memory for the introspection attempts to find."""
     failures = []
     for layer in LAYER_NAMES:
         only = Layers(**{name: name == layer for name in LAYER_NAMES})
         for attempt in CORPUS:
             claimed = layer in attempt.stopped_by and attempt.name not in RESOURCE_ATTEMPTS
-            if claimed and run_attempt(attempt, ctx, only).escaped:
+            if claimed and run_attempt(attempt, ctx, only, key=True).escaped:
                 failures.append(f"{attempt.name} escaped {layer} alone")
             remove_planted(ctx)
     assert failures == []
@@ -321,6 +334,24 @@ def test_sleep_hits_the_wall_time_limit() -> None:
     outcome = _spawn_and_wait("import time; time.sleep(60)")
     assert outcome == SandboxOutcome(None, 9, "wall time limit (2 s)")
     assert_sandbox_works()
+
+
+def test_the_wall_clock_starts_again_when_the_task_does() -> None:
+    """A caller that stages files first restarts the clock: the target gets its full time."""
+
+    def sleeps(channel: socket.socket) -> int:
+        channel.recv(1)  # the task arrives
+        time.sleep(1.0)
+        return 0
+
+    ours, theirs = socket.socketpair()
+    with ours:
+        process = spawn(sleeps, theirs, SMALL)  # 2 s of wall time
+        theirs.close()
+        time.sleep(1.5)  # staging: without a new start, 0.5 s would be left
+        process.start_clock()
+        ours.sendall(b"g")
+        assert process.wait() == SandboxOutcome(0, None, None)
 
 
 def test_threads_up_to_the_limit_work() -> None:

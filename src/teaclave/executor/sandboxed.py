@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from teaclave.config import ExecutionConfig
-from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.errors import Status, TeaclaveError, invalid_argument
 from teaclave.executor import sandbox
 from teaclave.executor.channel import protocol
 from teaclave.executor.channel.protocol import ChannelClosed, ProtocolError
@@ -104,7 +104,12 @@ class SandboxedFunction:
 
     def _go(self, **task: Any) -> None:
         """What the ``go`` frame :meth:`run` sends: the task as the guest expects it (JSON)."""
-        self._task = json.dumps(task, separators=(",", ":")).encode()
+        encoded = json.dumps(task, separators=(",", ":")).encode()
+        if len(encoded) > protocol.MAX_TASK:
+            raise invalid_argument(
+                f"the task's payload and arguments exceed {protocol.MAX_TASK >> 20} MiB"
+            )
+        self._task = encoded
 
     def _wait(self) -> sandbox.SandboxOutcome:
         if self._outcome is None:
@@ -115,6 +120,10 @@ class SandboxedFunction:
         self._expired.set()
         self._process.kill()
 
+    def _exceeded(self, limit: str) -> str:
+        """The reason for a task the sandbox ended at ``limit`` (as the sandbox names it)."""
+        return f"{limit} exceeded"
+
     def _broken(self, exc: ProtocolError | OSError) -> str:
         """Why the channel broke: a limit, the process's end, or a protocol violation."""
         violation = isinstance(exc, ProtocolError) and not isinstance(exc, ChannelClosed)
@@ -124,7 +133,7 @@ class SandboxedFunction:
         if self._expired.is_set():
             return f"wall time limit ({self._limits.wall_secs:g} s) exceeded"
         if outcome.limit is not None:
-            return f"{outcome.limit} exceeded"
+            return self._exceeded(outcome.limit)
         if violation:
             return f"the function broke the channel protocol: {exc}"
         return _ended(outcome)
@@ -141,6 +150,7 @@ class SandboxedFunction:
             max_summary_bytes=config.max_summary_bytes,
         )
         timer = threading.Timer(self._limits.wall_secs, self._expire)
+        self._process.start_clock()  # the function's time starts with its task
         timer.start()
         try:
             protocol.send(self._channel, "go", self._task)

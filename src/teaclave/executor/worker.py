@@ -16,10 +16,8 @@ environment reaches its import path.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import os
-import signal
 import struct
 import sys
 from dataclasses import dataclass
@@ -31,14 +29,13 @@ from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
 from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
-from teaclave.executor.sandbox import View
+from teaclave.executor.sandbox import View, die_with_parent
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
 _HEADER = struct.Struct(">II")  # settings length, module length
 _TASK_LENGTH = struct.Struct(">I")
-_PR_SET_PDEATHSIG = 1
 _MALFORMED = "executor process returned a malformed result"
 ENVIRONMENT = {
     # Numerical libraries must not start thread pools: a sandboxed function may
@@ -49,7 +46,7 @@ ENVIRONMENT = {
 }
 """A worker's whole environment."""
 DIRECTORY = "/"
-"""A worker's working directory: whatever directory the platform was started from."""
+"""A worker's working directory, whatever directory the platform was started from."""
 
 
 def command(parent_pid: int) -> list[str]:
@@ -142,13 +139,6 @@ def read_task(stream: BinaryIO) -> StagedTask:
     return staged
 
 
-def decode_envelope(data: bytes) -> tuple[Header, StagedTask]:
-    """The header and task of an envelope (ValueError if it is malformed)."""
-    stream = io.BytesIO(data)
-    header = read_header(stream)
-    return header, read_task(stream)
-
-
 def _failure(reason: str) -> TaskResult:
     return TaskResult(Err=TaskFailure(reason=reason))
 
@@ -170,17 +160,10 @@ def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
     return result if result.WhichOneof("result") is not None else _failure(_MALFORMED)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        sys.exit(1)
-
-
 def main(argv: list[str]) -> None:
     """Run the task of the envelope on stdin and write its result to stdout."""
-    _die_with_parent(int(argv[0]))
+    if not die_with_parent(int(argv[0])):
+        sys.exit(1)
     # Only the result goes to stdout: anything else printed lands on stderr.
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

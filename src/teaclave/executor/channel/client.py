@@ -39,14 +39,16 @@ class ChannelFiles:
         size = min(size, protocol.CHUNK)
         return self._call("read", handle=handle, size=size).body[:size]
 
-    def write(self, handle: int, data: bytes | bytearray) -> None:
+    def write(self, handle: int, data: bytes | bytearray, *, total: int = 0) -> None:
         """Append all of ``data`` to an output, in pieces of :data:`~.protocol.CHUNK` bytes.
 
-        The first piece announces the whole size, so a write too large for the output
-        is refused before any of it is appended.
+        The first piece announces the size of the whole write (``data``, or ``total``
+        if ``data`` begins a larger one), so a write too large for the output is
+        refused before any of it is appended.
         """
         view = memoryview(data)
-        self._call("write", bytes(view[: protocol.CHUNK]), handle=handle, total=len(view))
+        whole = max(total, len(view))
+        self._call("write", bytes(view[: protocol.CHUNK]), handle=handle, total=whole)
         for start in range(protocol.CHUNK, len(view), protocol.CHUNK):
             self._call("write", bytes(view[start : start + protocol.CHUNK]), handle=handle)
 

@@ -19,6 +19,8 @@ MAX_HEADER = 4096
 """Largest header, in bytes."""
 CHUNK = 1 << 20
 """Largest body of a read or write: files move in chunks of at most this size."""
+MAX_TASK = 64 << 20
+"""Largest ``go`` frame: the task as the guest gets it (payload, arguments)."""
 
 
 class ProtocolError(Exception):
@@ -81,7 +83,7 @@ def receive(channel: socket.socket, max_body: int = CHUNK) -> Frame:
         raise ProtocolError(f"frame body too large ({body_size} bytes)")
     try:
         header = json.loads(_exactly(channel, header_size))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ProtocolError("frame header is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("op"), str):
         raise ProtocolError("frame header must be an object with a string 'op'")

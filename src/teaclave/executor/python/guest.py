@@ -25,8 +25,6 @@ from teaclave.executor.channel.client import ChannelFiles
 from teaclave.executor.files import FileRefused
 from teaclave.executor.python.payload import ENTRYPOINT, FILENAME
 
-MAX_TASK = 64 << 20
-"""Largest task (payload and arguments) the go frame may carry."""
 MAX_TRACEBACK = 16 << 10
 """Longest traceback reported (its end is kept)."""
 MAX_ERROR = 1024
@@ -203,7 +201,7 @@ def _report(exc: BaseException) -> tuple[str, bytes]:
     error = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1]
     try:
         trace = _traceback(exc)
-    except Exception as problem:  # e.g. the sandbox's audit hook refuses reading frames
+    except Exception as problem:  # a traceback that cannot be formatted
         trace = f"(no traceback: {problem})"
     return error[:MAX_ERROR], trace.encode()[-MAX_TRACEBACK:]
 
@@ -211,7 +209,7 @@ def _report(exc: BaseException) -> tuple[str, bytes]:
 def main(channel: socket.socket) -> int:
     """The sandbox's target: wait for the go frame, run the function, report."""
     sys.stdout = sys.stderr = _Discard()
-    task = json.loads(protocol.receive(channel, MAX_TASK).body)
+    task = json.loads(protocol.receive(channel, protocol.MAX_TASK).body)
     argv: list[str] = task["argv"]
     modules = frozenset[str](task["modules"])
     limit: int = task["max_summary_bytes"]

@@ -25,7 +25,7 @@ from typing import NoReturn
 
 from teaclave.executor.sandbox import _kernel
 from teaclave.executor.sandbox._audit import install_audit_hook
-from teaclave.executor.sandbox._kernel import SandboxError
+from teaclave.executor.sandbox._kernel import SandboxError, die_with_parent
 from teaclave.executor.sandbox._view import View, task_view
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "SandboxOutcome",
     "SandboxProcess",
     "View",
+    "die_with_parent",
     "spawn",
     "task_view",
 ]
@@ -94,15 +95,26 @@ def _describe_memory(size: int) -> str:
 
 
 class SandboxProcess:
-    """A running sandbox (``pid``: its keeper process, a child of the spawner)."""
+    """A running sandbox (``pid``: its keeper process, a child of the spawner).
 
-    def __init__(self, pid: int, limits: Limits, started: float) -> None:
+    Its wall time counts from :meth:`start_clock` (spawn calls it; a caller that
+    first prepares the task's files calls it again when the target may start).
+    :meth:`kill` may come from another thread than :meth:`wait`.
+    """
+
+    def __init__(self, pid: int, limits: Limits) -> None:
         self.pid = pid
         self._limits = limits
-        self._deadline = started + limits.wall_secs
+        self._deadline = math.inf
         self._pidfd = os.pidfd_open(pid)
+        self._lock = threading.Lock()  # the pidfd is closed once, never signalled after
+        self._reaped = False
         self._wall_expired = False
         self._outcome: SandboxOutcome | None = None
+
+    def start_clock(self) -> None:
+        """The wall time limit counts from now."""
+        self._deadline = time.monotonic() + self._limits.wall_secs
 
     def wait(self) -> SandboxOutcome:
         """Wait for the sandbox to end, killing it when the wall time runs out."""
@@ -115,14 +127,17 @@ class SandboxProcess:
             self._wall_expired = True
             self.kill()
         _, status, usage = os.wait4(self.pid, 0)
-        os.close(self._pidfd)
+        with self._lock:
+            self._reaped = True
+            os.close(self._pidfd)
         self._outcome = self._conclude(status, usage.ru_utime + usage.ru_stime)
         return self._outcome
 
     def kill(self) -> None:
         """Kill the sandbox: the keeper, whose death kills the task process and its namespace."""
-        if self._outcome is None:
-            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        with self._lock:
+            if not self._reaped:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
     def _conclude(self, status: int, cpu: float) -> SandboxOutcome:
         limits = self._limits
@@ -160,16 +175,16 @@ def spawn(
     target's own (trusted) code calls native code through ctypes, as wasmtime's bindings
     do; the audit hook then lets ctypes calls through, still no library loading.
     """
-    if threading.active_count() != 1:
-        raise SandboxError(
-            f"spawn() needs a single-threaded caller; {threading.active_count()} threads run"
-        )
-    started = time.monotonic()
+    threads = len(os.listdir("/proc/self/task"))  # native threads too, not only Python's
+    if threads != 1:
+        raise SandboxError(f"spawn() needs a single-threaded caller; {threads} threads run")
     setup = _Setup(layers, view or task_view(), native_calls, os.getpid())
     pid = os.fork()
     if pid == 0:
         _keeper(target, channel, limits, setup)
-    return SandboxProcess(pid, limits, started)
+    process = SandboxProcess(pid, limits)
+    process.start_clock()
+    return process
 
 
 @dataclass(frozen=True)
@@ -190,8 +205,7 @@ def _keeper(
 ) -> NoReturn:
     """The sandbox's outer process: common setup, then fork the task process and mirror it."""
     try:
-        _kernel.set_parent_death_signal(signal.SIGKILL)
-        if os.getppid() != setup.spawner:
+        if not _kernel.die_with_parent(setup.spawner):
             os._exit(EXIT_SETUP)
         layers = setup.layers
         _isolate_descriptors(channel)

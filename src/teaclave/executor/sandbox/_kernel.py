@@ -49,6 +49,7 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
 _MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 0x40000
 _MNT_DETACH = 2
 _PR_SET_PDEATHSIG, _PR_SET_KEEPCAPS, _PR_SET_NO_NEW_PRIVS = 1, 8, 38
+_SIGKILL = 9
 _PR_CAPBSET_DROP = 24
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -132,6 +133,12 @@ def prctl(option: int, arg: int) -> None:
 
 def set_parent_death_signal(signal: int) -> None:
     prctl(_PR_SET_PDEATHSIG, signal)
+
+
+def die_with_parent(parent: int) -> bool:
+    """Be killed (SIGKILL) when the parent dies; False if ``parent`` is gone already."""
+    set_parent_death_signal(_SIGKILL)
+    return os.getppid() == parent  # else it died before the signal was set
 
 
 def set_no_new_privs() -> None:

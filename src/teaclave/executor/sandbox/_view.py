@@ -64,24 +64,12 @@ def _real(path: str, links: dict[str, str], depth: int = 0) -> str:
     return real
 
 
-def _mapped_directories() -> list[str]:
-    """Directories of the shared libraries this process has loaded."""
-    found: dict[str, None] = {}
-    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-        for line in maps:
-            parts = line.split(maxsplit=5)
-            path = parts[5].strip() if len(parts) == 6 else ""
-            if path.startswith("/") and ".so" in os.path.basename(path):
-                found[os.path.dirname(path)] = None
-    return list(found)
-
-
 def _system_directories() -> list[str]:
-    """Where the dynamic linker looks for a library no object says where to find."""
+    """Where the dynamic linker looks for a library no object says where to find: its
+    default directories (in the sandbox it has no cache and no LD_LIBRARY_PATH)."""
     arch = sysconfig.get_config_var("MULTIARCH") or ""
     standard = [f"/lib/{arch}", f"/usr/lib/{arch}"] if arch else []
-    standard += ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
-    return list(dict.fromkeys([*_mapped_directories(), *standard]))
+    return [*standard, "/lib64", "/usr/lib64", "/lib", "/usr/lib"]
 
 
 def _dynamic(path: str) -> _elf.Dynamic:

@@ -163,6 +163,12 @@ class SandboxedWasm(SandboxedFunction):
         finally:
             function.close()
 
+    def _exceeded(self, limit: str) -> str:
+        if limit.startswith("memory limit"):  # the runtime's allowance, not the module's memory
+            allowance = RUNTIME_BYTES >> 20
+            return f"the Wasm runtime's memory ({allowance} MiB beside the module's) exceeded"
+        return super()._exceeded(limit)
+
     def load(self, staged: StagedTask) -> None:
         """The task's arguments, flattened (reference §6.2), sent to the sandbox by :meth:`run`."""
         self._go(argv=payload.flatten(staged.function_arguments))

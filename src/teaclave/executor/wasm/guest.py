@@ -18,13 +18,10 @@ from teaclave.executor.channel.client import ChannelFiles
 if TYPE_CHECKING:
     from teaclave.executor.wasm.function import WasmFunction
 
-MAX_TASK = 16 << 20
-"""Largest task (the arguments) the go frame may carry."""
-
 
 def main(function: WasmFunction, channel: socket.socket) -> int:
     """The sandbox's target: wait for the go frame, run the module, report."""
-    task = json.loads(protocol.receive(channel, MAX_TASK).body)
+    task = json.loads(protocol.receive(channel, protocol.MAX_TASK).body)
     files = ChannelFiles(channel)
     try:
         summary = function.run(files, task["argv"])

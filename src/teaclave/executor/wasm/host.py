@@ -20,6 +20,8 @@ MEMORY = "memory"
 """The export through which the host reaches the guest's memory."""
 MAX_READ = 1 << 20
 """The most one ``teaclave_read_file`` call returns."""
+MAX_WRITE_PIECE = 1 << 20
+"""A ``teaclave_write_file`` call copies guest memory out this much at a time."""
 MAX_NAME = 4096
 """The longest file name, in bytes."""
 _I32 = wasmtime.ValType.i32()
@@ -105,10 +107,13 @@ class _Host:
         return len(data)
 
     def write_file(self, caller: wasmtime.Caller, handle: int, buffer: int, size: int) -> int:
+        """All ``size`` bytes, or none (-1); guest memory is copied a piece at a time."""
         guest = _Guest(caller, "teaclave_write_file")
-        data = guest.read(guest.buffer(buffer, size), size)
+        start = guest.buffer(buffer, size)
         try:
-            self._files.write(handle, data)
+            for offset in range(0, max(size, 1), MAX_WRITE_PIECE):
+                piece = guest.read(start + offset, min(MAX_WRITE_PIECE, size - offset))
+                self._files.write(handle, piece, total=size if offset == 0 else 0)
         except FileRefused:
             return -1
         return size

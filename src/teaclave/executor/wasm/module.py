@@ -45,6 +45,13 @@ def engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.wasm_multi_memory = False
+    # Off: proposals whose modules need a heap beyond the one memory (GC, exceptions)
+    # or shared or 64-bit memories; such a module is refused when it is registered.
+    config.wasm_gc = False
+    config.wasm_exceptions = False
+    config.wasm_threads = False
+    config.shared_memory = False
+    config.wasm_memory64 = False
     config.parallel_compilation = False
     config.memory_reservation = MEMORY_RESERVATION
     config.memory_guard_size = MEMORY_GUARD
