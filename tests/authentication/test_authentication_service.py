@@ -24,7 +24,7 @@ from auth_helpers import (
 )
 
 from teaclave.config import Config
-from teaclave.core.errors import TeaclaveError
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services import authentication, storage
@@ -463,6 +463,70 @@ def test_dev_admin_only_when_asked(
     dev = with_auth(config, dev_teaclave_admin=True)
     assert login_works(dev, service_runner, "admin", "teaclave")
     assert login_works(dev, service_runner, ADMIN, ADMIN_PASSWORD)
+
+
+def in_production(config: Config) -> Config:
+    """``config`` in production mode (built directly: ``parse_config`` would refuse simulation)."""
+    return dataclasses.replace(
+        config, attestation=dataclasses.replace(config.attestation, mode="production")
+    )
+
+
+def start_refused(config: Config) -> TeaclaveError:
+    """The error that stops the authentication service from starting under ``config``."""
+    stop = threading.Event()
+    stop.set()  # a service that does start returns at once (and the test fails)
+    with pytest.raises(TeaclaveError) as info:
+        authentication.main(ServiceEnv.create(config, "authentication"), stop)
+    return info.value
+
+
+DEV_ADMIN_REFUSED = (
+    "refusing to start in attestation.mode production: the account 'admin' still has the "
+    "well-known development password 'teaclave'. Start once in development mode and change "
+    "its password (UserChangePassword or UserUpdate) or delete the account, then switch to "
+    "production."
+)
+
+
+def test_production_refuses_to_start_while_admin_has_the_dev_password(
+    config: Config, storage_service: None, service_runner: Runner
+) -> None:
+    dev = with_auth(config, dev_teaclave_admin=True)
+    assert login_works(dev, service_runner, "admin", "teaclave")  # made in development
+    production = in_production(config)
+    refusal = start_refused(production)
+    assert (refusal.status, refusal.message) == (Status.FAILED_PRECONDITION, DEV_ADMIN_REFUSED)
+    with run_authentication(service_runner, config):  # development again: change it
+        client = AuthClient(config)
+        try:
+            Session(client, "admin", "teaclave")(
+                "UserChangePassword", pb.UserChangePasswordRequest(password="not-teaclave")
+            )
+        finally:
+            client.close()
+    assert login_works(production, service_runner, "admin", "not-teaclave")
+    assert not login_works(production, service_runner, "admin", "teaclave")
+
+
+def test_production_refuses_a_bootstrap_admin_with_the_dev_password(
+    config: Config, storage_service: None
+) -> None:
+    well_known = with_auth(in_production(config), admin_user="admin", admin_password="teaclave")
+    refusal = start_refused(well_known)
+    assert (refusal.status, refusal.message) == (Status.FAILED_PRECONDITION, DEV_ADMIN_REFUSED)
+
+
+def test_production_starts_once_the_dev_admin_is_deleted(
+    config: Config, storage_service: None, service_runner: Runner
+) -> None:
+    with run_authentication(service_runner, with_auth(config, dev_teaclave_admin=True)):
+        client = AuthClient(config)
+        try:
+            Session(client, ADMIN, ADMIN_PASSWORD)("DeleteUser", pb.DeleteUserRequest(id="admin"))
+        finally:
+            client.close()
+    assert login_works(in_production(config), service_runner, ADMIN, ADMIN_PASSWORD)
 
 
 def test_concurrent_registrations_of_one_id_create_one_user(admin: Session) -> None:
