@@ -29,7 +29,7 @@ from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services import authentication, storage
 from teaclave.services.authentication.accounts import THROTTLED
-from teaclave.services.authentication.throttle import ACCOUNT
+from teaclave.services.authentication.throttle import PAIR
 from teaclave.services.authentication.tokens import SIGNING_KEY
 from teaclave.services.authentication.users import User, Users
 from teaclave.services.base import ServiceEnv
@@ -62,24 +62,27 @@ def test_bad_logins_fail_alike(client: AuthClient, user: str, password: str) -> 
     assert refused(lambda: client.login(user, password)) == failure("authentication failed")
 
 
-def test_repeated_failures_lock_the_id_for_a_while(
+def test_repeated_failures_lock_the_id_at_that_address_for_a_while(
     client: AuthClient, admin: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     admin.register("guessed", "FunctionOwner", password="right")
     for user in ("guessed", "nobody"):  # an unknown id is locked alike: existence stays hidden
-        for _ in range(ACCOUNT.failures):
+        for _ in range(PAIR.failures):
             assert refused(lambda u=user: client.login(u, "wrong")) == failure(
                 "authentication failed"
             )
         assert refused(lambda u=user: client.login(u, "right")) == failure(THROTTLED)
-    assert "login of 'guessed' from 127.0.0.1 refused: account is locked out" in caplog.text
+    assert (
+        "login of 'guessed' from 127.0.0.1 refused: account at this address is locked out"
+        in caplog.text
+    )
     assert client.login(ADMIN, ADMIN_PASSWORD)
 
 
 def test_concurrent_guesses_check_at_most_the_budget(
     client: AuthClient, admin: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """16 guesses at once: only the account's budget of them reaches a password check."""
+    """16 guesses at once: only the pair's budget of them reaches a password check."""
     admin.register("target", "FunctionOwner", password="right")
     changed = threading.Condition()
     checking: list[str] = []
@@ -110,10 +113,10 @@ def test_concurrent_guesses_check_at_most_the_budget(
     for thread in threads:
         thread.join()
     assert arrived
-    assert len(checking) == ACCOUNT.failures
+    assert len(checking) == PAIR.failures
     assert sorted(outcomes) == sorted(
-        [failure("authentication failed")] * ACCOUNT.failures
-        + [failure(THROTTLED)] * (16 - ACCOUNT.failures)
+        [failure("authentication failed")] * PAIR.failures
+        + [failure(THROTTLED)] * (16 - PAIR.failures)
     )
     monkeypatch.setattr(Users, "check_password", original)
     assert refused(lambda: client.login("target", "right")) == failure(THROTTLED)
