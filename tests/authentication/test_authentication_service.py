@@ -24,12 +24,12 @@ from auth_helpers import (
 )
 
 from teaclave.config import Config
-from teaclave.core.errors import TeaclaveError
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services import authentication, storage
 from teaclave.services.authentication.accounts import THROTTLED
-from teaclave.services.authentication.throttle import ACCOUNT
+from teaclave.services.authentication.throttle import PAIR
 from teaclave.services.authentication.tokens import SIGNING_KEY
 from teaclave.services.authentication.users import User, Users
 from teaclave.services.base import ServiceEnv
@@ -62,24 +62,27 @@ def test_bad_logins_fail_alike(client: AuthClient, user: str, password: str) -> 
     assert refused(lambda: client.login(user, password)) == failure("authentication failed")
 
 
-def test_repeated_failures_lock_the_id_for_a_while(
+def test_repeated_failures_lock_the_id_at_that_address_for_a_while(
     client: AuthClient, admin: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     admin.register("guessed", "FunctionOwner", password="right")
     for user in ("guessed", "nobody"):  # an unknown id is locked alike: existence stays hidden
-        for _ in range(ACCOUNT.failures):
+        for _ in range(PAIR.failures):
             assert refused(lambda u=user: client.login(u, "wrong")) == failure(
                 "authentication failed"
             )
         assert refused(lambda u=user: client.login(u, "right")) == failure(THROTTLED)
-    assert "login of 'guessed' from 127.0.0.1 refused: account is locked out" in caplog.text
+    assert (
+        "login of 'guessed' from 127.0.0.1 refused: account at this address is locked out"
+        in caplog.text
+    )
     assert client.login(ADMIN, ADMIN_PASSWORD)
 
 
 def test_concurrent_guesses_check_at_most_the_budget(
     client: AuthClient, admin: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """16 guesses at once: only the account's budget of them reaches a password check."""
+    """16 guesses at once: only the pair's budget of them reaches a password check."""
     admin.register("target", "FunctionOwner", password="right")
     changed = threading.Condition()
     checking: list[str] = []
@@ -110,10 +113,10 @@ def test_concurrent_guesses_check_at_most_the_budget(
     for thread in threads:
         thread.join()
     assert arrived
-    assert len(checking) == ACCOUNT.failures
+    assert len(checking) == PAIR.failures
     assert sorted(outcomes) == sorted(
-        [failure("authentication failed")] * ACCOUNT.failures
-        + [failure(THROTTLED)] * (16 - ACCOUNT.failures)
+        [failure("authentication failed")] * PAIR.failures
+        + [failure(THROTTLED)] * (16 - PAIR.failures)
     )
     monkeypatch.setattr(Users, "check_password", original)
     assert refused(lambda: client.login("target", "right")) == failure(THROTTLED)
@@ -463,6 +466,70 @@ def test_dev_admin_only_when_asked(
     dev = with_auth(config, dev_teaclave_admin=True)
     assert login_works(dev, service_runner, "admin", "teaclave")
     assert login_works(dev, service_runner, ADMIN, ADMIN_PASSWORD)
+
+
+def in_production(config: Config) -> Config:
+    """``config`` in production mode (built directly: ``parse_config`` would refuse simulation)."""
+    return dataclasses.replace(
+        config, attestation=dataclasses.replace(config.attestation, mode="production")
+    )
+
+
+def start_refused(config: Config) -> TeaclaveError:
+    """The error that stops the authentication service from starting under ``config``."""
+    stop = threading.Event()
+    stop.set()  # a service that does start returns at once (and the test fails)
+    with pytest.raises(TeaclaveError) as info:
+        authentication.main(ServiceEnv.create(config, "authentication"), stop)
+    return info.value
+
+
+DEV_ADMIN_REFUSED = (
+    "refusing to start in attestation.mode production: the account 'admin' still has the "
+    "well-known development password 'teaclave'. Start once in development mode and change "
+    "its password (UserChangePassword or UserUpdate) or delete the account, then switch to "
+    "production."
+)
+
+
+def test_production_refuses_to_start_while_admin_has_the_dev_password(
+    config: Config, storage_service: None, service_runner: Runner
+) -> None:
+    dev = with_auth(config, dev_teaclave_admin=True)
+    assert login_works(dev, service_runner, "admin", "teaclave")  # made in development
+    production = in_production(config)
+    refusal = start_refused(production)
+    assert (refusal.status, refusal.message) == (Status.FAILED_PRECONDITION, DEV_ADMIN_REFUSED)
+    with run_authentication(service_runner, config):  # development again: change it
+        client = AuthClient(config)
+        try:
+            Session(client, "admin", "teaclave")(
+                "UserChangePassword", pb.UserChangePasswordRequest(password="not-teaclave")
+            )
+        finally:
+            client.close()
+    assert login_works(production, service_runner, "admin", "not-teaclave")
+    assert not login_works(production, service_runner, "admin", "teaclave")
+
+
+def test_production_refuses_a_bootstrap_admin_with_the_dev_password(
+    config: Config, storage_service: None
+) -> None:
+    well_known = with_auth(in_production(config), admin_user="admin", admin_password="teaclave")
+    refusal = start_refused(well_known)
+    assert (refusal.status, refusal.message) == (Status.FAILED_PRECONDITION, DEV_ADMIN_REFUSED)
+
+
+def test_production_starts_once_the_dev_admin_is_deleted(
+    config: Config, storage_service: None, service_runner: Runner
+) -> None:
+    with run_authentication(service_runner, with_auth(config, dev_teaclave_admin=True)):
+        client = AuthClient(config)
+        try:
+            Session(client, ADMIN, ADMIN_PASSWORD)("DeleteUser", pb.DeleteUserRequest(id="admin"))
+        finally:
+            client.close()
+    assert login_works(in_production(config), service_runner, ADMIN, ADMIN_PASSWORD)
 
 
 def test_concurrent_registrations_of_one_id_create_one_user(admin: Session) -> None:

@@ -14,7 +14,7 @@ from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.services.authentication import open_accounts
 from teaclave.services.authentication.accounts import THROTTLED
 from teaclave.services.authentication.service import AuthenticationApi
-from teaclave.services.authentication.throttle import ADDRESS
+from teaclave.services.authentication.throttle import ACCOUNT, ADDRESS, PAIR
 from teaclave.storage.sqlite import SqliteStore
 
 
@@ -62,3 +62,34 @@ def test_an_address_is_limited_across_accounts(
     assert login(api, neighbour, ADMIN, ADMIN_PASSWORD) == THROTTLED  # same host (or /64)
     assert login(api, elsewhere, ADMIN, ADMIN_PASSWORD) == "token"
     assert login(api, elsewhere, "user0", "guess") == "authentication failed"
+
+
+HOME, GUESSER, FRESH = "ipv4:192.0.2.1:5", "ipv4:203.0.113.66:{}", "ipv4:192.0.2.200:5"
+
+
+def test_guesses_from_one_address_do_not_lock_the_owner_out(api: AuthenticationApi) -> None:
+    for n in range(PAIR.failures):
+        assert login(api, GUESSER.format(n), ADMIN, "guess") == "authentication failed"
+    assert login(api, GUESSER.format(99), ADMIN, ADMIN_PASSWORD) == THROTTLED
+    assert login(api, FRESH, ADMIN, ADMIN_PASSWORD) == "token"
+
+
+def test_behind_one_address_known_users_keep_access(api: AuthenticationApi) -> None:
+    """A guesser behind the owner's NAT locks the address for all but the users known there."""
+    assert login(api, HOME, ADMIN, ADMIN_PASSWORD) == "token"
+    for n in range(ADDRESS.failures):
+        assert login(api, HOME, f"user{n}", "guess") == "authentication failed"
+    assert login(api, HOME, "newcomer", "guess") == THROTTLED
+    assert login(api, HOME, ADMIN, ADMIN_PASSWORD) == "token"
+
+
+def test_distributed_guessing_locks_the_account_for_unknown_addresses_only(
+    api: AuthenticationApi,
+) -> None:
+    assert login(api, HOME, ADMIN, ADMIN_PASSWORD) == "token"
+    for n in range(ACCOUNT.failures):  # one guess from each of many addresses
+        peer = f"ipv6:[2001:db8:{n:x}::1]:443"
+        assert login(api, peer, ADMIN, "guess") == "authentication failed"
+    assert login(api, FRESH, ADMIN, ADMIN_PASSWORD) == THROTTLED
+    assert login(api, HOME, ADMIN, ADMIN_PASSWORD) == "token"
+    assert login(api, FRESH, "nobody", "guess") == "authentication failed"  # other accounts

@@ -22,7 +22,6 @@ from teaclave.attestation.peer import RECHECK_SECS
 from teaclave.config import AttestationConfig, Config, Endpoints
 from teaclave.proto import teaclave_access_control_service_pb2 as pb
 from teaclave.proto import teaclave_access_control_service_pb2_grpc as pb_grpc
-from teaclave.rpc import identity as identity_module
 from teaclave.rpc import server as server_module
 from teaclave.rpc.channel import attested_channel, fetch_certificate
 from teaclave.rpc.identity import RenewingIdentity, ServiceIdentity
@@ -237,14 +236,14 @@ def fake_identity(now: datetime.datetime) -> ServiceIdentity:
     return ServiceIdentity("svc", b"key", b"server", b"client", b"ca", now)
 
 
-def test_renewal_is_due_at_the_given_age(clock: Clock) -> None:
+def test_renewal_is_due_at_half_the_maximum_age(clock: Clock) -> None:
     made: list[datetime.datetime] = []
 
     def make(now: datetime.datetime) -> ServiceIdentity:
         made.append(now)
         return fake_identity(now)
 
-    identities = RenewingIdentity(make, renew_after_secs=100, clock=clock)
+    identities = RenewingIdentity(make, max_age_secs=200, clock=clock)
     first = identities()
     clock.advance(99)
     assert identities() is first
@@ -255,23 +254,31 @@ def test_renewal_is_due_at_the_given_age(clock: Clock) -> None:
     assert made == [clock.now - datetime.timedelta(seconds=100), clock.now]
 
 
+@pytest.mark.parametrize(
+    ("max_age", "retry"),
+    [(200.0, 20.0), (600.0, 60.0), (MAX_AGE, 60.0)],  # a tenth of the age, at most a minute
+)
 def test_a_failed_renewal_keeps_the_identity_and_retries_later(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: Clock, caplog: pytest.LogCaptureFixture, max_age: float, retry: float
 ) -> None:
-    failures = [RuntimeError("TEE device busy")]
+    failures = [RuntimeError("TEE device busy")] * 3
+    start = clock()
 
     def make(now: datetime.datetime) -> ServiceIdentity:
         if failures and now > start:
             raise failures.pop()
         return fake_identity(now)
 
-    start = clock()
-    identities = RenewingIdentity(make, renew_after_secs=100, clock=clock)
+    identities = RenewingIdentity(make, max_age_secs=max_age, clock=clock)
     first = identities()
-    clock.advance(100)
-    assert identities() is first
-    assert "svc: renewing its certificate and evidence failed" in caplog.text
-    clock.advance(identity_module.RETRY_SECS - 1)
-    assert identities() is first  # not retried at every handshake
-    clock.advance(1)
-    assert identities() is not first
+    clock.advance(max_age / 2)
+    for _ in range(3):  # each failure is retried after ``retry`` s, not at every handshake
+        assert identities() is first
+        clock.advance(retry - 1)
+        assert identities() is first
+        clock.advance(1)
+    assert caplog.text.count("svc: renewing its certificate and evidence failed") == 3
+    renewed = identities()
+    assert renewed is not first
+    assert renewed.issued == start + datetime.timedelta(seconds=max_age / 2 + 3 * retry)
+    assert renewed.issued < start + datetime.timedelta(seconds=max_age)  # before it expired

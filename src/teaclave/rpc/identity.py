@@ -70,27 +70,38 @@ class ServiceIdentity:
 IdentitySource = Callable[[], ServiceIdentity]
 """A service's current identity (servers and channels ask for it at every dial and handshake)."""
 
+RENEW_AT = 0.5
+"""An identity is renewed at this fraction of the maximum evidence age."""
 RETRY_SECS = 60.0
-"""After a failed renewal, the next attempt waits this long (the current identity serves on)."""
+"""After a failed renewal, the next attempt waits this long at most ..."""
+RETRY_FRACTION = 0.1
+"""... and at most this fraction of the maximum age (the current identity serves meanwhile)."""
+
+
+def retry_secs(max_age_secs: float) -> float:
+    """How long after a failed renewal the next one is tried."""
+    return min(RETRY_SECS, max_age_secs * RETRY_FRACTION)
 
 
 class RenewingIdentity:
-    """An :data:`IdentitySource` that replaces its identity once it is ``renew_after_secs`` old.
+    """An :data:`IdentitySource` that replaces its identity at :data:`RENEW_AT` of its maximum age.
 
     The replacement (a new key, fresh evidence, new certificates) is made when
     the identity is asked for, so an idle service renews at its next handshake.
     A failed renewal is logged; the current identity is kept and renewal is
-    tried again :data:`RETRY_SECS` later.
+    tried again :func:`retry_secs` later, so at least five retries fit into the
+    half of the maximum age left before peers refuse the current evidence.
     """
 
     def __init__(
         self,
         make: Callable[[datetime.datetime], ServiceIdentity],
-        renew_after_secs: float,
+        max_age_secs: float,
         clock: Clock = utc_now,
     ) -> None:
         self._make = make
-        self._renew_after = datetime.timedelta(seconds=renew_after_secs)
+        self._renew_after = datetime.timedelta(seconds=max_age_secs * RENEW_AT)
+        self._retry = datetime.timedelta(seconds=retry_secs(max_age_secs))
         self._clock = clock
         self._lock = threading.Lock()
         self._current = make(clock())
@@ -110,7 +121,7 @@ class RenewingIdentity:
             self._current = self._make(now)
         except Exception:
             log.exception("%s: renewing its certificate and evidence failed", service)
-            self._due = now + datetime.timedelta(seconds=RETRY_SECS)
+            self._due = now + self._retry
             return
         self._due = self._current.issued + self._renew_after
         log.info("%s: renewed its TLS key, certificates and evidence", service)

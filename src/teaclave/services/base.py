@@ -83,10 +83,6 @@ def simulation_key(data_dir: Path) -> str:
     return platform.fingerprint.hex()
 
 
-RENEW_AT = 0.5
-"""Services renew their certificate and evidence at this fraction of the maximum evidence age."""
-
-
 @dataclass
 class ServiceEnv:
     """Everything a service needs to serve and to reach its peers."""
@@ -120,7 +116,7 @@ class ServiceEnv:
         attest = _attester(attestation.provider, service, measurement, platform)
         identities = RenewingIdentity(
             functools.partial(ServiceIdentity.create, service, attest, platform.key, ca),
-            renew_after_secs=attestation.max_evidence_age_secs * RENEW_AT,
+            max_age_secs=attestation.max_evidence_age_secs,
             clock=clock,
         )
         trusted = {platform.fingerprint} if attestation.allow_simulation else set()

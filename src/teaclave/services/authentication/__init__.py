@@ -43,11 +43,28 @@ def _bootstrap(accounts: Accounts, user_id: str, password: str, remedy: str) -> 
     return outcome
 
 
+def _refuse_dev_admin_in_production(accounts: Accounts, config: Config) -> None:
+    """FAILED_PRECONDITION if production mode would serve the well-known admin/teaclave.
+
+    The account may predate production mode (made by ``auth.dev_teaclave_admin``
+    on the same data directory) or be configured as the bootstrap admin.
+    """
+    if config.attestation.mode == "production" and accounts.password_is(*DEV_ADMIN):
+        raise TeaclaveError(
+            Status.FAILED_PRECONDITION,
+            f"refusing to start in attestation.mode production: the account {DEV_ADMIN[0]!r} "
+            f"still has the well-known development password {DEV_ADMIN[1]!r}. Start once in "
+            "development mode and change its password (UserChangePassword or UserUpdate) or "
+            "delete the account, then switch to production.",
+        )
+
+
 def open_accounts(store: Store, config: Config) -> Accounts:
     """The account logic over ``store``, with the configured first admin in place.
 
     A bootstrap admin that was deleted stays deleted; the service starts
-    anyway and says so in its log.
+    anyway and says so in its log. In production mode the service refuses to
+    start while ``admin`` has the password ``teaclave`` (FAILED_PRECONDITION).
     """
     signer = TokenSigner(load_signing_key(store), config.auth.token_lifetime_secs)
     accounts = Accounts(Users(store, config.auth), signer, LoginThrottle())
@@ -68,6 +85,7 @@ def open_accounts(store: Store, config: Config) -> Accounts:
                 "PlatformAdmin. Never use this outside development.",
                 *DEV_ADMIN,
             )
+    _refuse_dev_admin_in_production(accounts, config)
     return accounts
 
 

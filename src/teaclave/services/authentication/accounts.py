@@ -100,6 +100,11 @@ class Accounts:
             attempt.succeeded()
         return self._signer.issue(user, self._clock())
 
+    def password_is(self, user_id: str, password: str) -> bool:
+        """Whether the account ``user_id`` exists and ``password`` is its password (unthrottled)."""
+        user = self._users.get(user_id)
+        return user is not None and self._users.check_password(user, password)
+
     def authenticate(self, user_id: str, token: str) -> tuple[User, Claims]:
         """The caller's account and token claims, if the token is current."""
         claims = self._signer.verify(token, user_id)
