@@ -46,6 +46,7 @@ from teaclave.storage.sqlite import SqliteStore
 
 SMALL = Limits(cpu_secs=1, wall_secs=2, memory_bytes=256 << 20)
 PROBING = Limits(cpu_secs=60, wall_secs=120, memory_bytes=256 << 20)
+"""Room for a long run: the probes, and attempts with no layer to stop them."""
 ALL_LAYERS = Layers()
 LAYER_NAMES = [f.name for f in fields(Layers)]
 NO_LAYERS = Layers(**{name: False for name in LAYER_NAMES})
@@ -83,7 +84,12 @@ def run_target(
 
 
 def run_attempt(
-    attempt: Attempt, ctx: Context, layers: Layers = ALL_LAYERS, *, key: bool = False
+    attempt: Attempt,
+    ctx: Context,
+    layers: Layers = ALL_LAYERS,
+    *,
+    key: bool = False,
+    limits: Limits = SMALL,
 ) -> Result:
     """Run one attempt as the target of a fresh sandbox; it escaped only if it succeeded.
 
@@ -95,12 +101,12 @@ def run_attempt(
         runtime_key = KEY_PREFIX + os.urandom(8)
         PLANTED_KEYS.append(runtime_key)
     try:
-        return _run_attempt(attempt, ctx, layers)
+        return _run_attempt(attempt, ctx, layers, limits)
     finally:
         PLANTED_KEYS.clear()
 
 
-def _run_attempt(attempt: Attempt, ctx: Context, layers: Layers) -> Result:
+def _run_attempt(attempt: Attempt, ctx: Context, layers: Layers, limits: Limits) -> Result:
 
     def target() -> bytes:
         try:
@@ -108,7 +114,7 @@ def _run_attempt(attempt: Attempt, ctx: Context, layers: Layers) -> Result:
         except BaseException as error:  # the attempt failed: say how, for the test's message
             return b"F" + repr(error).encode()[:300]
 
-    report, outcome = run_target(target, layers)
+    report, outcome = run_target(target, layers, limits)
     escaped = report.startswith(b"E") or outcome.exit_code == ESCAPED_EXIT
     return Result(escaped, report[1:].decode(errors="replace"), outcome)
 
@@ -202,7 +208,7 @@ def test_attempt_escapes_without_the_sandbox(attempt: Attempt, ctx: Context) -> 
     missing = HOST_LACKS.get(attempt.name)
     if missing is not None and missing[0](ctx):
         pytest.skip(f"cannot escape here: {missing[1]}")
-    result = run_attempt(attempt, ctx, NO_LAYERS, key=True)
+    result = run_attempt(attempt, ctx, NO_LAYERS, key=True, limits=PROBING)  # time to succeed
     remove_planted(ctx)
     assert result.escaped, f"{attempt.name} did not escape unconfined: {result.detail}"
 
