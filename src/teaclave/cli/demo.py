@@ -3,7 +3,8 @@
 Two data owners each encrypt a list of hashes with their own key, register it,
 and let ``builtin-ordered-set-intersect`` compute which items they share. Each
 learns only the summary and their own output (one ``0``/``1`` per line of their
-input), decrypted with their own key. Everything lives in a temporary
+input), decrypted with their own key. The two lists are package data
+(``demo_data/``: Apache Teaclave's test data). Everything lives in a temporary
 directory and every process is stopped at the end.
 """
 
@@ -16,10 +17,10 @@ import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
-import teaclave
-from teaclave.cli.context import CliError, Context, Subcommands, add_command
+from teaclave.cli.context import Context, Subcommands, add_command
 from teaclave.cli.crypto import decrypt_file, encrypt_file
 from teaclave.client import (
     AuthenticationClient,
@@ -46,12 +47,7 @@ _ENDPOINTS = (
     "scheduler",
 )
 _LOG_TAIL = 30
-
-
-def default_fixtures() -> Path:
-    """``<repo>/../shared/fixtures/teaclave`` for a source checkout (repo = parent of ``src``)."""
-    repo = Path(teaclave.__file__).resolve().parents[2]
-    return repo.parent / "shared" / "fixtures" / "teaclave"
+_DATA = "demo_data"  # the parties' input lists (package data of teaclave.cli)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -133,7 +129,7 @@ class Party:
 class Demo:
     """The steps of the demo, printing each one."""
 
-    def __init__(self, config: Config, admin_password: str, fixtures: Path, files: Path) -> None:
+    def __init__(self, config: Config, admin_password: str, files: Path) -> None:
         self.config = config
         self.admin_password = admin_password
         # The demo runs the platform itself, so it can read which simulated
@@ -143,7 +139,7 @@ class Demo:
             Party(
                 f"user{i}",
                 secrets.token_urlsafe(12),
-                fixtures / "functions" / "ordered_set_intersect" / f"psi{i}.txt",
+                _write_input(f"psi{i}.txt", files),
                 f"input_data{i + 1}",
                 f"output_result{i + 1}",
                 files,
@@ -266,6 +262,13 @@ class Demo:
         return input_id, output_id
 
 
+def _write_input(name: str, files: Path) -> Path:
+    """Copy one party's packaged input list into ``files``; its path there."""
+    path = files / name
+    path.write_bytes(resources.files("teaclave.cli").joinpath(_DATA, name).read_bytes())
+    return path
+
+
 def _print_log_tail(log: Path) -> None:
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-_LOG_TAIL:]
     if lines:
@@ -275,13 +278,6 @@ def _print_log_tail(log: Path) -> None:
 
 
 def _demo(args: argparse.Namespace, ctx: Context) -> None:
-    fixtures: Path = args.fixtures or default_fixtures()
-    for name in ("psi0.txt", "psi1.txt"):
-        if not (fixtures / "functions" / "ordered_set_intersect" / name).is_file():
-            raise CliError(
-                f"fixture functions/ordered_set_intersect/{name} not found under {fixtures}; "
-                "pass --fixtures DIR"
-            )
     with tempfile.TemporaryDirectory(prefix="teaclave-demo-") as tmp:
         directory = Path(tmp)
         (directory / "files").mkdir(mode=0o700)
@@ -297,7 +293,7 @@ def _demo(args: argparse.Namespace, ctx: Context) -> None:
                 )
                 with supervisor:
                     Demo.step("Platform is up: " + ", ".join(supervisor.services))
-                    Demo(config, admin_password, fixtures, directory / "files").run()
+                    Demo(config, admin_password, directory / "files").run()
                     Demo.step("Stopping the platform")
         except BaseException:
             _print_log_tail(log)
@@ -307,12 +303,4 @@ def _demo(args: argparse.Namespace, ctx: Context) -> None:
 
 def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
     """Register ``demo``."""
-    parser = add_command(
-        sub, parent, "demo", _demo, "start a private platform and run a two-party PSI"
-    )
-    parser.add_argument(
-        "--fixtures",
-        type=Path,
-        metavar="DIR",
-        help="the Teaclave fixtures directory (default: <repo>/../shared/fixtures/teaclave)",
-    )
+    add_command(sub, parent, "demo", _demo, "start a private platform and run a two-party PSI")
