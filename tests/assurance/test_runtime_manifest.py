@@ -1,6 +1,7 @@
 """The runtime manifest: a service process is refused, with an audit line, what it may not do."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -100,3 +101,31 @@ def test_every_service_is_listed_and_an_unknown_one_cannot_start(
     else:
         outcomes, _ = _run(service, tmp_path, free_port)
         assert outcomes["read code"] == "allowed"
+
+
+def test_modules_imported_later_write_no_bytecode(tmp_path: Path) -> None:
+    """A module first imported after start-up (no cached bytecode yet) loads without a
+    refused write of its bytecode cache, and so without an error line in the log."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "fresh_module.py").write_text("VALUE = 42\n")
+    script = (
+        "import logging, sys\n"
+        "from teaclave.assurance import runtime\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO, format='%(message)s')\n"
+        "runtime.install('access_control')\n"
+        "import fresh_module\n"
+        "print(fresh_module.VALUE)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": ""},
+    )
+    assert done.stdout == "42\n"
+    assert "refused" not in done.stderr
+    assert not (code / "__pycache__").exists()

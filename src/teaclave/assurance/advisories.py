@@ -309,7 +309,7 @@ class AuditReport:
     """Every locked package, checked against one source."""
 
     source: str
-    lock: Path
+    lock: Lock
     packages: tuple[Checked, ...]
 
     @property
@@ -331,7 +331,7 @@ class AuditReport:
         """The report, for ``--json``."""
         return {
             "source": self.source,
-            "lock": str(self.lock),
+            "versions": self.lock.origin,
             "checked": sum(1 for p in self.packages if not p.error),
             "vulnerable": len(self.vulnerable),
             "unchecked": len(self.unchecked),
@@ -349,7 +349,7 @@ class AuditReport:
 
     def text(self) -> str:
         """The report, for a person."""
-        lines = [f"advisory source: {self.source}", f"lock file: {self.lock}", ""]
+        lines = [f"advisory source: {self.source}", f"versions: {self.lock.origin}", ""]
         for p in self.packages:
             status = (
                 f"UNCHECKED: {p.error}"
@@ -367,7 +367,7 @@ class AuditReport:
         checked = len(self.packages) - len(self.unchecked)
         lines += [
             "",
-            f"{checked} of {len(self.packages)} locked packages checked; "
+            f"{checked} of {len(self.packages)} {self.lock.kind} packages checked; "
             f"{len(self.vulnerable)} with applicable advisories, "
             f"{len(self.unchecked)} could not be checked",
         ]
@@ -375,7 +375,7 @@ class AuditReport:
 
 
 def audit(lock: Lock, source: Source) -> AuditReport:
-    """Check every locked third-party package version against ``source``."""
+    """Check every locked (or installed) third-party package version against ``source``."""
     packages = lock.third_party()
     found = source.advisories(packages)
     checked = []
@@ -396,4 +396,4 @@ def audit(lock: Lock, source: Source) -> AuditReport:
             checked.append(Checked(p.name, p.version, (), str(exc)))
             continue
         checked.append(Checked(p.name, p.version, hits))
-    return AuditReport(source.description, lock.path, tuple(checked))
+    return AuditReport(source.description, lock, tuple(checked))

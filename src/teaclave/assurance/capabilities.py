@@ -95,11 +95,17 @@ def parse(text: str, source: str = MANIFEST_NAME) -> Manifest:
     return Manifest(_section(raw, "modules", source), _section(raw, "services", source), source)
 
 
+def shipped_file(name: str) -> Path:
+    """A repository-root file the wheel ships in ``teaclave/assurance/`` (pyproject's
+    force-include): that copy, else the one at the root of this checkout."""
+    here = Path(__file__).resolve()
+    packaged = here.with_name(name)
+    return packaged if packaged.is_file() else here.parents[3] / name
+
+
 def default_path() -> Path:
     """The manifest shipped with the package, else the one at the repository root."""
-    here = Path(__file__).resolve()
-    packaged = here.with_name(MANIFEST_NAME)
-    return packaged if packaged.is_file() else here.parents[3] / MANIFEST_NAME
+    return shipped_file(MANIFEST_NAME)
 
 
 def load(path: Path | None = None) -> Manifest:

@@ -1,5 +1,6 @@
-"""The dependency world map: every locked package, how it is reached, its licence and
-whether it brings native code; drawn as a text tree or a self-contained HTML page."""
+"""The dependency world map: every locked (or installed) package, how it is reached, its
+licence and whether it brings native code; drawn as a text tree or a self-contained HTML
+page."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class PackageInfo:
     """One locked package as it sits in the dependency world."""
 
     package: LockedPackage
-    reach: str  # "direct", "dev", "transitive" or "dev-transitive"
+    reach: str  # "direct", "dev", "transitive", "dev-transitive" or "unreachable"
     licence: str
     native: bool
     installed: bool
@@ -149,16 +150,20 @@ def text_tree(lock: Lock, world: list[PackageInfo]) -> str:
         edges = [e for e in lock.root.dependencies if (e.group or "") == group]
         for key in sorted({lock.resolve(e).key for e in edges}):
             lines += draw(key, 1)
-    lines += ["", summary(world)]
+    rest = [key for key in sorted(by_key) if key not in shown]  # e.g. installed by hand
+    if rest:
+        lines.append(f"not required by {lock.root.name}:")
+        lines += [f"  - {_label(by_key[key])}" for key in rest]
+    lines += ["", summary(lock, world)]
     return "\n".join(lines)
 
 
-def summary(world: list[PackageInfo]) -> str:
+def summary(lock: Lock, world: list[PackageInfo]) -> str:
     """Totals: packages by reach and nativeness."""
     count = {r: sum(1 for i in world if i.reach == r) for r in sorted({i.reach for i in world})}
     native = sum(1 for i in world if i.native)
     parts = ", ".join(f"{n} {r}" for r, n in count.items())
-    return f"{len(world)} locked packages ({parts}); {native} with native code"
+    return f"{len(world)} {lock.kind} packages ({parts}); {native} with native code"
 
 
 _STYLE = """body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}
@@ -195,8 +200,8 @@ def html_page(lock: Lock, world: list[PackageInfo]) -> str:
     return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
-        f"<p>{html.escape(summary(world))}. Native packages are shaded; dev-only ones grey."
-        f" From {html.escape(str(lock.path))}.</p><table><tr><th>package</th><th>reach</th>"
+        f"<p>{html.escape(summary(lock, world))}. Native packages are shaded; dev-only ones"
+        f" grey. From {html.escape(lock.origin)}.</p><table><tr><th>package</th><th>reach</th>"
         "<th>code</th><th>licence</th><th>depends on</th><th>used by</th></tr>\n"
         + "\n".join(rows)
         + "\n</table></body></html>\n"

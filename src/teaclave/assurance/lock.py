@@ -1,7 +1,9 @@
-"""The locked dependency world: ``uv.lock`` read into packages and edges."""
+"""The locked dependency world: ``uv.lock`` read into packages and edges (the installed
+one, without a lock, is :mod:`teaclave.assurance.environment`)."""
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +13,12 @@ from packaging.utils import canonicalize_name
 
 import teaclave
 
+PROJECT = "teaclave"
+"""The project whose dependencies these are (the root package of its lock)."""
+
 
 class LockError(ValueError):
-    """The lock file is missing or not a uv lock file."""
+    """The lock file is missing or not a uv lock file (or the environment is incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class LockedPackage:
     dependencies: tuple[Edge, ...]
     sdist: Artifact | None
     wheels: tuple[Artifact, ...]
+    record_sha256: str | None = None  # installed only: the SHA-256 of its RECORD file
 
     @property
     def key(self) -> str:
@@ -64,18 +70,21 @@ class LockedPackage:
 
 @dataclass(frozen=True)
 class Lock:
-    """Every locked package; ``root`` is the project itself."""
+    """Every pinned package; ``root`` is the project itself. The pins come from a lock file
+    (``kind`` ``"locked"``) or are the distributions installed here (``"installed"``)."""
 
-    path: Path
+    origin: str  # where the pins come from, for reports
+    digest: str  # SHA-256 identifying them: of the lock file, or of the installed set
     packages: tuple[LockedPackage, ...]
     root: LockedPackage
+    kind: str = "locked"
 
     def resolve(self, edge: Edge) -> LockedPackage:
         """The package an edge points to."""
         for package in self.packages:
             if package.name == edge.name and edge.version in (None, package.version):
                 return package
-        raise LockError(f"{self.path}: dependency {edge.name} is not locked")
+        raise LockError(f"{self.origin}: dependency {edge.name} is not {self.kind}")
 
     def third_party(self) -> tuple[LockedPackage, ...]:
         """Every package but the project itself."""
@@ -134,10 +143,11 @@ def _package(entry: Any, index: int, path: Path) -> LockedPackage:
 def load_lock(path: Path) -> Lock:
     """Read a ``uv.lock`` file (:class:`LockError` if it is not one)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise LockError(f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise LockError(f"{path}: not TOML ({exc})") from None
     entries = data.get("package")
     if not isinstance(entries, list) or not entries:
@@ -146,15 +156,22 @@ def load_lock(path: Path) -> Lock:
     roots = [p for p in packages if p.source in ("editable", "virtual")]
     if len(roots) != 1:
         raise LockError(f"{path}: expected one editable or virtual project package")
-    return Lock(path, packages, roots[0])
+    return Lock(f"lock file {path}", hashlib.sha256(raw).hexdigest(), packages, roots[0])
 
 
-def project_file(name: str) -> Path:
-    """``name`` in the project checkout: the working directory or a parent of it, else
-    next to the source tree of the installed package (e.g. ``uv.lock``)."""
+def project_lock() -> Lock | None:
+    """The project's ``uv.lock``: in the working directory or a parent of it, else next to
+    the source tree of the installed package (a checkout). A lock of another project
+    (its root package not ``teaclave``) is passed over; ``None`` if there is none."""
     here = Path.cwd().resolve()
     source = Path(teaclave.__file__).resolve().parent
-    for directory in (here, *here.parents, *source.parents):
-        if (directory / name).is_file():
-            return directory / name
-    raise LockError(f"no {name} in {here} or its parents (pass the file explicitly)")
+    for directory in dict.fromkeys((here, *here.parents, *source.parents)):
+        path = directory / "uv.lock"
+        if path.is_file():
+            try:
+                lock = load_lock(path)
+            except LockError:
+                continue
+            if lock.root.name == PROJECT:
+                return lock
+    return None

@@ -163,6 +163,9 @@ def install(
         code_roots(),
         tuple(os.path.realpath(path) for path in writable),
     )
+    # Modules imported later (lazily) read cached bytecode but write none: writing it
+    # would be refused without ``fs`` and logged as an error on a fresh installation.
+    sys.dont_write_bytecode = True
     sys.addaudithook(policy)
     log.info(
         "runtime manifest: %s may use %s",

@@ -1,8 +1,8 @@
-"""A CycloneDX 1.6 software bill of materials from the lock file and installed metadata."""
+"""A CycloneDX 1.6 software bill of materials from the lock file (or the installed
+distributions) and installed metadata."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from datetime import UTC, datetime
@@ -49,13 +49,17 @@ def _component(info: PackageInfo) -> dict[str, Any]:
         "name": package.name,
         "version": package.version,
         "purl": _purl(package),
-        "scope": "optional" if info.reach.startswith("dev") else "required",
+        "scope": "required" if info.reach in ("direct", "transitive") else "optional",
         "licenses": _licences(info.licence),
         "properties": [
             {"name": "teaclave:reach", "value": info.reach},
             {"name": "teaclave:native", "value": str(info.native).lower()},
         ],
     }
+    if package.record_sha256 is not None:
+        component["properties"].append(
+            {"name": "teaclave:record-sha256", "value": package.record_sha256}
+        )
     artifact = artifact_for_here(package)
     if artifact is not None:
         component["hashes"] = [{"alg": "SHA-256", "content": artifact.sha256}]
@@ -70,13 +74,16 @@ def _component(info: PackageInfo) -> dict[str, Any]:
 
 
 def sbom(lock: Lock) -> dict[str, Any]:
-    """The CycloneDX document: every locked package, its hashes and the dependency graph.
+    """The CycloneDX document: every locked (or installed) package, its hashes and the
+    dependency graph.
 
-    The serial number derives from the lock file's content, and the timestamp is
-    ``$SOURCE_DATE_EPOCH`` when set, so the same lock gives the same document.
+    The serial number derives from the lock file's content (or the installed set's), and
+    the timestamp is ``$SOURCE_DATE_EPOCH`` when set, so the same lock gives the same
+    document.
     """
     world = dependency_world(lock)
-    digest = hashlib.sha256(lock.path.read_bytes()).hexdigest()
+    locked = lock.kind == "locked"
+    namespace = "uv.lock:" if locked else "installed:"
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     root = lock.root
@@ -85,7 +92,7 @@ def sbom(lock: Lock) -> dict[str, Any]:
     return {
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
-        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'uv.lock:' + digest)}",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, namespace + lock.digest)}",
         "version": 1,
         "metadata": {
             "timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -97,7 +104,12 @@ def sbom(lock: Lock) -> dict[str, Any]:
                 "version": root.version,
                 "purl": root_ref,
             },
-            "properties": [{"name": "teaclave:lock-sha256", "value": digest}],
+            "properties": [
+                {
+                    "name": "teaclave:lock-sha256" if locked else "teaclave:environment-sha256",
+                    "value": lock.digest,
+                }
+            ],
         },
         "components": [_component(info) for info in world],
         "dependencies": [

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import teaclave
+from teaclave.assurance.capabilities import shipped_file
 from teaclave.config import SERVICES, ExecutionConfig
 from teaclave.functions.registry import LOCATIONS
 
 MANIFEST = "native-manifest.toml"
-"""The checked-in list of allowed native code per service (at the repository root)."""
+"""The checked-in list of allowed native code per service (at the repository root, and
+shipped in the wheel: :func:`default_manifest`)."""
 
 _PROBE = r"""
 import sys
@@ -336,6 +338,11 @@ def inventories(services: Iterable[str] = SERVICES) -> list[Inventory]:
     deferred_imports()  # parse once, first: CPython 3.11's ast.parse is not thread-safe
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(inventory, services))
+
+
+def default_manifest() -> Path:
+    """The native-code manifest shipped with the package, else the checkout's."""
+    return shipped_file(MANIFEST)
 
 
 def load_manifest(path: Path) -> dict[str, set[str]]:

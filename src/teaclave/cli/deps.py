@@ -1,4 +1,6 @@
-"""``teaclave deps map|sbom|audit``: the locked dependency world, its SBOM and its audit."""
+"""``teaclave deps map|sbom|audit``: the dependency world, its SBOM and its audit: of the
+project's ``uv.lock`` (``--lock``, or found in a checkout), else of the installed
+distributions."""
 
 from __future__ import annotations
 
@@ -7,15 +9,22 @@ import json
 from pathlib import Path
 
 from teaclave.assurance import advisories, deps, sbom
-from teaclave.assurance.lock import Lock, LockError, load_lock, project_file
+from teaclave.assurance.environment import installed_lock
+from teaclave.assurance.lock import Lock, LockError, load_lock, project_lock
 from teaclave.cli.context import CliError, Context, Subcommands, add_command, add_group
 
 
-def _lock(args: argparse.Namespace) -> Lock:
+def _lock(args: argparse.Namespace, ctx: Context) -> Lock:
     try:
-        return load_lock(args.lock or project_file("uv.lock"))
+        if args.lock is not None:
+            return load_lock(args.lock)
+        lock = None if args.installed else project_lock()
+        if lock is None:
+            lock = installed_lock()
     except LockError as exc:
         raise CliError(str(exc)) from None
+    ctx.note(f"dependencies: {lock.origin}")
+    return lock
 
 
 def _write(path: Path, text: str, ctx: Context, what: str) -> None:
@@ -24,7 +33,7 @@ def _write(path: Path, text: str, ctx: Context, what: str) -> None:
 
 
 def _map(args: argparse.Namespace, ctx: Context) -> None:
-    lock = _lock(args)
+    lock = _lock(args, ctx)
     world = deps.dependency_world(lock)
     if ctx.json:
         ctx.emit([info.as_dict() for info in world])
@@ -40,7 +49,7 @@ def _map(args: argparse.Namespace, ctx: Context) -> None:
 
 
 def _sbom(args: argparse.Namespace, ctx: Context) -> None:
-    document = json.dumps(sbom.sbom(_lock(args)), indent=2) + "\n"
+    document = json.dumps(sbom.sbom(_lock(args, ctx)), indent=2) + "\n"
     if args.out is None:
         print(document, end="")
     else:
@@ -48,7 +57,7 @@ def _sbom(args: argparse.Namespace, ctx: Context) -> None:
 
 
 def _audit(args: argparse.Namespace, ctx: Context) -> None:
-    lock = _lock(args)
+    lock = _lock(args, ctx)
     try:
         source: advisories.Source = (
             advisories.load_snapshot(args.advisories)
@@ -68,21 +77,22 @@ def _audit(args: argparse.Namespace, ctx: Context) -> None:
 
 def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
     """Register ``deps`` and its subcommands."""
-    group = add_group(sub, "deps", "the locked dependencies: map, SBOM, vulnerability audit")
-    lock_help = "the uv lock file (default: uv.lock in the project checkout)"
+    group = add_group(
+        sub, "deps", "the dependencies (locked or installed): map, SBOM, vulnerability audit"
+    )
     parser = add_command(
         group, parent, "map", _map, "draw the dependency world (reach, licence, native code)"
     )
-    parser.add_argument("--lock", type=Path, metavar="FILE", help=lock_help)
+    _add_source(parser)
     parser.add_argument("--format", choices=("text", "html"), default="text")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write to FILE, not stdout")
     parser = add_command(group, parent, "sbom", _sbom, "write a CycloneDX JSON SBOM")
-    parser.add_argument("--lock", type=Path, metavar="FILE", help=lock_help)
+    _add_source(parser)
     parser.add_argument("--out", type=Path, metavar="FILE", help="write to FILE, not stdout")
     parser = add_command(
-        group, parent, "audit", _audit, "check the locked versions against advisories (strict)"
+        group, parent, "audit", _audit, "check the pinned versions against advisories (strict)"
     )
-    parser.add_argument("--lock", type=Path, metavar="FILE", help=lock_help)
+    _add_source(parser)
     parser.add_argument(
         "--advisories",
         type=Path,
@@ -94,4 +104,21 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
         default=advisories.OSV_URL,
         metavar="URL",
         help="the OSV service (default: %(default)s)",
+    )
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    """``--lock FILE`` or ``--installed``: where the pinned versions come from."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--lock",
+        type=Path,
+        metavar="FILE",
+        help="a uv lock file (default: the project's uv.lock in the working directory, "
+        "a parent of it or the checkout teaclave runs from; without one, --installed)",
+    )
+    source.add_argument(
+        "--installed",
+        action="store_true",
+        help="the distributions installed in this Python environment, not a lock",
     )

@@ -7,17 +7,16 @@ import argparse
 from pathlib import Path
 
 from teaclave.assurance import tcb
-from teaclave.assurance.lock import LockError, project_file
 from teaclave.cli.context import CliError, Context, Subcommands, add_command
 from teaclave.config import SERVICES
 
 
 def _tcb(args: argparse.Namespace, ctx: Context) -> None:
     try:
-        manifest = args.manifest or project_file(tcb.MANIFEST)
+        manifest = args.manifest or tcb.default_manifest()
         allowed = tcb.load_manifest(manifest)
         reports = tcb.inventories([args.service] if args.service else SERVICES)
-    except (LockError, tcb.TcbError) as exc:
+    except tcb.TcbError as exc:
         raise CliError(str(exc)) from None
     unlisted = {r.service: tcb.unlisted_native(r, allowed) for r in reports}
     unlisted = {service: names for service, names in unlisted.items() if names}
@@ -60,5 +59,5 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
         "--manifest",
         type=Path,
         metavar="FILE",
-        help=f"the allowed native code (default: {tcb.MANIFEST} in the project checkout)",
+        help=f"the allowed native code (default: the {tcb.MANIFEST} shipped with teaclave)",
     )
