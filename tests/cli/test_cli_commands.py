@@ -1,5 +1,6 @@
 """Commands that need no running platform: measurements, sessions, argument errors."""
 
+import io
 import json
 import os
 import shutil
@@ -75,6 +76,30 @@ def test_task_limit_options_become_limit_arguments() -> None:
         "teaclave.cpu_secs": 2.5,
         "teaclave.memory_mb": 64,
     }
+
+
+@pytest.mark.parametrize("spelling", ["--argument", "--arg"])
+def test_both_argument_spellings_on_both_commands(spelling: str) -> None:
+    parser = build_parser()
+    task = parser.parse_args(["task", "create", "f", spelling, "k=v", spelling, "n=1"])
+    assert task_arguments(task) == {"k": "v", "n": "1"}
+    function = parser.parse_args(
+        ["function", "register", "--name", "f", "--executor-type", "python", spelling, "k=d"]
+    )
+    assert function.argument == [("k", "d")]
+
+
+@pytest.mark.parametrize("stdin", ["", "\n"])
+def test_an_empty_password_is_refused_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stdin: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    argv = ["user", "register", "bob", "--role", "DataOwner", "--session", str(tmp_path / "s")]
+    code, out, err = run(capsys, *argv, "--auth-address", "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err == (
+        "teaclave user: error: empty password: pass --password, type it at the prompt or pipe it\n"
+    )
 
 
 def test_serve_refuses_production_mode_on_simulation(

@@ -221,14 +221,18 @@ class Context:
 
 
 def read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
-    """``--password``, else a prompt on a terminal, else one line of stdin."""
+    """``--password``, else a prompt on a terminal, else one line of stdin; never empty."""
     if args.password is not None:
-        return str(args.password)
-    if sys.stdin.isatty():
+        password = str(args.password)
+    elif sys.stdin.isatty():
         import getpass
 
-        return getpass.getpass(prompt)
-    return sys.stdin.readline().rstrip("\n")
+        password = getpass.getpass(prompt)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise UsageError("empty password: pass --password, type it at the prompt or pipe it")
+    return password
 
 
 def hex_bytes(text: str) -> bytes:

@@ -55,7 +55,12 @@ def _from_output(args: argparse.Namespace, ctx: Context) -> None:
 
 
 def _file_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="where the file is (file://, http(s)://)")
+    parser.add_argument(
+        "--url",
+        required=True,
+        help="where the file is: file:// (below the platform's execution.file_roots), "
+        "http(s)://, s3:// or data:",
+    )
     parser.add_argument(
         "--schema", required=True, choices=[s.value for s in CryptoSchema], help="encryption"
     )

@@ -99,8 +99,16 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default="")
     parser.add_argument("--executor-type", required=True, choices=[e.value for e in ExecutorType])
     visibility = parser.add_mutually_exclusive_group()
-    visibility.add_argument("--public", dest="public", action="store_true", default=True)
-    visibility.add_argument("--private", dest="public", action="store_false")
+    visibility.add_argument(
+        "--public",
+        dest="public",
+        action="store_true",
+        default=True,
+        help="anyone may create tasks of it (the default)",
+    )
+    visibility.add_argument(
+        "--private", dest="public", action="store_false", help="only you and --allow entries"
+    )
     parser.add_argument(
         "--payload",
         type=Path,
@@ -109,11 +117,13 @@ def _definition_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--argument",
+        "--arg",
+        dest="argument",
         type=key_value,
         action="append",
         default=[],
         metavar="KEY=DEFAULT",
-        help="an argument task creators set (repeatable)",
+        help="an argument task creators may set, with its default (repeatable)",
     )
     parser.add_argument(
         "--fixed-argument",

@@ -26,14 +26,15 @@ def _owners(pairs: list[tuple[str, str]]) -> list[OwnerList]:
 
 
 def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The arguments of `task create`: --args-json, then each --arg, then the limit options."""
+    """The arguments of `task create`: --args-json, then each --argument, then the limit
+    options."""
     try:
         arguments = json.loads(args.args_json) if args.args_json else {}
     except ValueError as exc:
         raise UsageError(f"--args-json is not JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise UsageError("--args-json must be a JSON object")
-    arguments.update(args.arg)
+    arguments.update(args.argument)
     for name in (f.name for f in fields(Limits)):
         if (value := getattr(args, name)) is not None:
             arguments[PREFIX + name] = value
@@ -43,10 +44,11 @@ def task_arguments(args: argparse.Namespace) -> dict[str, Any]:
 def _create(args: argparse.Namespace, ctx: Context) -> None:
     arguments = task_arguments(args)
     with ctx.frontend() as fe:
+        executor = args.executor or fe.get_function(args.function_id).executor_type
         task_id = fe.create_task(
             args.function_id,
             arguments,
-            args.executor,
+            executor,
             _owners(args.input_owner),
             _owners(args.output_owner),
         )
@@ -117,15 +119,18 @@ def add_commands(sub: Subcommands, parent: argparse.ArgumentParser) -> None:
     parser = add_command(group, parent, "create", _create, "create a task of a function")
     parser.add_argument("function_id")
     parser.add_argument(
-        "--executor", default="builtin", help="builtin, python (or mesapy), wamr or wasi"
+        "--executor",
+        help="builtin, python (or mesapy), wamr or wasi (default: the function's executor type)",
     )
     parser.add_argument(
+        "--argument",
         "--arg",
+        dest="argument",
         type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a string argument (repeatable)",
+        help="a string argument (repeatable; over --args-json)",
     )
     parser.add_argument("--args-json", metavar="JSON", help="arguments as a JSON object")
     parser.add_argument(
