@@ -87,6 +87,8 @@ def test_values_override_defaults() -> None:
             "[execution]\nmax_cpu_secs = 5.0",
             "execution.cpu_secs must not exceed execution.max_cpu_secs",
         ),
+        ("[execution]\nmax_log_bytes = 1048577", "execution.max_log_bytes must not exceed 1048576"),
+        ("[execution]\nmax_log_lines = 0", "execution.max_log_lines must be a positive integer"),
     ],
 )
 def test_bad_settings_are_named(text: str, message: str) -> None:

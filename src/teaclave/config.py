@@ -76,6 +76,10 @@ class SchedulerConfig:
     heartbeat_interval_secs: float = 1.0
 
 
+MAX_LOG_BYTES = 1 << 20
+"""The most ``execution.max_log_bytes`` may be: a task's result travels in one gRPC message."""
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
     """The execution worker and the URLs it may fetch and write (the URL policy)."""
@@ -86,6 +90,10 @@ class ExecutionConfig:
     max_file_bytes: int = 1 << 30
     # Largest task summary (return value), in bytes.
     max_summary_bytes: int = 20480
+    # A task's log (tasks with the argument "save_log": "true"): at most this many
+    # entries and UTF-8 bytes in all (at most MAX_LOG_BYTES); a marker names the rest.
+    max_log_lines: int = 1000
+    max_log_bytes: int = 65536
     # URL schemes tasks may use.
     url_schemes: tuple[str, ...] = ("file", "http", "https", "s3", "data", "fusion")
     # If not empty, http(s)/s3 URLs may only name these hosts ("host" or "host:port").
@@ -261,6 +269,8 @@ def parse_config(text: str) -> Config:
     for name, default in asdict(config.execution.limits()).items():
         if default > getattr(config.execution, f"max_{name}"):
             raise ConfigError(f"execution.{name} must not exceed execution.max_{name}")
+    if config.execution.max_log_bytes > MAX_LOG_BYTES:
+        raise ConfigError(f"execution.max_log_bytes must not exceed {MAX_LOG_BYTES}")
     _check_attestation(config.attestation)
     if config.attestation.mode == "production" and config.auth.dev_teaclave_admin:
         raise ConfigError(

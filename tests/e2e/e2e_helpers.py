@@ -1,14 +1,17 @@
 """Building blocks of the end-to-end tests: functions, encrypted files, tasks."""
 
 import io
+import json
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from e2e_platform import Platform
 from teaclave_file_fixtures import PROTECTED_FILES
 
+from teaclave.cli.main import main
 from teaclave.client import (
     DataMap,
     FrontendClient,
@@ -180,3 +183,19 @@ def run_task(
         client.approve_task(task_id)
     creator.invoke_task(task_id)
     return task_id
+
+
+def cli(
+    platform: Platform,
+    client: FrontendClient,
+    session: Path,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
+) -> tuple[int, str, str]:
+    """Run ``teaclave`` as ``client``'s user against the platform."""
+    session.write_text(json.dumps({"id": client.user_id, "token": client.token}))
+    address = platform.config.endpoints.frontend_api
+    options = ["--session", str(session), "--frontend-address", address]
+    code = main([*argv, *options, "--simulation-key", platform.simulation_key])
+    out, err = capsys.readouterr()
+    return code, out, err

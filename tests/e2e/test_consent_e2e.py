@@ -6,35 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e_helpers import own_data, register_psi
+from e2e_helpers import cli, own_data, register_psi
 from e2e_platform import Platform
 from teaclave_fixtures import PSI_DIR
 
-from teaclave.cli.main import main
 from teaclave.client import (
     DataMap,
     FailedPrecondition,
-    FrontendClient,
     OwnerList,
     TaskStatus,
     TeaclaveException,
 )
-
-
-def _cli(
-    platform: Platform,
-    client: FrontendClient,
-    session: Path,
-    capsys: pytest.CaptureFixture[str],
-    *argv: str,
-) -> tuple[int, str, str]:
-    """Run ``teaclave`` as ``client``'s user against the platform."""
-    session.write_text(json.dumps({"id": client.user_id, "token": client.token}))
-    address = platform.config.endpoints.frontend_api
-    options = ["--session", str(session), "--frontend-address", address]
-    code = main([*argv, *options, "--simulation-key", platform.simulation_key])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_two_owners_consent_to_the_digest_they_read(platform: Platform) -> None:
@@ -105,7 +87,7 @@ def test_the_cli_shows_approves_and_revokes_the_digest(
         [OwnerList("output_result1", [alice.user_id]), OwnerList("output_result2", [bob.user_id])],
     )
     session = tmp_path / "session.json"
-    code, out, _ = _cli(platform, bob, session, capsys, "task", "get", task_id, "--json")
+    code, out, _ = cli(platform, bob, session, capsys, "task", "get", task_id, "--json")
     assert code == 0
     shown = json.loads(out)
     read_by_bob = shown["approval_digest"]
@@ -121,12 +103,12 @@ def test_the_cli_shows_approves_and_revokes_the_digest(
         task_id, [DataMap("input_data1", a.input_id)], [DataMap("output_result1", a.output_id)]
     )
 
-    code, _, err = _cli(
+    code, _, err = cli(
         platform, bob, session, capsys, "task", "approve", task_id, "--digest", read_by_bob
     )
     assert code == 1
     assert "the task changed since you read it" in err
-    code, out, _ = _cli(platform, bob, session, capsys, "task", "get", task_id)
+    code, out, _ = cli(platform, bob, session, capsys, "task", "get", task_id)
     assert code == 0
     [digest_line] = [line for line in out.splitlines() if line.startswith("approval_digest:")]
     current = digest_line.removeprefix("approval_digest: ")
@@ -134,11 +116,11 @@ def test_the_cli_shows_approves_and_revokes_the_digest(
     [inputs] = [line for line in covered if line.startswith("  assigned_inputs: ")]
     cmac = alice.get_input_file(a.input_id).cmac.hex()
     assert f"input_data1: {{cmac: {cmac}, data_id: {a.input_id}}}" in inputs
-    code, out, _ = _cli(
+    code, out, _ = cli(
         platform, bob, session, capsys, "task", "approve", task_id, "--digest", current
     )
     assert (code, out) == (0, f"Approved {task_id} (approval digest {current})\n")
     assert bob.get_task(task_id).approved_users == (bob.user_id,)
-    code, out, _ = _cli(platform, bob, session, capsys, "task", "revoke", task_id)
+    code, out, _ = cli(platform, bob, session, capsys, "task", "revoke", task_id)
     assert (code, out) == (0, f"Revoked your approval of {task_id}\n")
     assert bob.get_task(task_id).approved_users == ()

@@ -19,6 +19,7 @@ from teaclave.executor.files import (
     WRITE_FLAG,
     FileRefused,
 )
+from teaclave.executor.tasklog import CUT, MAX_ENTRY_BYTES, LogLimits, TaskLog
 from teaclave.functions.runtime import MemoryRuntime
 
 
@@ -33,13 +34,19 @@ def raw(header: bytes, body: bytes = b"") -> bytes:
     return struct.pack(">II", len(header), len(body)) + header + body
 
 
-def serve(trusted: socket.socket, runtime: MemoryRuntime | None = None, **limits: int) -> bytes:
+def serve(
+    trusted: socket.socket,
+    runtime: MemoryRuntime | None = None,
+    log: TaskLog | None = None,
+    **limits: int,
+) -> bytes:
     runtime = runtime or MemoryRuntime({"in": b"line 1\nline 2\n"}, frozenset({"out"}))
     server = ChannelServer(
         trusted,
         runtime,
         max_file_bytes=limits.get("max_file_bytes", 1 << 20),
         max_summary_bytes=limits.get("max_summary_bytes", 100),
+        log=log,
     )
     return server.serve()
 
@@ -286,3 +293,70 @@ def test_summary_body_is_bounded(pair: tuple[socket.socket, socket.socket]) -> N
     sandbox.sendall(struct.pack(">II", 15, protocol.CHUNK + 1) + b'{"op":"result"}')
     with pytest.raises(ProtocolError, match="frame body too large"):
         serve(trusted)
+
+
+def test_the_log_comes_before_the_result_and_gets_no_reply(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    guest = TaskLog(LogLimits(max_lines=2, max_bytes=100))
+    for entry in ["printed", "logged", "one too many"]:
+        guest.add(entry)
+    ChannelFiles(sandbox).report(b"done", guest)
+    log = TaskLog(LogLimits(max_lines=10, max_bytes=100))
+    assert serve(trusted, log=log) == b"done"
+    assert log.entries() == [
+        "printed",
+        "logged",
+        "[teaclave] log truncated: 1 more entries not kept (at most 10 entries, 100 bytes)",
+    ]
+    sandbox.setblocking(False)
+    with pytest.raises(BlockingIOError):  # no reply to any of it
+        sandbox.recv(1)
+
+
+def test_the_trusted_side_bounds_what_a_sandbox_sends(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "log", b"y" * (2 * MAX_ENTRY_BYTES))
+    protocol.send(sandbox, "log", b"not utf-8 \xff")
+    for _ in range(5):
+        protocol.send(sandbox, "log", b"more")
+    protocol.send(sandbox, "result", b"")
+    log = TaskLog(LogLimits(max_lines=3, max_bytes=1 << 20))
+    serve(trusted, log=log)
+    (cut, replaced, more, marker) = log.entries()
+    assert (cut, replaced, more) == (
+        "y" * (MAX_ENTRY_BYTES - len(CUT.encode())) + CUT,
+        "not utf-8 \ufffd",
+        "more",
+    )
+    assert marker.startswith("[teaclave] log truncated: 4 more entries not kept")
+
+
+@pytest.mark.parametrize("op", ["log", "log_skipped"])
+def test_log_frames_of_a_task_that_did_not_ask_break_the_protocol(
+    pair: tuple[socket.socket, socket.socket], op: str
+) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, op, b"secret", count=1)
+    with pytest.raises(ProtocolError, match=f"'{op}' frame, but the task did not ask for its log"):
+        serve(trusted)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "'count' must be a int"),
+        ({"count": "3"}, "'count' must be a int"),
+        ({"count": -1}, "'count' must not be negative"),
+    ],
+)
+def test_an_ill_formed_skip_count_breaks_the_protocol(
+    pair: tuple[socket.socket, socket.socket], fields: dict[str, object], message: str
+) -> None:
+    trusted, sandbox = pair
+    protocol.send(sandbox, "log_skipped", **fields)
+    with pytest.raises(ProtocolError, match=message):
+        serve(trusted, log=TaskLog(LogLimits(max_lines=10, max_bytes=100)))

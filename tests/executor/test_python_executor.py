@@ -2,12 +2,14 @@
 
 import hashlib
 import json
+import marshal
 import os
 import signal
 import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from executor_helpers import (
     aes,
@@ -21,8 +23,9 @@ from executor_helpers import (
 )
 
 from teaclave.config import ExecutionConfig
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import worker
-from teaclave.executor.python.payload import flatten
+from teaclave.executor.python.payload import check, flatten
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -344,3 +347,193 @@ def test_the_sandbox_never_holds_the_file_keys(tmp_path: Path, config: Execution
     """The worker forks the sandbox before it reads the task and its keys."""
     staged = python_task(tmp_path, "import time\ndef entrypoint(argv):\n    time.sleep(30)\n")
     assert_sandbox_never_holds_the_key(staged, config, tmp_path / "data.enc")
+
+
+# --- the task's log (save_log) -------------------------------------------------------
+
+LOGS = """
+import logging, sys
+
+def entrypoint(argv):
+    print("printed", 1)
+    logging.info("an %s record", "info")
+    logging.debug("below INFO: left out")
+    logging.getLogger("mine").warning("warned")
+    sys.stderr.write("to stderr\\n")
+    print("no newline at the end", end="")
+    return "|".join(argv)
+"""
+
+
+def logged(tmp_path: Path, config: ExecutionConfig, payload: str, arguments: str) -> TaskResult:
+    result = run_task(python_task(tmp_path, payload, arguments), config)
+    assert result.WhichOneof("result") == "Ok", result
+    return result
+
+
+def test_save_log_returns_prints_and_log_records(tmp_path: Path, config: ExecutionConfig) -> None:
+    result = logged(tmp_path, config, LOGS, '{"save_log": "true"}')
+    assert list(result.Ok.log) == [
+        "printed 1",
+        "[INFO root] an info record",
+        "[WARNING mine] warned",
+        "to stderr",
+        "no newline at the end",
+    ]
+    assert result.Ok.return_value == b"save_log|true"  # the function gets the argument too
+
+
+@pytest.mark.parametrize("arguments", ["{}", '{"save_log": true}', '{"save_log": "false"}'])
+def test_without_save_log_nothing_is_captured(
+    tmp_path: Path, config: ExecutionConfig, arguments: str
+) -> None:
+    assert list(logged(tmp_path, config, LOGS, arguments).Ok.log) == []
+
+
+@pytest.mark.parametrize(
+    ("limits", "kept", "marker"),
+    [
+        ({"max_log_lines": 3}, 3, "9997 more entries not kept (at most 3 entries, 65536 bytes)"),
+        ({"max_log_bytes": 8}, 8, "9992 more entries not kept (at most 1000 entries, 8 bytes)"),
+    ],
+)
+def test_the_log_is_bounded_with_a_marker(
+    tmp_path: Path, config: ExecutionConfig, limits: dict[str, int], kept: int, marker: str
+) -> None:
+    payload = "def entrypoint(argv):\n    for i in range(10000):\n        print(i)\n"
+    result = logged(tmp_path, replace(config, **limits), payload, '{"save_log": "true"}')
+    assert list(result.Ok.log) == [str(i) for i in range(kept)] + [
+        f"[teaclave] log truncated: {marker}"
+    ]
+
+
+def test_a_failed_task_has_no_log(tmp_path: Path, config: ExecutionConfig) -> None:
+    payload = "def entrypoint(argv):\n    print('secret')\n    return 1 / 0\n"
+    result = run_task(python_task(tmp_path, payload, '{"save_log": "true"}'), config)
+    assert reason(result).startswith("ZeroDivisionError")
+    assert "secret" not in reason(result)
+
+
+def test_log_frames_from_a_task_that_did_not_ask_break_the_protocol(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    payload = """
+    import os, struct
+
+    def entrypoint(argv):
+        header = b'{"op":"log"}'
+        os.write(3, struct.pack(">II", len(header), 6) + header + b"secret")  # the channel
+        return "sent"
+    """
+    assert reason(run(tmp_path, config, payload)) == (
+        "the function broke the channel protocol: 'log' frame, but the task did not ask for its log"
+    )
+
+
+# --- the MesaPy profile ----------------------------------------------------------------
+
+MESAPY = """
+import _numpypy as np
+import marshal
+
+def entrypoint(argv):
+    with teaclave_open("data", "rb") as rdr:
+        header = rdr.readline().strip().split(',')
+        rows = [line.strip().split(',') for line in rdr.readlines()]
+    table = np.multiarray.array(rows, dtype='float64')
+    weights = np.multiarray.zeros((2, 1)) + 0.5
+    scale = table.max(0) + np.umath.log(np.umath.exp(table.min(0) * 0))
+    saved = marshal.dumps({"w": weights, "scale": scale, "b": table.sum() / 2, "t": table.T})
+    with teaclave_open("result", "wb") as wtr:
+        wtr.write(saved)
+    back = marshal.loads(saved)
+    restored = np.multiarray.frombuffer(back["scale"])
+    return "%s %s %s %s" % (header, table, restored, np.multiarray.frombuffer(back["b"]))
+"""
+
+
+def test_the_mesapy_profile(tmp_path: Path, config: ExecutionConfig) -> None:
+    result = run_task(python_task(tmp_path, MESAPY, executor="mesapy", output=True), config)
+    assert summary(result) == b"['x', 'y'] [1.0 0.0 2.0 1.0 3.0 1.0] [3.0 1.0] [4.0]"
+    saved = marshal.loads(decrypt_file(tmp_path / "result.enc", result.Ok.tags_map["result"]))
+    assert saved == {  # arrays and numpy scalars as their raw buffers
+        "w": np.full((2, 1), 0.5).tobytes(),
+        "scale": np.array([3.0, 1.0]).tobytes(),
+        "b": np.float64(4.0).tobytes(),
+        "t": np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 1.0]]).tobytes(),  # C order, as shaped
+    }
+
+
+def test_mesapy_files_give_back_the_bytes_they_read(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
+    payload = """
+    def entrypoint(argv):
+        data = teaclave_open("data", "rb").read()
+        with teaclave_open("result", "wb") as out:
+            out.write(data + "\\xe9")
+        return data[:2] + "\\xe9"
+    """
+    staged = python_task(tmp_path, payload, executor="mesapy", output=True)
+    staged.inputs[0].cmac = encrypt_file(b"\xff\x00\xe9 caf\xc3\xa9", tmp_path / "odd.enc")
+    staged.inputs[0].url = f"file://{tmp_path}/odd.enc"
+    result = run_task(staged, config)
+    assert summary(result) == b"\xff\x00\xc3\xa9"  # a str of Python 3 is UTF-8 written
+    written = decrypt_file(tmp_path / "result.enc", result.Ok.tags_map["result"])
+    assert written == b"\xff\x00\xe9 caf\xc3\xa9\xc3\xa9"
+
+
+@pytest.mark.parametrize(
+    ("statement", "error"),
+    [
+        ("import _numpypy", "ImportError: module '_numpypy' is not allowed on this platform"),
+        (  # Python's marshal takes contiguous arrays only
+            "import marshal, numpy; marshal.dumps(numpy.zeros((2, 2)).T)",
+            "ValueError: unmarshallable object",
+        ),
+    ],
+)
+def test_python_tasks_do_not_get_the_profile(
+    tmp_path: Path, config: ExecutionConfig, statement: str, error: str
+) -> None:
+    payload = f"def entrypoint(argv):\n    {statement}\n"
+    assert reason(run(tmp_path, config, payload)).split("\n")[0] == error
+
+
+def test_without_numpy_mesapy_tasks_get_no_numpypy(tmp_path: Path, config: ExecutionConfig) -> None:
+    payload = "import marshal\ndef entrypoint(argv):\n    import _numpypy\n"
+    staged = python_task(tmp_path, payload, executor="mesapy")
+    result = run_task(staged, replace(config, python_modules=()))
+    assert reason(result).split("\n")[0] == (
+        "ImportError: module '_numpypy' is not allowed on this platform"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "construct"),
+    [
+        ('def entrypoint(argv):\n    print "x"\n', "the print statement"),
+        ("try:\n    pass\nexcept ValueError, e:\n    pass\n", "'except E, name:'"),
+        ("x = 0777\n", "an octal literal without 0o"),
+        ("x = 10L\n", "a long integer literal"),
+        ("x = `1`\n", "backquotes"),
+        ("x = 1 <> 2\n", "the <> operator"),
+        ('raise ValueError, "x"\n', "'raise E, value'"),
+        ('x = ur"x"\n', "a ur'' string"),
+        ("def f((a, b)):\n    pass\n", "tuple parameters"),
+    ],
+)
+def test_python2_syntax_is_refused_by_name(payload: str, construct: str) -> None:
+    with pytest.raises(TeaclaveError) as refused:
+        check(payload.encode())
+    assert refused.value.status is Status.INVALID_ARGUMENT
+    assert refused.value.message.startswith(
+        f"invalid function payload: Python 2 syntax is not supported ({construct}): "
+    )
+
+
+@pytest.mark.parametrize("payload", ["def f(:\n", "x = (1,\n", 'x = "`" +\n', "x = 1abc\n"])
+def test_other_syntax_errors_name_no_python2(payload: str) -> None:
+    with pytest.raises(TeaclaveError) as refused:
+        check(payload.encode())
+    assert "Python 2" not in refused.value.message

@@ -1,6 +1,7 @@
 """run_staged_task end to end on real files: fetch, stage, verify, run, convert, upload."""
 
 import io
+import logging
 import os
 import shutil
 import tracemalloc
@@ -300,6 +301,31 @@ def test_echo_summary(work: Path, config: ExecutionConfig) -> None:
     too_long = ExecutionConfig(max_summary_bytes=5, work_dir=str(work))
     assert "max_summary_bytes" in reason(run_task(staged, too_long))
     assert_scratch_removed(work)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "log"),
+    [
+        (
+            '{"message":"Hello, Teaclave Tests!","save_log":"true"}',
+            ["[INFO teaclave.functions.echo] Hello, Teaclave Tests!"],
+        ),
+        ('{"message":"Hello, Teaclave Tests!"}', []),
+    ],
+)
+def test_a_builtins_log_records_go_to_its_task_log_only(
+    config: ExecutionConfig, caplog: pytest.LogCaptureFixture, arguments: str, log: list[str]
+) -> None:
+    staged = StagedTask(
+        function_name="builtin-echo",
+        executor_type="builtin",
+        executor="builtin",
+        function_arguments=arguments,
+    )
+    with caplog.at_level(logging.DEBUG):
+        result = ok(run_task(staged, config))
+    assert list(result.Ok.log) == log
+    assert "Hello" not in caplog.text  # never in the platform's own logs
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from wasm_helpers import CONFIG, ECHO, INPUT, failure, run, wamr, wasi
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor.files import MAX_HANDLES, WRITE_FLAG
+from teaclave.executor.tasklog import LogLimits, TaskLog
 from teaclave.executor.wasm import WasmFunction, check, compile_module
 from teaclave.functions.runtime import MemoryRuntime
 
@@ -411,3 +412,15 @@ def test_wasi_limits() -> None:
     assert failure(wasi("(loop $forever (br $forever))"), "wasi", cpu_secs=0.001) == (
         "CPU limit (0.001 s, 1000000 fuel) exceeded"
     )
+
+
+# "oops\n" on stdout, "oops" on stderr twice (the last line without a newline).
+TO_BOTH = """(call $print (i32.const 1) (i32.const 32) (i32.const 5))
+  (call $print (i32.const 2) (i32.const 32) (i32.const 5))
+  (call $print (i32.const 2) (i32.const 32) (i32.const 4))"""
+
+
+def test_wasi_stdout_and_stderr_lines_go_to_the_log() -> None:
+    log = TaskLog(LogLimits(max_lines=10, max_bytes=100))
+    assert run(wasi(TO_BOTH), "wasi", log=log) == b"oops\n"
+    assert log.entries() == ["oops", "oops", "oops"]

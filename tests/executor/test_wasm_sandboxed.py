@@ -14,7 +14,7 @@ from executor_helpers import (
     encrypt_file,
     run_task,
 )
-from wasm_helpers import CONFIG, ECHO, ENV_IMPORTS, wamr
+from wasm_helpers import CONFIG, ECHO, ENV_IMPORTS, wamr, wasi
 
 from teaclave.config import ExecutionConfig
 from teaclave.executor.wasm.function import MAX_TABLE_ELEMENTS, MAX_TABLES, RUNTIME_BYTES
@@ -59,6 +59,23 @@ def test_files_move_over_the_channel(tmp_path: Path, config: ExecutionConfig) ->
     assert result.Ok.return_value == b"21"
     plaintext = decrypt_file(tmp_path / "out.enc", result.Ok.tags_map["out"])
     assert plaintext == b"hello, sandboxed wasm"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "log"), [('{"save_log":"true"}', ["out", "err", "end"]), ("{}", [])]
+)
+def test_a_wasi_commands_output_lines_reach_the_task_log(
+    tmp_path: Path, config: ExecutionConfig, arguments: str, log: list[str]
+) -> None:
+    prints = """(call $print (i32.const 1) (i32.const 1024) (i32.const 4))
+      (call $print (i32.const 2) (i32.const 1028) (i32.const 4))
+      (call $print (i32.const 1) (i32.const 1032) (i32.const 3))"""
+    staged = wasm_task(tmp_path, wasi(prints, '(data (i32.const 1024) "out\\nerr\\nend")'))
+    staged.executor_type = staged.executor = "wasi"
+    staged.function_arguments = arguments
+    result = run_task(staged, config)
+    assert result.Ok.return_value == b"out\nend"
+    assert list(result.Ok.log) == log
 
 
 def test_the_sandbox_ends_a_module_at_the_wall_time_limit(

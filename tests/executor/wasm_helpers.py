@@ -10,6 +10,7 @@ from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor.files import FileTable
 from teaclave.executor.python.payload import flatten
+from teaclave.executor.tasklog import TaskLog
 from teaclave.executor.wasm import WasmFunction, compile_module
 from teaclave.functions.runtime import MemoryRuntime
 
@@ -64,7 +65,7 @@ def wamr(body: str, *, pages: int = 1, maximum: int | None = None, data: str = "
       (func (export "entrypoint") (param $argc i32) (param $argv i32) (result i32) {body}))""")
 
 
-def wasi(body: str) -> bytes:
+def wasi(body: str, data: str = "") -> bytes:
     """A WASI command whose ``_start`` is ``body``; ``$print(fd, address, length)`` writes."""
     return wasmtime.wat2wasm(f"""(module
       (import "wasi_snapshot_preview1" "fd_write"
@@ -81,7 +82,7 @@ def wasi(body: str) -> bytes:
         (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
       {ENV_IMPORTS}
       (memory (export "memory") 1)
-      {DATA}
+      {DATA} {data}
       (data (i32.const 32) "oops\\n")
       (func $print (param $fd i32) (param $address i32) (param $length i32)
         (i32.store (i32.const 48) (local.get $address))
@@ -96,6 +97,7 @@ def run(
     *,
     arguments: str = "{}",
     runtime: MemoryRuntime | None = None,
+    log: TaskLog | None = None,
     **limits: float,
 ) -> bytes:
     """The summary of ``module`` on ``runtime`` (by default: input "in", output "out")."""
@@ -103,7 +105,7 @@ def run(
     config = replace(CONFIG, **limits)
     files = FileTable(runtime, max_file_bytes=config.max_file_bytes)
     with WasmFunction(config, compile_module(module, abi), abi) as function:
-        return function.run(files, flatten(arguments))
+        return function.run(files, flatten(arguments), log)
 
 
 def failure(module: bytes, abi: str = "wamr", **options: Any) -> str:

@@ -8,6 +8,7 @@ sandboxed process (its guest, Python or Wasm) waits on the channel for the ``go`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -22,6 +23,7 @@ from teaclave.executor import sandbox
 from teaclave.executor.channel import protocol
 from teaclave.executor.channel.protocol import ChannelClosed, ProtocolError
 from teaclave.executor.channel.server import ChannelServer, FunctionFailed
+from teaclave.executor.tasklog import TaskLog
 from teaclave.functions.runtime import Runtime
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
@@ -138,8 +140,12 @@ class SandboxedFunction:
             return f"the function broke the channel protocol: {exc}"
         return _ended(outcome)
 
-    def run(self, runtime: Runtime) -> bytes:
-        """Run the function on ``runtime``'s files; its summary (or a failure naming why)."""
+    def run(self, runtime: Runtime, log: TaskLog | None = None) -> bytes:
+        """Run the function on ``runtime``'s files; its summary (or a failure naming why).
+
+        ``log``: where the function's log entries go, if the task asked for them; the
+        ``go`` frame then tells the guest to keep them, within the same limits.
+        """
         if self._task is None:
             raise RuntimeError("the function has no task yet")
         config = self._config
@@ -148,12 +154,14 @@ class SandboxedFunction:
             runtime,
             max_file_bytes=config.max_file_bytes,
             max_summary_bytes=config.max_summary_bytes,
+            log=log,
         )
+        wanted = {} if log is None else {"log": dataclasses.asdict(log.limits)}
         timer = threading.Timer(self._limits.wall_secs, self._expire)
         self._process.start_clock()  # the function's time starts with its task
         timer.start()
         try:
-            protocol.send(self._channel, "go", self._task)
+            protocol.send(self._channel, "go", self._task, **wanted)
             summary = server.serve()
             self._wait()
         except FunctionFailed as exc:

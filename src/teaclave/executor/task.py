@@ -35,8 +35,10 @@ from teaclave.executor.python.function import view as python_view
 from teaclave.executor.runtime import FileRuntime, StagedFile
 from teaclave.executor.sandbox import View, task_view
 from teaclave.executor.sandboxed import SandboxedFunction
+from teaclave.executor.tasklog import LogLimits, TaskLog, capture, requested
 from teaclave.executor.uploads import StartUpload
 from teaclave.functions import registry
+from teaclave.functions.builtin import LOGGER
 from teaclave.functions.runtime import Runtime
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
@@ -105,11 +107,16 @@ def fork_sandbox(
     return None
 
 
+Function = Callable[[Runtime, TaskLog | None], bytes]
+"""A task's function, ready to run on a runtime (its log entries going to the log, if
+there is one): gives its summary."""
+
+
 @contextlib.contextmanager
 def _function(
     staged: StagedTask, config: ExecutionConfig, sandbox: SandboxedFunction | None, module: bytes
-) -> Iterator[Callable[[Runtime], bytes]]:
-    """The task's function, ready to run on a runtime; gives its summary.
+) -> Iterator[Function]:
+    """The task's function, ready to run.
 
     A Python or Wasm function runs in ``sandbox``, forked by the caller before it
     read the task; otherwise the sandbox is forked here, so this must come
@@ -133,7 +140,12 @@ def _function(
     elif (staged.executor_type, staged.executor) == ("builtin", "builtin"):
         builtin = registry.lookup(staged.function_name)
         arguments = builtin.parse_arguments(staged.function_arguments)
-        yield lambda runtime: builtin.run(arguments, runtime).encode()
+
+        def run(runtime: Runtime, log: TaskLog | None) -> bytes:
+            with capture(LOGGER, log):
+                return builtin.run(arguments, runtime).encode()
+
+        yield run
     else:
         raise TeaclaveError(
             Status.FAILED_PRECONDITION,
@@ -284,10 +296,7 @@ def _run(
 
 
 def _run_function(
-    staged: StagedTask,
-    function: Callable[[Runtime], bytes],
-    config: ExecutionConfig,
-    start_upload: StartUpload,
+    staged: StagedTask, function: Function, config: ExecutionConfig, start_upload: StartUpload
 ) -> TaskOutputs:
     outputs = {
         o.name: _file(f"output {o.name!r}", o.url, o.crypto_info, config, write=True)
@@ -306,8 +315,13 @@ def _run_function(
             name: _subdirectory(scratch, f"output-{index}") for index, name in enumerate(outputs)
         }
         paths = {name: directory / _STAGED for name, directory in directories.items()}
+        log = (
+            TaskLog(LogLimits(config.max_log_lines, config.max_log_bytes))
+            if requested(staged.function_arguments)
+            else None
+        )
         with FileRuntime(staged_inputs, paths, buffer_size=config.chunk_bytes) as runtime:
-            summary = function(runtime)
+            summary = function(runtime, log)
             created = runtime.finish_outputs()
         if len(summary) > config.max_summary_bytes:
             raise invalid_argument(
@@ -321,7 +335,7 @@ def _run_function(
             config,
             start_upload,
         )
-    return TaskOutputs(return_value=summary, tags_map=tags)
+    return TaskOutputs(return_value=summary, tags_map=tags, log=log.entries() if log else [])
 
 
 def run_staged_task(

@@ -15,6 +15,10 @@ from teaclave.functions.runtime import Runtime
 
 A = TypeVar("A")
 
+LOGGER = "teaclave.functions"
+"""The logger whose children built-ins log to (``logging.getLogger(__name__)``): their
+records go to their task's log if it asked for one (``save_log``), else nowhere."""
+
 
 class Usize(int):
     """An argument that must be a non-negative integer (Rust's ``usize``)."""

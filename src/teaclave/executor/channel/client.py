@@ -7,12 +7,22 @@ error reply (an unknown name or handle, too many files, an output grown too larg
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
 from teaclave.executor.channel import protocol
 from teaclave.executor.channel.protocol import Frame
 from teaclave.executor.files import FileRefused
+from teaclave.executor.tasklog import LogLimits, TaskLog
+
+
+def receive_task(channel: socket.socket) -> tuple[dict[str, Any], TaskLog | None]:
+    """The ``go`` frame: the task (as its guest expects it), and its log if the task asked."""
+    frame = protocol.receive(channel, protocol.MAX_TASK)
+    task: dict[str, Any] = json.loads(frame.body)
+    limits = frame.header.get("log")
+    return task, None if limits is None else TaskLog(LogLimits(**limits))
 
 
 class ChannelFiles:
@@ -56,8 +66,13 @@ class ChannelFiles:
         """Close a handle; it is then unknown."""
         self._call("close", handle=handle)
 
-    def report(self, summary: bytes) -> None:
-        """The function's result: its summary."""
+    def report(self, summary: bytes, log: TaskLog | None = None) -> None:
+        """The function's result: its log's entries, if the task asked for it, then its summary."""
+        if log is not None:
+            for entry in log.kept:
+                protocol.send(self._channel, "log", entry.encode())
+            if log.skipped:
+                protocol.send(self._channel, "log_skipped", count=log.skipped)
         protocol.send(self._channel, "result", summary)
 
     def fail(self, error: str, traceback: bytes = b"") -> None:

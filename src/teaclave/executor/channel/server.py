@@ -3,7 +3,8 @@
 The sandbox is untrusted: every frame is checked, a malformed one ends the
 task. Requests about files (an unknown name or handle, too many handles, an
 output grown too large) are answered with an error the function sees as a
-``RuntimeError``.
+``RuntimeError``. Log entries (a task that asked for its log) get no answer; the
+task's :class:`~teaclave.executor.tasklog.TaskLog` bounds what it keeps of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from teaclave.executor.channel import protocol
 from teaclave.executor.channel.protocol import Frame, ProtocolError
 from teaclave.executor.files import FileRefused, FileTable
+from teaclave.executor.tasklog import TaskLog
 from teaclave.functions.runtime import Runtime
 
 
@@ -37,8 +39,10 @@ class ChannelServer:
         *,
         max_file_bytes: int,
         max_summary_bytes: int,
+        log: TaskLog | None = None,
     ) -> None:
         self._channel = channel
+        self._log = log
         self._files = FileTable(runtime, max_file_bytes=max_file_bytes)
         self._max_summary_bytes = max_summary_bytes
         self._handlers: dict[str, Callable[[Frame], tuple[dict[str, Any], bytes]]] = {
@@ -62,6 +66,9 @@ class ChannelServer:
                 return frame.body
             if frame.op == "failure":
                 raise FunctionFailed(frame.field("error", str), frame.body.decode(errors="replace"))
+            if frame.op in ("log", "log_skipped"):
+                self._record(frame)
+                continue
             handler = self._handlers.get(frame.op)
             if handler is None:
                 raise ProtocolError(f"unknown op {frame.op!r}")
@@ -71,6 +78,18 @@ class ChannelServer:
                 protocol.send(self._channel, "error", message=str(exc))
             else:
                 protocol.send(self._channel, "ok", body, **fields)
+
+    def _record(self, frame: Frame) -> None:
+        """A log entry, or a count of those the function did not send (no reply)."""
+        if self._log is None:
+            raise ProtocolError(f"{frame.op!r} frame, but the task did not ask for its log")
+        if frame.op == "log":
+            self._log.add(frame.body.decode(errors="replace"))
+            return
+        count = frame.field("count", int)
+        if count < 0:
+            raise ProtocolError("'log_skipped' frame: 'count' must not be negative")
+        self._log.skip(count)
 
     def _open(self, frame: Frame) -> tuple[dict[str, Any], bytes]:
         name, mode = frame.field("name", str), frame.field("mode", str)

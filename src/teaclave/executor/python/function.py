@@ -7,13 +7,14 @@ import importlib
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import sandbox
-from teaclave.executor.python import guest, payload
+from teaclave.executor.python import guest, mesapy, payload
 from teaclave.executor.sandboxed import SandboxedFunction, limits
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
 
 def preload(modules: tuple[str, ...]) -> None:
-    """Import the allowed modules now: the sandbox cannot load native libraries later."""
+    """Import the allowed modules (and the MesaPy profile's) now: the sandbox cannot load
+    native libraries or read the platform's code later."""
     for name in modules:
         try:
             importlib.import_module(name)
@@ -21,6 +22,7 @@ def preload(modules: tuple[str, ...]) -> None:
             raise TeaclaveError(
                 Status.FAILED_PRECONDITION, f"execution.python_modules: cannot import {name!r}"
             ) from exc
+    mesapy.preload(modules)
 
 
 def view(config: ExecutionConfig) -> sandbox.View:
@@ -39,11 +41,15 @@ class PythonFunction(SandboxedFunction):
         super().__init__("python", config, guest.main, task_view or view(config), limits(config))
 
     def load(self, staged: StagedTask) -> None:
-        """The task's payload and arguments, sent to the sandbox by :meth:`run`."""
+        """The task's payload and arguments, sent to the sandbox by :meth:`run`.
+
+        Tasks of executor ``mesapy`` get the MesaPy profile (:mod:`.mesapy`).
+        """
         config = self._config
         self._go(
             payload=payload.source(staged.function_payload),
             argv=payload.flatten(staged.function_arguments),
             modules=list(config.python_modules),
             max_summary_bytes=config.max_summary_bytes,
+            profile=mesapy.PROFILE if staged.executor == mesapy.PROFILE else "python",
         )

@@ -1,8 +1,11 @@
 """The sandboxed end of the channel: runs the payload's ``entrypoint(argv)``.
 
 Everything here runs inside the sandbox, after the trusted side sent the
-``go`` frame (a JSON body: payload, argv, allowed modules, summary limit). The
-function's files are requests over the channel; its prints are discarded.
+``go`` frame (a JSON body: payload, argv, allowed modules, summary limit,
+profile). The function's files are requests over the channel. Its prints and
+log records go to the task's log if the task asked for it (sent with the
+result), else nowhere. Tasks of executor ``mesapy`` get the MesaPy profile
+(:mod:`.mesapy`).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
-import json
 import linecache
+import logging
 import socket
 import sys
 import traceback
@@ -21,9 +24,11 @@ from importlib.machinery import ModuleSpec
 from typing import Any, BinaryIO
 
 from teaclave.executor.channel import protocol
-from teaclave.executor.channel.client import ChannelFiles
+from teaclave.executor.channel.client import ChannelFiles, receive_task
 from teaclave.executor.files import FileRefused
+from teaclave.executor.python import mesapy
 from teaclave.executor.python.payload import ENTRYPOINT, FILENAME
+from teaclave.executor.tasklog import LineWriter, LogHandler, TaskLog
 
 MAX_TRACEBACK = 16 << 10
 """Longest traceback reported (its end is kept)."""
@@ -33,13 +38,17 @@ NOT_SUPPORTED = "Teaclave Not Supported"
 
 
 class _Client:
-    """The function's files over the channel; a refused request raises ``RuntimeError``."""
+    """The function's files over the channel; a refused request raises ``RuntimeError``.
 
-    def __init__(self, files: ChannelFiles) -> None:
+    ``byte_strings``: files are :class:`~.mesapy.ByteStringFile` (the MesaPy profile).
+    """
+
+    def __init__(self, files: ChannelFiles, *, byte_strings: bool = False) -> None:
         self._files = files
+        self._byte_strings = byte_strings
         self._streams: list[BinaryIO] = []
 
-    def open(self, name: str, mode: str = "rb") -> BinaryIO:
+    def open(self, name: str, mode: str = "rb") -> BinaryIO | mesapy.ByteStringFile:
         """``teaclave_open``: "rb" opens an input, "wb" creates an output (binary files)."""
         if mode not in ("rb", "wb"):
             raise RuntimeError(NOT_SUPPORTED)
@@ -54,7 +63,7 @@ class _Client:
             else io.BufferedReader(raw, protocol.CHUNK)
         )
         self._streams.append(stream)
-        return stream
+        return mesapy.ByteStringFile(stream) if self._byte_strings else stream
 
     def close_all(self) -> None:
         """Close (and so flush) every file the function left open."""
@@ -106,10 +115,39 @@ class _ChannelFile(io.RawIOBase):
 
 
 class _Discard(io.TextIOBase):
-    """Where the function's prints go: nowhere (the platform's logs must not get them)."""
+    """Where the function's prints go without a log: nowhere."""
 
     def write(self, text: str, /) -> int:
         return len(text)
+
+
+class _Lines(io.TextIOBase):
+    """Where the function's prints go with a log: a line each."""
+
+    def __init__(self, log: TaskLog) -> None:
+        super().__init__()
+        self.lines = LineWriter(log)
+
+    def write(self, text: str, /) -> int:
+        return self.lines.write(text)
+
+
+def _capture(log: TaskLog | None) -> list[_Lines]:
+    """Send stdout, stderr and log records (INFO and up) to ``log``, or nowhere without one.
+
+    The root logger loses whatever handlers the platform gave it before the fork.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    if log is None:
+        sys.stdout = sys.stderr = _Discard()
+        return []
+    streams = [_Lines(log), _Lines(log)]
+    sys.stdout, sys.stderr = streams
+    root.addHandler(LogHandler(log))
+    root.setLevel(logging.INFO)
+    return streams
 
 
 def _allowed(name: str, modules: frozenset[str]) -> bool:
@@ -134,8 +172,11 @@ class _Refuse:
         return None
 
 
-def _importer(modules: frozenset[str], shim: types.ModuleType) -> Callable[..., types.ModuleType]:
-    """``__import__`` for the payload: ``teaclave`` is the shim, the rest must be allowed."""
+def _importer(
+    modules: frozenset[str], shims: Mapping[str, types.ModuleType]
+) -> Callable[..., types.ModuleType]:
+    """``__import__`` for the payload: ``shims`` by name (``teaclave``: the file API), then
+    the allowed modules."""
     original = builtins.__import__
 
     def guarded(
@@ -145,8 +186,8 @@ def _importer(modules: frozenset[str], shim: types.ModuleType) -> Callable[..., 
         fromlist: Sequence[str] = (),
         level: int = 0,
     ) -> types.ModuleType:
-        if level == 0 and name == "teaclave":
-            return shim
+        if level == 0 and name in shims:  # "a.b" gives "a" unless names are taken from it
+            return shims[name if fromlist else name.partition(".")[0]]
         if level == 0 and not _allowed(name, modules):
             raise _refusal(name)
         return original(name, globals, locals, fromlist, level)
@@ -161,28 +202,35 @@ def _confine_imports(modules: frozenset[str]) -> None:
     sys.meta_path.insert(0, _Refuse(modules))
 
 
-def _summary(value: object) -> bytes:
-    """A return value as the summary: None is empty, bytes as they are, else its str."""
+def _summary(value: object, profile: str) -> bytes:
+    """A return value as the summary: None is empty, bytes as they are, else its str
+    (in the MesaPy profile, a str read from a file gives back its bytes)."""
     if value is None:
         return b""
     if isinstance(value, bytes):
         return value
-    return str(value).encode()
+    return mesapy.raw(str(value)) if profile == mesapy.PROFILE else str(value).encode()
 
 
-def _run(client: _Client, source: str, argv: list[str], modules: frozenset[str]) -> bytes:
+def _run(
+    source: str, argv: list[str], modules: frozenset[str], profile: str, files: ChannelFiles
+) -> bytes:
     linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
     code = compile(source, FILENAME, "exec", dont_inherit=True)
+    client = _Client(files, byte_strings=profile == mesapy.PROFILE)
     shim = types.ModuleType("teaclave", "The platform's file API for functions.")
     shim.open = client.open  # type: ignore[attr-defined]
-    names = dict(vars(builtins), __import__=_importer(modules, shim), teaclave_open=client.open)
+    shims = {"teaclave": shim}
+    if profile == mesapy.PROFILE:
+        shims |= mesapy.modules(modules)
+    names = dict(vars(builtins), __import__=_importer(modules, shims), teaclave_open=client.open)
     namespace: dict[str, Any] = {"__name__": "teaclave_function", "__builtins__": names}
     _confine_imports(modules)
     exec(code, namespace)  # noqa: S102 (running the function is the point, in the sandbox)
     entrypoint = namespace.get(ENTRYPOINT)
     if not callable(entrypoint):
         raise NameError(f"the function defines no callable {ENTRYPOINT!r}")
-    summary = _summary(entrypoint(argv))
+    summary = _summary(entrypoint(argv), profile)
     client.close_all()
     return summary
 
@@ -209,15 +257,18 @@ def _report(exc: BaseException) -> tuple[str, bytes]:
 def main(channel: socket.socket) -> int:
     """The sandbox's target: wait for the go frame, run the function, report."""
     sys.stdout = sys.stderr = _Discard()
-    task = json.loads(protocol.receive(channel, protocol.MAX_TASK).body)
+    task, log = receive_task(channel)
+    streams = _capture(log)
     argv: list[str] = task["argv"]
     modules = frozenset[str](task["modules"])
     limit: int = task["max_summary_bytes"]
     files = ChannelFiles(channel)
     try:
-        summary = _run(_Client(files), task["payload"], argv, modules)
+        summary = _run(task["payload"], argv, modules, task["profile"], files)
+        for stream in streams:
+            stream.lines.flush()  # a last line without a newline
     except BaseException as exc:  # every failure of the function is reported
         files.fail(*_report(exc))
     else:
-        files.report(summary[: limit + 1])  # longer is refused anyway
+        files.report(summary[: limit + 1], log)  # longer is refused anyway
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 from teaclave.core.errors import invalid_argument
 
@@ -32,6 +33,34 @@ def _defines_entrypoint(tree: ast.Module) -> bool:
     return False
 
 
+_PYTHON2 = (
+    ("Missing parentheses in call to 'print'", "", "the print statement"),
+    ("Missing parentheses in call to 'exec'", "", "the exec statement"),
+    ("multiple exception types must be parenthesized", "", "'except E, name:'"),
+    ("leading zeros in decimal integer literals", "", "an octal literal without 0o"),
+    ("Function parameters cannot be parenthesized", "", "tuple parameters"),
+    ("Lambda expression parameters cannot be parenthesized", "", "tuple parameters"),
+    ("invalid decimal literal", r"\b\d+[lL]\b", "a long integer literal"),
+    ("invalid syntax", r"`", "backquotes"),
+    ("invalid syntax", r"<>", "the <> operator"),
+    ("invalid syntax", r"\b[uU][rR]['\"]", "a ur'' string"),
+    ("invalid syntax", r"^\s*raise\s[^,]+,", "'raise E, value'"),
+)
+"""Python 3's message for a Python 2 construct, what the line holds where the parser
+stopped (if the message alone does not tell), and the construct."""
+
+
+def _python2(exc: SyntaxError) -> str | None:
+    """The Python 2 construct that ``exc`` is about, if it is one."""
+    line, at = exc.text or "", (exc.offset or 0) - 1
+    for message, pattern, construct in _PYTHON2:
+        if not exc.msg.startswith(message):
+            continue
+        if not pattern or any(m.start() <= at < m.end() for m in re.finditer(pattern, line)):
+            return construct
+    return None
+
+
 def check(payload: bytes) -> None:
     """INVALID_ARGUMENT unless ``payload`` compiles and defines ``entrypoint`` at top level.
 
@@ -42,7 +71,10 @@ def check(payload: bytes) -> None:
         compile(text, FILENAME, "exec", dont_inherit=True)
         tree = ast.parse(text, FILENAME)
     except SyntaxError as exc:
-        raise invalid_argument(f"invalid function payload: {exc.msg} (line {exc.lineno})") from None
+        construct = _python2(exc)
+        hint = f"Python 2 syntax is not supported ({construct}): " if construct else ""
+        message = f"invalid function payload: {hint}{exc.msg} (line {exc.lineno})"
+        raise invalid_argument(message) from None
     except ValueError as exc:  # e.g. NUL bytes
         raise invalid_argument(f"invalid function payload: {exc}") from None
     if not _defines_entrypoint(tree):

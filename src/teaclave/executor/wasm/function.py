@@ -22,6 +22,7 @@ from teaclave.executor import sandbox
 from teaclave.executor.files import Files
 from teaclave.executor.python import payload
 from teaclave.executor.sandboxed import SandboxedFunction, limits
+from teaclave.executor.tasklog import TaskLog
 from teaclave.executor.wasm import guest, host, wamr, wasi
 from teaclave.executor.wasm.module import RESERVED_BYTES, engine, reason, require_abi
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
@@ -77,11 +78,14 @@ class WasmFunction:
         """Free the module (a forked copy of this process keeps its own)."""
         self._module.close()
 
-    def run(self, files: Files, argv: list[str]) -> bytes:
-        """Run the function with ``argv`` on ``files``; its summary (or a failure naming why)."""
+    def run(self, files: Files, argv: list[str], log: TaskLog | None = None) -> bytes:
+        """Run the function with ``argv`` on ``files``; its summary (or a failure naming why).
+
+        ``log``: where a WASI command's stdout and stderr lines go too, if given.
+        """
         config = self._config
         convention: _Convention = (
-            wasi.Command(argv, config.max_summary_bytes)
+            wasi.Command(argv, config.max_summary_bytes, log)
             if self._abi == "wasi"
             else wamr.Entrypoint(argv)
         )

@@ -7,13 +7,11 @@ code through ctypes: the sandbox lets those calls through its audit hook (``nati
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import TYPE_CHECKING
 
 from teaclave.core.errors import TeaclaveError
-from teaclave.executor.channel import protocol
-from teaclave.executor.channel.client import ChannelFiles
+from teaclave.executor.channel.client import ChannelFiles, receive_task
 
 if TYPE_CHECKING:
     from teaclave.executor.wasm.function import WasmFunction
@@ -21,12 +19,12 @@ if TYPE_CHECKING:
 
 def main(function: WasmFunction, channel: socket.socket) -> int:
     """The sandbox's target: wait for the go frame, run the module, report."""
-    task = json.loads(protocol.receive(channel, protocol.MAX_TASK).body)
+    task, log = receive_task(channel)
     files = ChannelFiles(channel)
     try:
-        summary = function.run(files, task["argv"])
+        summary = function.run(files, task["argv"], log)
     except TeaclaveError as exc:
         files.fail(exc.message)
     else:
-        files.report(summary)
+        files.report(summary, log)
     return 0
