@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/python -m teaclave.assurance.iomanifest  # I/O uses vs io-manifest.toml
+	$(BIN)/python scripts/check_standalone.py  # no data read from beside the checkout
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

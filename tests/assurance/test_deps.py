@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from teaclave_fixtures import ADVISORIES
 
 from teaclave.assurance import advisories, deps, sbom
 from teaclave.assurance.lock import load_lock
@@ -18,10 +19,6 @@ from tests.conftest import pick_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "uv.lock"
-SNAPSHOT = ROOT.parent / "shared" / "advisories"
-needs_snapshot = pytest.mark.skipif(
-    not SNAPSHOT.is_dir(), reason=f"no advisory snapshot at {SNAPSHOT}"
-)
 
 VULNERABLE_LOCK = """\
 version = 1
@@ -42,9 +39,7 @@ dependencies = [{ name = "cryptography" }]
 
 @pytest.fixture(scope="module")
 def snapshot() -> advisories.Snapshot:
-    if not SNAPSHOT.is_dir():
-        pytest.skip(f"no advisory snapshot at {SNAPSHOT}")
-    return advisories.load_snapshot(SNAPSHOT)
+    return advisories.load_snapshot(ADVISORIES)
 
 
 @pytest.fixture
@@ -54,38 +49,54 @@ def vulnerable_lock(tmp_path: Path) -> Path:
     return path
 
 
+def test_snapshot_reads_json_and_yaml(snapshot: advisories.Snapshot) -> None:
+    assert snapshot.files == 5  # withdrawn and other-ecosystem records are read, then dropped
+    assert sorted((p, a.id) for p, found in snapshot.by_package.items() for a in found) == [
+        ("cryptography", "PYSEC-2023-254"),
+        ("cryptography", "TEST-LISTED-1"),
+        ("grpcio", "TEST-OLD-RANGES-1"),
+        ("numpy", "TEST-OLD-RANGES-1"),
+    ]
+    assert snapshot.description == (
+        f"offline snapshot {ADVISORIES} (5 advisory files, newest modified 2024-10-10)"
+    )
+
+
 def test_real_lock_every_package_checked(snapshot: advisories.Snapshot) -> None:
     lock = load_lock(LOCK)
     report = advisories.audit(lock, snapshot)
-    assert not report.unchecked
+    assert report.passed  # grpcio and numpy are checked against old ranges they are past
     assert {(p.name, p.version) for p in report.packages} == {
         (p.name, p.version) for p in lock.third_party()
     }
-    assert "newest modified 2024-" in report.source
+    assert {"grpcio", "numpy"} <= {p.name for p in report.packages}
 
 
-@needs_snapshot
 def test_cli_audit_real_lock_names_every_package(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["deps", "audit", "--advisories", str(SNAPSHOT), "--lock", str(LOCK), "--json"])
+    code = main(["deps", "audit", "--advisories", str(ADVISORIES), "--lock", str(LOCK), "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert data["unchecked"] == 0
+    assert (data["unchecked"], data["vulnerable"], code) == (0, 0, 0)
     assert data["checked"] == len(load_lock(LOCK).third_party()) == len(data["packages"])
-    assert code == (0 if data["vulnerable"] == 0 else 1)
 
 
-@needs_snapshot
 def test_vulnerable_pin_is_flagged(
     vulnerable_lock: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["deps", "audit", "--advisories", str(SNAPSHOT), "--lock", str(vulnerable_lock)])
+    code = main(["deps", "audit", "--advisories", str(ADVISORIES), "--lock", str(vulnerable_lock)])
     captured = capsys.readouterr()
     assert code == 1
-    assert "cryptography 41.0.0:" in captured.out
-    # PYSEC-2023-254 (CVE-2023-49083): affected >=3.1, <41.0.6, fixed in 41.0.6.
-    assert "PYSEC-2023-254 (CVE-2023-49083, GHSA-jfhm-5ghh-2f97): affected >=3.1, <41.0.6; " in (
-        captured.out
-    )
-    assert "fixed: 41.0.6" in captured.out
+    # Neither the withdrawn record nor the other ecosystem's; both applicable ones, in file order.
+    finding_lines = [
+        "  cryptography 41.0.0: 2 advisories",
+        "      PYSEC-2023-254 (CVE-2023-49083, GHSA-jfhm-5ghh-2f97): affected >=3.1, <41.0.6; "
+        "fixed: 41.0.6",
+        "        Loading a PKCS7 blob can dereference a NULL pointer (denial of service).",
+        "      TEST-LISTED-1: affected listed versions; fixed: no fixed version",
+        "        Invented for the tests: affects exactly the listed versions, no range.",
+    ]
+    assert "\n".join(finding_lines) in captured.out
+    assert "TEST-WITHDRAWN-1" not in captured.out
+    assert "TEST-OTHER-ECOSYSTEM-1" not in captured.out
     assert "audit failed: 1 packages with applicable advisories" in captured.err
 
 

@@ -1,18 +1,16 @@
-"""Intel DCAP test vectors of shared/vectors/attestation: MANIFEST entries, roots, collateral."""
+"""Intel DCAP test vectors of tests/data/attestation: MANIFEST entries, roots, collateral."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation.intel import Collateral
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 
 # go-tdx-guest/v5: the MANIFEST names the 2023 "Intel SGX TCB Signing" certificate, which expired in
 # 2025-05; the 2026 TCB info is signed by the same key, re-issued 2025-05-06 (in dcap-qvl's

@@ -1,4 +1,4 @@
-"""The SEV-SNP and Nitro entries of the shared attestation vectors (MANIFEST.json), loaded."""
+"""The SEV-SNP and Nitro entries of the attestation vectors (MANIFEST.json), loaded."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation import pki
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 SNP_IDS = ("trustee/milan-vcek", "trustee/milan-vlek")
 NITRO_IDS = ("nitrite/prod", "nitrite/debug", "evervault/ga")
 SNP_CHAINS = {

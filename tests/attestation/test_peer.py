@@ -2,13 +2,13 @@
 
 import dataclasses
 import datetime
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation import intel, ratls, roots
 from teaclave.attestation.appraisal import SGX, Appraisal
@@ -17,7 +17,6 @@ from teaclave.attestation.measure import service_measurement
 from teaclave.attestation.peer import verify_peer
 from teaclave.attestation.simulation import SimulatedPlatform
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 MEASUREMENT = service_measurement("frontend")
 PLATFORM = SimulatedPlatform(ec.generate_private_key(ec.SECP256R1()))

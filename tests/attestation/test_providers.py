@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation import providers, ratls
 from teaclave.attestation.providers import (
@@ -18,7 +19,6 @@ from teaclave.attestation.providers import (
     detect,
 )
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 TDX_QUOTE = (VECTORS / "go-tdx-guest" / "tdx_prod_quote_SPR_E4.dat").read_bytes()
 SNP_REPORT = (VECTORS / "trustee" / "test-report.bin").read_bytes()
 SNP_AUX = (VECTORS / "trustee" / "test-vcek.der").read_bytes()

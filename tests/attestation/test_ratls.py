@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation import ratls
 from teaclave.attestation.measure import service_measurement
 from teaclave.attestation.simulation import SimulatedPlatform
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 CCC = VECTORS / "ccc-interoperable-ra-tls"
 EVERVAULT = VECTORS / "evervault-attestation-doc-validation"
 GRAMINE = CCC / "gramine-cert.pem"

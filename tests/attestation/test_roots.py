@@ -1,14 +1,13 @@
 """The bundled vendor roots: self-signed, valid today, pinned, the same as the vectors'."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cryptography import x509
+from teaclave_fixtures import VECTORS
 
 from teaclave.attestation import roots
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 ROOTS = {
     "intel": (roots.intel_root, roots.INTEL_ROOT_FINGERPRINT, "Intel SGX Root CA"),
     "nitro": (roots.nitro_root, roots.NITRO_ROOT_FINGERPRINT, "aws.nitro-enclaves"),

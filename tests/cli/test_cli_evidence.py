@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from teaclave_fixtures import VECTORS
 
 from teaclave.cli.evidence import INTEL, NITRO, RATLS, SNP, detect
 from teaclave.cli.main import main
 from teaclave.transport.collateral import CollateralCache
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 SGX_T = "2025-07-01T00:00:00Z"
 SNP_T = "2025-06-01T00:00:00Z"
 MILAN_CHAIN = "trustee/milan_ask_ark_asvk.pem"

@@ -5,11 +5,12 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from teaclave_fixtures import VECTORS
+
 from teaclave.attestation.ratls import CertificateEvidence
 from teaclave.transport.appraiser import appraiser
 from teaclave.transport.collateral import CollateralCache, quote_needs
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 MANIFEST = {v["id"]: v for v in json.loads((VECTORS / "MANIFEST.json").read_text())["vectors"]}
 
 

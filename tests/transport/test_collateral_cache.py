@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from teaclave_fixtures import VECTORS
 from transport_helpers import serve_in_thread
 
 from teaclave.attestation import roots, snp
@@ -25,7 +26,6 @@ from teaclave.transport.collateral import (
     quote_needs,
 )
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "attestation"
 T = datetime(2025, 7, 1, tzinfo=UTC)  # inside the dcap-qvl SGX collateral's window
 LATER = datetime(2025, 8, 1, tzinfo=UTC)  # after it
 SGX_FMSPC = "00a067110000"
