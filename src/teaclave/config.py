@@ -171,6 +171,36 @@ class AttestationConfig:
     kds_url: str = ""
 
 
+TRACE_EXPORTERS = ("none", "console", "otlp", "file")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """Metrics, traces and the log format (docs/operations.md)."""
+
+    # Prometheus metrics over HTTP: 0 (off), or a base port; service number i of
+    # SERVICES (storage 0, ..., execution 6) listens on metrics_port + i.
+    metrics_port: int = 0
+    # Where the metrics endpoints listen: loopback unless set otherwise.
+    metrics_host: str = "127.0.0.1"
+    # Where spans go: "none", "console" (JSON lines on stdout), "otlp" (OTLP over gRPC to
+    # otlp_endpoint; plaintext only to a loopback address, else TLS) or "file" (JSON lines,
+    # one file per service process in trace_dir; empty: <data_dir>/traces).
+    traces: str = "none"
+    otlp_endpoint: str = "127.0.0.1:4317"
+    trace_dir: str = ""
+    # Log lines as "text" (time level service: message) or "json" (one object per line,
+    # with the trace and span ids of the current span).
+    log_format: str = "text"
+
+    def metrics_address(self, service: str) -> tuple[str, int] | None:
+        """Where ``service`` serves its metrics (None: metrics are off)."""
+        if not self.metrics_port:
+            return None
+        return self.metrics_host, self.metrics_port + SERVICES.index(service)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole platform configuration."""
@@ -185,6 +215,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @property
     def data_path(self) -> Path:
@@ -203,6 +234,10 @@ class Config:
             work_dir=str(Path(self.execution.work_dir or self.data_path / "work").resolve()),
         )
 
+    def trace_path(self) -> Path:
+        """Where the "file" trace exporter writes."""
+        return Path(self.observability.trace_dir or self.data_path / "traces").resolve()
+
     def with_data_dir(self, data_dir: str | Path) -> Config:
         """A copy using another data directory (a relative one: below the working directory)."""
         return replace(self, data_dir=str(Path(data_dir).expanduser().resolve()))
@@ -214,7 +249,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "scheduler": SchedulerConfig,
     "execution": ExecutionConfig,
     "attestation": AttestationConfig,
+    "observability": ObservabilityConfig,
 }
+_MAY_BE_ZERO = frozenset({"observability.metrics_port"})
 
 
 def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
@@ -229,6 +266,9 @@ def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
             values[key] = _build(_SECTIONS[key], value, f"{key}.")
             continue
         default = getattr(cls(), key)
+        if f"{where}{key}" in _MAY_BE_ZERO and value == 0 and not isinstance(value, bool):
+            values[key] = 0
+            continue
         values[key] = _coerce(value, default, f"{where}{key}")
     return cls(**values)
 
@@ -272,6 +312,7 @@ def parse_config(text: str) -> Config:
     if config.execution.max_log_bytes > MAX_LOG_BYTES:
         raise ConfigError(f"execution.max_log_bytes must not exceed {MAX_LOG_BYTES}")
     _check_attestation(config.attestation)
+    _check_observability(config.observability)
     if config.attestation.mode == "production" and config.auth.dev_teaclave_admin:
         raise ConfigError(
             "attestation.mode production refuses auth.dev_teaclave_admin (a well-known "
@@ -297,6 +338,17 @@ def _check_attestation(attestation: AttestationConfig) -> None:
             raise ConfigError("attestation.mode production needs attestation.enclave_info")
 
 
+def _check_observability(observability: ObservabilityConfig) -> None:
+    if observability.traces not in TRACE_EXPORTERS:
+        raise ConfigError(f"observability.traces must be one of {', '.join(TRACE_EXPORTERS)}")
+    if observability.log_format not in LOG_FORMATS:
+        raise ConfigError(f"observability.log_format must be one of {', '.join(LOG_FORMATS)}")
+    if observability.metrics_port + len(SERVICES) - 1 > 65535:
+        raise ConfigError(
+            f"observability.metrics_port must leave room for {len(SERVICES)} ports below 65536"
+        )
+
+
 def _below(base: Path, path: str) -> str:
     """``path`` made absolute: "~/…" in the home directory, a relative one below ``base``."""
     return str(base / Path(path).expanduser()) if path else path
@@ -305,6 +357,7 @@ def _below(base: Path, path: str) -> str:
 def _anchored(config: Config, base: Path) -> Config:
     """``config`` with every relative path in it taken relative to ``base``."""
     execution, attestation = config.execution, config.attestation
+    observability = config.observability
     auditors = tuple(
         f"{name}={_below(base, key)}" if key else entry
         for entry in attestation.auditors
@@ -325,6 +378,7 @@ def _anchored(config: Config, base: Path) -> Config:
             auditors=auditors,
             collateral_dir=_below(base, attestation.collateral_dir),
         ),
+        observability=replace(observability, trace_dir=_below(base, observability.trace_dir)),
     )
 
 

@@ -18,6 +18,7 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
 from teaclave.executor.sandbox import View
+from teaclave.observability.stages import Report
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
@@ -126,6 +127,18 @@ def test_without_an_answer_nothing_is_uploaded(tmp_path: Path) -> None:
     )
     stdout = io.BytesIO(process.stdout)
     assert uploads.read_frame(stdout) == (uploads.UPLOAD, b"output_result1")
+    kind, timings = uploads.read_frame(stdout) or (b"", b"")
+    assert kind == uploads.STAGES  # its stages, the failed upload among them
+    report = Report.decode(timings)
+    assert [(s.name, s.parent, s.error) for s in report.stages] == [
+        ("sandbox", -1, ""),
+        ("fetch_inputs", -1, ""),
+        ("fetch_input", 1, ""),
+        ("fetch_input", 1, ""),
+        ("run", -1, ""),
+        ("upload_outputs", -1, "TeaclaveError"),  # no upload_output: refused before it began
+    ]
+    assert all(report.began <= s.start <= s.end for s in report.stages)
     kind, payload = uploads.read_frame(stdout) or (b"", b"")
     assert (kind, uploads.read_frame(stdout)) == (uploads.RESULT, None)
     assert TaskResult.FromString(payload).Err.reason == (

@@ -33,7 +33,8 @@ _NET = (
     "socket ssl http.client http.server urllib.request socketserver ftplib smtplib poplib "
     "imaplib xmlrpc grpc aiohttp requests httpx urllib3 s3fs fsspec.implementations.http "
     "asyncio.open_connection asyncio.start_server asyncio.open_unix_connection "
-    "asyncio.start_unix_server"
+    "asyncio.start_unix_server prometheus_client.start_http_server prometheus_client.exposition "
+    "opentelemetry.exporter.otlp"
 )
 _PROC = (
     "subprocess multiprocessing pty concurrent.futures.ProcessPoolExecutor os.system os.popen "

@@ -21,13 +21,14 @@ def _serve(args: argparse.Namespace, ctx: Context) -> None:
     config = load_config(args.config)
     if args.data_dir:
         config = config.with_data_dir(args.data_dir)
+    json_lines = config.observability.log_format == "json"
     if args.service:
-        configure_logging(args.service)
+        configure_logging(args.service, json_lines=json_lines)
         stop = threading.Event()
         with stop_on_signals(stop):
             run_service(args.service, config, stop)
         return
-    configure_logging("supervisor")
+    configure_logging("supervisor", json_lines=json_lines)
     attestation = config.attestation
     trusted = attestation.enclave_info or "this installation's own code (no enclave info)"
     ctx.note(

@@ -263,3 +263,6 @@ class Task:
     cancel_requested: bool = False
     # Who approved, and the :func:`teaclave.core.tasks.task_digest` each approved.
     approvals: dict[str, str] = field(default_factory=dict)
+    # The W3C traceparent of the task's creation span: every later span about the
+    # task joins its trace (docs/operations.md). Not part of what approvals bind.
+    trace_context: str = ""

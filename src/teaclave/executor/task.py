@@ -40,6 +40,7 @@ from teaclave.executor.uploads import StartUpload
 from teaclave.functions import registry
 from teaclave.functions.builtin import LOGGER
 from teaclave.functions.runtime import Runtime
+from teaclave.observability.stages import stage
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskFailure, TaskOutputs, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 from teaclave.transport import urls
@@ -135,7 +136,8 @@ def _function(
         if sandbox is None or sandbox.kind != kind:
             raise TeaclaveError(Status.INTERNAL, "the task's sandbox is not for its executor")
         with sandbox as function:
-            function.load(staged)
+            with stage("load_function"):
+                function.load(staged)
             yield function.run
     elif (staged.executor_type, staged.executor) == ("builtin", "builtin"):
         builtin = registry.lookup(staged.function_name)
@@ -217,7 +219,7 @@ def _subdirectory(scratch: Path, name: str) -> Path:
 
 def _stage_input(file: _File, directory: Path, config: ExecutionConfig) -> StagedFile:
     """Fetch one input into ``directory`` as a protected file and verify it completely."""
-    with _about(file.role):
+    with _about(file.role), stage("fetch_input", schema=file.crypto.schema.value):
         crypto = file.crypto
         if crypto.schema is CryptoSchema.TEACLAVE_FILE_128:
             path = directory / file.file_name
@@ -243,7 +245,11 @@ def _stage_input(file: _File, directory: Path, config: ExecutionConfig) -> Stage
 
 def _deliver(output: _File, staged: StagedFile, directory: Path, config: ExecutionConfig) -> bytes:
     """Convert one output to its owner's format while uploading it; returns its cmac."""
-    with _about(output.role), staged.open(output.role, config.chunk_bytes) as plaintext:
+    with (
+        _about(output.role),
+        stage("upload_output", schema=output.crypto.schema.value),
+        staged.open(output.role, config.chunk_bytes) as plaintext,
+    ):
         crypto = output.crypto
         if crypto.schema is CryptoSchema.TEACLAVE_FILE_128:
             # The format needs a seekable sink: seal into the scratch directory first.
@@ -307,10 +313,11 @@ def _run_function(
         for i in staged.inputs
     }
     with _scratch(config) as scratch:
-        staged_inputs = {
-            name: _stage_input(file, _subdirectory(scratch, f"input-{index}"), config)
-            for index, (name, file) in enumerate(inputs.items())
-        }
+        with stage("fetch_inputs"):
+            staged_inputs = {
+                name: _stage_input(file, _subdirectory(scratch, f"input-{index}"), config)
+                for index, (name, file) in enumerate(inputs.items())
+            }
         directories = {
             name: _subdirectory(scratch, f"output-{index}") for index, name in enumerate(outputs)
         }
@@ -321,7 +328,8 @@ def _run_function(
             else None
         )
         with FileRuntime(staged_inputs, paths, buffer_size=config.chunk_bytes) as runtime:
-            summary = function(runtime, log)
+            with stage("run"):
+                summary = function(runtime, log)
             created = runtime.finish_outputs()
         if len(summary) > config.max_summary_bytes:
             raise invalid_argument(
@@ -330,11 +338,12 @@ def _run_function(
         for name, output in outputs.items():
             if name not in created:
                 raise invalid_argument(f"{output.role}: the function did not create it")
-        tags = _deliver_all(
-            [(name, file, created[name], directories[name]) for name, file in outputs.items()],
-            config,
-            start_upload,
-        )
+        with stage("upload_outputs"):
+            tags = _deliver_all(
+                [(name, file, created[name], directories[name]) for name, file in outputs.items()],
+                config,
+                start_upload,
+            )
     return TaskOutputs(return_value=summary, tags_map=tags, log=log.entries() if log else [])
 
 

@@ -8,7 +8,9 @@ After the envelope (:mod:`teaclave.executor.worker`), both directions carry
 frames ``kind (1 byte) | payload length (4 bytes, big endian) | payload``:
 
 * worker → parent, on the worker's stdout: ``U`` + an output's name (UTF-8),
-  asking to upload it; finally ``R`` + the serialized ``TaskResult``;
+  asking to upload it; ``T`` + the worker's stage timings
+  (:mod:`teaclave.observability.stages`), once, just before the result; finally
+  ``R`` + the serialized ``TaskResult``;
 * parent → worker, on the worker's stdin: one answer per ``U``, in order:
   ``Y`` (granted) or ``N`` + why not (UTF-8).
 
@@ -27,7 +29,7 @@ from teaclave.core.errors import Status, TeaclaveError
 _FRAME = struct.Struct(">cI")
 MAX_FRAME_BYTES = 64 << 20
 """The largest payload either side accepts (a result carries the summary and log)."""
-UPLOAD, RESULT, GRANTED, REFUSED = b"U", b"R", b"Y", b"N"
+UPLOAD, RESULT, GRANTED, REFUSED, STAGES = b"U", b"R", b"Y", b"N", b"T"
 
 StartUpload = Callable[[str], None]
 """Called with an output's name before anything of it is uploaded; raises
@@ -92,9 +94,11 @@ def serve(
     from_worker: IO[bytes],
     envelope: bytes,
     start_upload: Callable[[str], str],
+    on_stages: Callable[[bytes], None] = lambda _: None,
 ) -> bytes | None:
     """The parent's side: send ``envelope``, then answer each upload request with
-    ``start_upload(name)`` ('' grants, else the reason) until the worker's result.
+    ``start_upload(name)`` ('' grants, else the reason) until the worker's result;
+    hand its stage timings to ``on_stages``.
 
     Returns the result's bytes (b"" if the worker ended without one), or None if
     the worker broke the protocol (it may still be running: kill it). Closes
@@ -112,6 +116,9 @@ def serve(
                 kind, payload = frame
                 if kind == RESULT:
                     return payload
+                if kind == STAGES:
+                    on_stages(payload)
+                    continue
                 if kind != UPLOAD:
                     return None
                 reason = start_upload(payload.decode())

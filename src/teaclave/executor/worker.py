@@ -31,6 +31,7 @@ from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
 from teaclave.executor.sandbox import View, die_with_parent
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
+from teaclave.observability import stages
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
@@ -162,6 +163,11 @@ def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
 
 def main(argv: list[str]) -> None:
     """Run the task of the envelope on stdin and write its result to stdout."""
+    with stages.recording() as report:
+        _main(argv, report)
+
+
+def _main(argv: list[str], report: stages.Report) -> None:
     if not die_with_parent(int(argv[0])):
         sys.exit(1)
     # Only the result goes to stdout: anything else printed lands on stderr.
@@ -172,13 +178,15 @@ def main(argv: list[str]) -> None:
     settings = header.settings
     # Fork the task's sandbox now: before any thread exists and before the task,
     # with its file keys, is in this process's memory.
-    sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
+    with stages.stage("sandbox"):
+        sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
     with sandbox or contextlib.nullcontext(), result_out:
         staged = read_task(stdin)
         gate = uploads.ParentGate(result_out, io.BufferedReader(stdin))
         result = run_staged_task(
             staged, settings.config, sandbox, module=header.module, start_upload=gate
         )
+        uploads.write_frame(result_out, uploads.STAGES, report.encode())
         uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())
 
 

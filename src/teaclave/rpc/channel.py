@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from teaclave.attestation.evidence import AttestationError, AttestationPolicy, Verdict
 from teaclave.attestation.peer import RECHECK_SECS, verify_peer
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.observability import calls
 from teaclave.rpc import certs
 from teaclave.rpc.identity import Clock, IdentitySource, ServiceIdentity, utc_now
 
@@ -132,7 +133,8 @@ class Peer:
     (its client certificate changes) and when the peer's evidence was last
     verified :data:`RECHECK_SECS` ago (so a peer whose evidence grew too old
     is refused). The replaced channel is closed at the next replacement, so
-    calls still running on it finish.
+    calls still running on it finish. Its calls are counted, timed and traced
+    (:func:`teaclave.observability.calls.observed`).
     """
 
     def __init__(
@@ -168,7 +170,7 @@ class Peer:
                 or not timedelta(0) <= now - self._verified < timedelta(seconds=RECHECK_SECS)
             ):
                 self._retire()
-                self._channel, _ = attested_channel(
+                channel, _ = attested_channel(
                     self.address,
                     self.service,
                     policy=self._policy,
@@ -176,6 +178,7 @@ class Peer:
                     max_message_bytes=self._max,
                     now=now,
                 )
+                self._channel = calls.observed(channel, self.service)
                 self._dialed_as, self._verified = identity, now
             return self._channel
 

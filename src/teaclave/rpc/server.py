@@ -4,7 +4,8 @@ Every unary handler of a server started here runs behind one guard that
 (1) on internal endpoints verifies the caller's client-certificate evidence
 against the endpoint's allow-list of peer services, and (2) turns a
 :class:`TeaclaveError` into its gRPC status and message, and anything else
-into INTERNAL "service internal error" (details only in the log).
+into INTERNAL "service internal error" (details only in the log). Each call
+is also counted, timed and traced (:func:`teaclave.observability.calls.observing`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from teaclave.attestation.evidence import AttestationError, AttestationPolicy
 from teaclave.attestation.peer import RECHECK_SECS, verify_peer
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.observability import calls
 from teaclave.rpc.identity import Clock, IdentitySource, ServiceIdentity, utc_now
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return None
 
         return grpc.unary_unary_rpc_method_handler(
-            guarded,
+            calls.observing(self._name, method, guarded, public=self._check is None),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

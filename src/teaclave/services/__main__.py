@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if args.data_dir:
             config = config.with_data_dir(args.data_dir)
+        configure_logging(args.name, json_lines=config.observability.log_format == "json")
         if args.supervised:
             watch_parent(stop)
         with stop_on_signals(stop):

@@ -30,6 +30,8 @@ from typing import TextIO
 from teaclave.assurance import runtime as runtime_manifest
 from teaclave.attestation import providers
 from teaclave.config import SERVICES, Config
+from teaclave.observability.logs import JsonFormatter, wrap
+from teaclave.observability.process import start as start_observability
 from teaclave.services.base import ServiceEnv, ServiceMain
 from teaclave.transport.collateral import CollateralCache
 
@@ -69,20 +71,27 @@ def run_service(name: str, config: Config, stop: threading.Event) -> None:
     if prepare is not None:  # start-up work beyond what the runtime manifest grants
         prepare(config)
     env = ServiceEnv.create(config, name)
+    observability = start_observability(config, name)  # binds and opens before the manifest
     # Start-up done: from here on the process keeps to its runtime manifest.
     # The evidence provider's files stay usable: the service renews its evidence while it runs.
     renewal = providers.interface_paths(config.attestation.provider)
     runtime_manifest.install(
         name, writable=[CollateralCache.from_config(config).directory, *renewal]
     )
-    service_main(env, stop)
+    try:
+        service_main(env, stop)
+    finally:
+        observability.close()
 
 
-def configure_logging(service: str, level: int = logging.INFO) -> None:
-    """Log to stderr as ``time level service: message``."""
-    logging.basicConfig(
-        stream=sys.stderr, level=level, format=LOG_FORMAT.format(service=service), force=True
-    )
+def configure_logging(service: str, level: int = logging.INFO, *, json_lines: bool = False) -> None:
+    """Log to stderr as ``time level service: message``, or as JSON lines with trace ids."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT.format(service=service)))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 @contextlib.contextmanager
@@ -183,6 +192,7 @@ class Supervisor:
         self.restart_window = restart_window
         self.first_backoff = first_backoff
         self.failure: SupervisorError | None = None
+        self._json = config.observability.log_format == "json"
         self._children: dict[str, _Child] = {}
         self._crashes: dict[str, collections.deque[float]] = {
             name: collections.deque() for name in self.services
@@ -291,9 +301,11 @@ class Supervisor:
         log.info("%s started (pid %d)", name, proc.pid)
 
     def _write(self, name: str, line: str) -> None:
-        """Copy one output line of ``name`` to :attr:`output`, prefixed with the name."""
+        """Copy one output line of ``name`` to :attr:`output`, prefixed with the name
+        (with JSON logs: as a JSON object, see :func:`~teaclave.observability.logs.wrap`)."""
+        text = wrap(name, line) if self._json else f"{name:<14} | {line}"
         with self._write_lock:
-            self.output.write(f"{name:<14} | {line}\n")
+            self.output.write(text + "\n")
             self.output.flush()
 
     def _await_listening(self, child: _Child) -> None:

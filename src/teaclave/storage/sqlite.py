@@ -113,6 +113,18 @@ class SqliteStore:
             rows = db.execute(sql, params).fetchall()
         return [self._record(k, v, ver) for k, v, ver in rows]
 
+    def count(self, prefix: str) -> int:
+        """How many records have a key starting with ``prefix`` (keys only are read)."""
+        sql = "SELECT count(*) FROM records WHERE key >= ?"
+        params = [prefix]
+        end = prefix_end(prefix)
+        if end is not None:
+            sql += " AND key < ?"
+            params.append(end)
+        with self._transaction("BEGIN") as db:
+            (found,) = db.execute(sql, params).fetchone()
+        return int(found)
+
     def commit(self, checks: Sequence[tuple[str, int]], writes: Sequence[Write]) -> int:
         """Apply ``writes`` atomically if every ``(key, version)`` check holds.
 

@@ -26,6 +26,7 @@ from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import uploads, worker
 from teaclave.executor.task import is_wasm, sandbox_kind, sandbox_view
+from teaclave.observability import metrics
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
     Executing,
@@ -42,6 +43,7 @@ from teaclave.proto.teaclave_scheduler_service_pb2_grpc import TeaclaveScheduler
 from teaclave.rpc.channel import Peer
 from teaclave.services.base import ServiceEnv
 from teaclave.services.execution.modules import ModuleCache
+from teaclave.services.execution.observe import TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,10 @@ class _Task:
         envelope: bytes,
         on_done: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
+        run: TaskRun,
     ) -> None:
         self.task_id = task_id
+        self.run = run
         self.canceled = threading.Event()
         self._process = subprocess.Popen(
             worker.command(os.getpid()),
@@ -109,21 +113,26 @@ class _Task:
         process = self._process
         assert process.stdin is not None
         assert process.stdout is not None
-        with process.stdout:
+        with process.stdout, self.run.active():
             output = uploads.serve(
-                process.stdin, process.stdout, envelope, lambda name: start_upload(self, name)
+                process.stdin,
+                process.stdout,
+                envelope,
+                lambda name: start_upload(self, name),
+                self.run.stages,
             )
             if output is None:  # it broke the protocol
                 self._kill_group()
             process.wait()
-        if not self.canceled.is_set():
-            on_done(self, worker.read_result(process.returncode, output))
+            if not self.canceled.is_set():
+                on_done(self, worker.read_result(process.returncode, output))
 
     def kill(self) -> None:
         """Kill the child's process group and wait until the task is over."""
         self.canceled.set()
         self._kill_group()
         self._thread.join()
+        self.run.end("canceled")
 
     def _kill_group(self) -> None:
         if self._process.returncode is None:  # not reaped yet, so the group id is still ours
@@ -193,17 +202,21 @@ class _Executor:
             return
         staged = response.staged_task
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
+        run = TaskRun(staged.task_id, staged.trace_context)
         try:
             settings = self._config.execution_settings()
             view = sandbox_view(sandbox_kind(staged), settings)
             envelope = worker.encode_envelope(settings, staged, self._module(staged), view)
-            task = _Task(staged.task_id, envelope, self._finish, self._start_upload)
-        except TeaclaveError as exc:
-            self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=exc.message)))
-            return
-        except OSError as exc:
-            reason = f"cannot start executor process: {exc.strerror}"
-            self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))
+            task = _Task(staged.task_id, envelope, self._finish, self._start_upload, run)
+        except (TeaclaveError, OSError) as exc:
+            reason = (
+                exc.message
+                if isinstance(exc, TeaclaveError)
+                else f"cannot start executor process: {exc.strerror}"
+            )
+            with run.active():
+                self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))
+            run.end("Err")
             return
         with self._lock:
             self._task = task
@@ -248,6 +261,7 @@ class _Executor:
         """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""
         if refused := self._persist(task, "report", lambda: self._report(task.task_id, result)):
             log.warning("result of task %s not recorded: %s", task.task_id, refused)
+        task.run.end(result.WhichOneof("result") or "Err")
         self._clear(task)
 
     def _report(self, task_id: str, result: TaskResult) -> None:
@@ -273,4 +287,5 @@ def prepare(config: Config) -> None:
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:
     """Run the execution service until ``stop`` is set."""
+    metrics.EXECUTION_SLOTS.set(1)
     _Executor(env, stop).run()

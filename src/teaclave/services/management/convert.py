@@ -220,6 +220,7 @@ def staged_task(task: Task, function: Function, user_id: str) -> sched.StagedTas
         function_arguments=task.function_arguments,
         function_payload=function.payload,
         user_id=user_id,
+        trace_context=task.trace_context,
         inputs=[
             sched.StagedInput(name=name, url=f.url, cmac=f.cmac, crypto_info=crypto_info(f.crypto))
             for name, f in sorted(task.assigned_inputs.items())

@@ -30,6 +30,7 @@ from teaclave.services.management.convert import (
     task_response,
 )
 from teaclave.services.management.guard import Call, guarded
+from teaclave.services.management.observe import creating_task, task_operation
 from teaclave.storage.api import Store
 
 
@@ -237,23 +238,27 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         self, txn: Txn, call: Call[fe.CreateTaskRequest]
     ) -> fe.CreateTaskResponse:
         request = call.request
-        task_id = tasks.create_task(
-            txn,
-            call.caller.user_id,
-            _function(request),
-            executor=request.executor,
-            arguments=request.function_arguments,
-            inputs_ownership=owner_lists(request.inputs_ownership),
-            outputs_ownership=owner_lists(request.outputs_ownership),
-            max_limits=self._max_limits,
-        )
+        with creating_task() as trace_context:
+            task_id = tasks.create_task(
+                txn,
+                call.caller.user_id,
+                _function(request),
+                executor=request.executor,
+                arguments=request.function_arguments,
+                inputs_ownership=owner_lists(request.inputs_ownership),
+                outputs_ownership=owner_lists(request.outputs_ownership),
+                max_limits=self._max_limits,
+                trace_context=trace_context,
+            )
         return fe.CreateTaskResponse(task_id=task_id)
 
     @guarded("get_task", _task_facts)
+    @task_operation("task.result", ended_only=True)
     def GetTask(self, txn: Txn, call: Call[fe.GetTaskRequest]) -> fe.GetTaskResponse:  # noqa: N802
         return task_response(tasks.load_task(txn, _task(call.request)))
 
     @guarded("assign_data", _assignment_facts)
+    @task_operation("task.assign_data")
     def AssignData(  # noqa: N802
         self, txn: Txn, call: Call[fe.AssignDataRequest]
     ) -> fe.AssignDataResponse:
@@ -267,6 +272,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         return fe.AssignDataResponse()
 
     @guarded("approve_task", _task_facts)
+    @task_operation("task.approve")
     def ApproveTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.ApproveTaskRequest]
     ) -> fe.ApproveTaskResponse:
@@ -275,6 +281,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         return fe.ApproveTaskResponse(digest=digest)
 
     @guarded("revoke_task_approval", _task_facts)
+    @task_operation("task.revoke_approval")
     def RevokeTaskApproval(  # noqa: N802
         self, txn: Txn, call: Call[fe.RevokeTaskApprovalRequest]
     ) -> fe.RevokeTaskApprovalResponse:
@@ -282,6 +289,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         return fe.RevokeTaskApprovalResponse()
 
     @guarded("invoke_task", _task_facts)
+    @task_operation("task.invoke")
     def InvokeTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.InvokeTaskRequest]
     ) -> fe.InvokeTaskResponse:
@@ -289,6 +297,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         return fe.InvokeTaskResponse()
 
     @guarded("cancel_task", _task_facts)
+    @task_operation("task.cancel")
     def CancelTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.CancelTaskRequest]
     ) -> fe.CancelTaskResponse:

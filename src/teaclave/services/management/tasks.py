@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from teaclave.core import tasks as rules
 from teaclave.core.access import Facts, FileFacts, TaskFacts
@@ -85,8 +86,9 @@ def create_task(
     inputs_ownership: OwnerLists,
     outputs_ownership: OwnerLists,
     max_limits: Limits,
+    trace_context: str = "",
 ) -> str:
-    """A new Created task; returns its id."""
+    """A new Created task (in the trace of ``trace_context``); returns its id."""
     task = rules.create_task(
         task_uuid=new_uuid(),
         function=load_function(txn, function_uuid),
@@ -97,6 +99,7 @@ def create_task(
         outputs_ownership=outputs_ownership,
         max_limits=max_limits,
     )
+    task = replace(task, trace_context=trace_context)
     txn.put(keys.TASK + task.uuid, task)
     return external_id(Kind.TASK, task.uuid)
 

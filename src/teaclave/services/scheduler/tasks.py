@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
@@ -22,6 +23,7 @@ from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
+from teaclave.services.scheduler import observe
 from teaclave.services.scheduler.liveness import Liveness
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Record, Store, Write
@@ -86,6 +88,7 @@ class Scheduler:
     def _pull_once(self, executor_id: str) -> pb.StagedTask | None:
         """Dequeue until a task is handed out; queue entries of tasks not Staged are dropped."""
         while entry := self._queue_head():
+            began = time.time_ns()
             task_uuid = entry.key.removeprefix(keys.STAGED).partition("-")[2]
             task, version = self._load(task_uuid)
             task_key = keys.TASK + task_uuid
@@ -107,7 +110,10 @@ class Scheduler:
                     self._add_output_writes(task, self._output_records(task), {}, checks, writes)
             self._store.commit(checks, writes)
             if handed_out is not None:
+                observe.task_pulled(handed_out, entry.key, began)
                 return handed_out
+            if task is not None and task.status.ended:
+                observe.task_ended(task)
         return None
 
     def heartbeat(self, executor_id: str, running: str) -> tuple[pb.ExecutorCommand, str]:
@@ -229,6 +235,7 @@ class Scheduler:
             records = self._output_records(ended)
         self._add_output_writes(ended, records, written or {}, checks, writes)
         self._store.commit(checks, writes)
+        observe.task_ended(ended)
 
     def fail_lost(self, executor_id: str, task_uuid: str, reason: str = TIMEOUT_REASON) -> None:
         """Fail ``task_uuid`` if it is still Running on the lost ``executor_id``."""

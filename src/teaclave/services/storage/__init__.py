@@ -6,8 +6,10 @@ import threading
 
 import grpc
 
+from teaclave.observability import metrics
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
 from teaclave.services.base import ServiceEnv
+from teaclave.services.storage.observe import RecordCollector
 from teaclave.services.storage.service import StorageServicer
 from teaclave.storage.sealing import load_or_create_sealing_key
 from teaclave.storage.sqlite import SqliteStore
@@ -27,8 +29,9 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
         def register(server: grpc.Server) -> None:
             pb_grpc.add_TeaclaveStorageServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
-        server = env.serve("storage", register)
-        stop.wait()
-        server.stop(STOP_GRACE_SECS).wait()
+        with metrics.collecting(RecordCollector(store.count)):
+            server = env.serve("storage", register)
+            stop.wait()
+            server.stop(STOP_GRACE_SECS).wait()
     finally:
         store.close()
