@@ -79,6 +79,15 @@ class Bench:
         if client.get_task_result(task_id, timeout=60) != b"bench":
             raise SystemExit("echo task returned a wrong result")
 
+    def rpc_and_echo(
+        self, client: FrontendClient, runs: int
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The ``rpc`` and ``echo_task`` figures, after warming up every path once."""
+        function_id = self.register(client)
+        self.echo_task(client)
+        rpc = summary(timed(lambda: client.get_function(function_id), runs * 5))
+        return rpc, summary(timed(lambda: self.echo_task(client), runs))
+
     def throughput(self, clients: int, seconds: float, executor: str = "builtin") -> float:
         done = [0] * clients
         deadline = time.monotonic() + seconds
@@ -114,10 +123,7 @@ def run(quick: bool) -> dict[str, object]:
         with Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password}):
             bench = Bench(config, password)
             with bench.client() as client:
-                function_id = bench.register(client)
-                bench.echo_task(client)  # warm up every path once
-                rpc = summary(timed(lambda: client.get_function(function_id), runs * 5))
-                echo = summary(timed(lambda: bench.echo_task(client), runs))
+                rpc, echo = bench.rpc_and_echo(client, runs)
                 bench.echo_task(client, "python")
                 python = summary(timed(lambda: bench.echo_task(client, "python"), runs))
             throughput = {n: round(bench.throughput(n, seconds), 2) for n in (1, 4, 8)}

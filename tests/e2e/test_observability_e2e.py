@@ -6,6 +6,7 @@ metrics endpoints show the RPCs and the task, and every stage of the task, in
 every service, is in one trace.
 """
 
+import io
 import json
 import secrets
 import socket
@@ -81,7 +82,7 @@ log_format = "json"
         )
     config = load_config(config_path)
     password = secrets.token_urlsafe(16)
-    log = __import__("io").StringIO()
+    log = io.StringIO()
     supervisor = Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password})
     with supervisor:
         yield Platform(config, supervisor, root / "files", password, log)
@@ -90,7 +91,8 @@ log_format = "json"
 def scrape(platform: Platform, service: str) -> dict[str, float]:
     """The samples of ``service``'s metrics endpoint: ``name{labels}`` -> value."""
     address = platform.config.observability.metrics_address(service)
-    assert address is not None and address[0] == "127.0.0.1"
+    assert address is not None
+    assert address[0] == "127.0.0.1"
     with urllib.request.urlopen(f"http://{address[0]}:{address[1]}/metrics", timeout=5) as reply:
         text = reply.read().decode()
     samples = {}
@@ -137,6 +139,10 @@ def test_one_task_observed_in_metrics_and_one_trace(observed: Platform) -> None:
         ]
         >= 1
     )
+    # access_control serves its metrics although its runtime manifest grants no I/O at all
+    access_control = scrape(observed, "access_control")
+    authorized = 'method="TeaclaveAccessControl/AuthorizeApi",service="access_control"'
+    assert access_control[f'teaclave_rpc_server_handled_total{{code="OK",{authorized}}}'] >= 1
     storage = scrape(observed, "storage")
     assert storage["teaclave_queue_depth"] == 0
     assert storage['teaclave_storage_records{namespace="task"}'] >= 1
@@ -145,8 +151,9 @@ def test_one_task_observed_in_metrics_and_one_trace(observed: Platform) -> None:
     assert scheduler['teaclave_task_transitions_total{state="FINISHED"}'] >= 1
     assert scheduler['teaclave_task_stage_seconds_count{stage="staged"}'] >= 1
     execution = wait_until(
-        lambda: (found := scrape(observed, "execution"))["teaclave_execution_busy_slots"] == 0
-        and found,
+        lambda: (
+            (found := scrape(observed, "execution"))["teaclave_execution_busy_slots"] == 0 and found
+        ),
         "the execution service to be idle",
     )
     assert execution["teaclave_execution_slots"] == 1
@@ -165,7 +172,7 @@ def test_one_task_observed_in_metrics_and_one_trace(observed: Platform) -> None:
     }
     trace = by_trace[trace_id]
     names = {s["name"] for s in trace}
-    assert TASK_STAGES <= names, TASK_STAGES - names
+    assert names >= TASK_STAGES, TASK_STAGES - names
     assert {
         "teaclave_frontend_service_proto.TeaclaveFrontend/CreateTask",
         "teaclave_management_service_proto.TeaclaveManagement/CreateTask",
@@ -174,7 +181,7 @@ def test_one_task_observed_in_metrics_and_one_trace(observed: Platform) -> None:
         "teaclave_scheduler_service_proto.TeaclaveScheduler/UpdateTaskResult",
     } <= names
     services = {s["resource"]["attributes"]["service.name"] for s in trace}
-    assert {"frontend", "management", "storage", "scheduler", "execution"} <= services
+    assert services == set(SERVICES)  # every service has spans in the task's trace
     # One tree: a single root (the client's CreateTask at the frontend), every other
     # span's parent in the trace.
     ids = {s["context"]["span_id"] for s in trace}

@@ -49,24 +49,24 @@ def sample(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_calls_are_counted_and_timed_on_both_sides(caller: ServiceEnv) -> None:
+def counts() -> list[float]:
+    """Server: OK and INVALID_ARGUMENT answers, timed calls; client: OK calls."""
     served = {"service": "access_control", "method": METHOD}
-    before = (
+    client = {"peer": "access_control", "method": METHOD, "code": "OK"}
+    return [
         sample("teaclave_rpc_server_handled_total", **served, code="OK"),
         sample("teaclave_rpc_server_handled_total", **served, code="INVALID_ARGUMENT"),
         sample("teaclave_rpc_server_handling_seconds_count", **served),
-        sample("teaclave_rpc_client_handled_total", peer="access_control", method=METHOD, code="OK"),
-    )
+        sample("teaclave_rpc_client_handled_total", **client),
+    ]
+
+
+def test_calls_are_counted_and_timed_on_both_sides(caller: ServiceEnv) -> None:
+    before = counts()
     call(caller)
     with pytest.raises(grpc.RpcError):
         call(caller, "fail")
-    after = (
-        sample("teaclave_rpc_server_handled_total", **served, code="OK"),
-        sample("teaclave_rpc_server_handled_total", **served, code="INVALID_ARGUMENT"),
-        sample("teaclave_rpc_server_handling_seconds_count", **served),
-        sample("teaclave_rpc_client_handled_total", peer="access_control", method=METHOD, code="OK"),
-    )
-    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 2, 1]
+    assert [b - a for a, b in zip(before, counts(), strict=True)] == [1, 1, 2, 1]
 
 
 def test_a_traced_call_carries_its_context_to_the_server(
@@ -101,16 +101,16 @@ def test_calls_outside_a_trace_make_no_span(
 def test_task_spans_join_the_task_trace_and_link_the_request(spans: InMemorySpanExporter) -> None:
     with tracing.tracer().start_as_current_span("create") as create:
         stored = tracing.traceparent()
-    with tracing.tracer().start_as_current_span("later request") as request:
-        with tracing.task_span("task.approve", stored, {"teaclave.task_id": "t"}):
-            pass
+    with (
+        tracing.tracer().start_as_current_span("later request") as request,
+        tracing.task_span("task.approve", stored, {"teaclave.task_id": "t"}),
+    ):
+        pass
     approve = next(s for s in spans.get_finished_spans() if s.name == "task.approve")
     assert approve.context.trace_id == create.get_span_context().trace_id
     assert approve.parent is not None
     assert approve.parent.span_id == create.get_span_context().span_id
-    assert [link.context.span_id for link in approve.links] == [
-        request.get_span_context().span_id
-    ]
+    assert [link.context.span_id for link in approve.links] == [request.get_span_context().span_id]
     assert tracing.parse("") is None
     assert tracing.parse("00-zz-yy-01") is None
 

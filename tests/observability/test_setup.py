@@ -3,9 +3,12 @@
 import io
 import json
 import logging
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from teaclave.config import ConfigError, load_config, parse_config
@@ -14,6 +17,10 @@ from teaclave.observability.logs import JsonFormatter, wrap
 from teaclave.observability.process import start
 from teaclave.observability.stages import recording, stage
 from teaclave.services.execution.observe import TaskRun
+from teaclave.services.storage.observe import RecordCollector
+from teaclave.storage import keys
+from teaclave.storage.api import Write
+from teaclave.storage.sqlite import SqliteStore
 from tests.conftest import pick_free_port
 
 
@@ -56,9 +63,7 @@ def test_trace_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
 def test_the_file_exporter_writes_json_lines_per_process(tmp_path: Path) -> None:
     path = tmp_path / "teaclave.toml"
     port = pick_free_port()
-    path.write_text(
-        f'[observability]\ntraces = "file"\ntrace_dir = "t"\nmetrics_port = {port}\n'
-    )
+    path.write_text(f'[observability]\ntraces = "file"\ntrace_dir = "t"\nmetrics_port = {port}\n')
     observability = start(load_config(path), "storage")
     try:
         assert tracing.enabled()
@@ -108,7 +113,8 @@ def test_other_output_is_wrapped_as_json() -> None:
         "service": "storage",
         "message": "Traceback (most recent call last):",
     }
-    assert json.loads(wrap("storage", "{not json")) == {"service": "storage", "message": "{not json"}
+    wrapped = {"service": "storage", "message": "{not json"}
+    assert json.loads(wrap("storage", "{not json")) == wrapped
 
 
 def test_a_task_run_turns_its_stage_report_into_spans(spans: InMemorySpanExporter) -> None:
@@ -128,9 +134,10 @@ def test_a_task_run_turns_its_stage_report_into_spans(spans: InMemorySpanExporte
     run.end("Err")
     run.end("Err")  # once only
     assert metrics.REGISTRY.get_sample_value("teaclave_execution_busy_slots") == busy
-    assert metrics.REGISTRY.get_sample_value(
-        "teaclave_task_stage_seconds_count", {"stage": "run"}
-    ) == (runs or 0) + 1
+    assert (
+        metrics.REGISTRY.get_sample_value("teaclave_task_stage_seconds_count", {"stage": "run"})
+        == (runs or 0) + 1
+    )
     found = {s.name: s for s in spans.get_finished_spans()}
     assert set(found) == {
         "task.create",
@@ -155,3 +162,71 @@ def test_a_task_run_turns_its_stage_report_into_spans(spans: InMemorySpanExporte
     assert found["task.fetch_input"].attributes == {"schema": "raw"}
     assert found["task.run"].status.description == "RuntimeError"
     assert found["task.execute"].attributes["teaclave.task_outcome"] == "Err"
+
+
+class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP trace collector that keeps the names of the spans it receives."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.services: set[str] = set()
+
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: object
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                if attribute.key == "service.name":
+                    self.services.add(attribute.value.string_value)
+            for scope_spans in resource_spans.scope_spans:
+                self.names.extend(span.name for span in scope_spans.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_otlp_exports_to_a_loopback_collector_in_the_clear() -> None:
+    collector = _Collector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        config = parse_config(
+            f'[observability]\ntraces = "otlp"\notlp_endpoint = "127.0.0.1:{port}"\n'
+        )
+        observability = start(config, "scheduler")
+        try:
+            with tracing.tracer().start_as_current_span("exported"):
+                pass
+        finally:
+            observability.close()  # sends what is left
+    finally:
+        server.stop(0)
+    assert (collector.names, collector.services) == (["exported"], {"scheduler"})
+
+
+def test_storage_counts_records_by_namespace_and_the_queue(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db", bytes(32))
+    try:
+        store.commit(
+            [],
+            [
+                Write(keys.TASK + "a", b"x"),
+                Write(keys.TASK + "b", b"x"),
+                Write(keys.staged_key(1, "a"), b"x"),
+                Write(keys.USER + "alice", b"x"),
+                Write(keys.USER_FUNCTIONS + "alice", b"x"),  # not the "user/" namespace
+            ],
+        )
+        families = {f.name: f for f in RecordCollector(store.count).collect()}
+    finally:
+        store.close()
+    records = {s.labels["namespace"]: s.value for s in families["teaclave_storage_records"].samples}
+    assert records == {
+        "user": 1,
+        "function": 0,
+        "input": 0,
+        "output": 0,
+        "task": 2,
+        "audit_log": 0,
+    }
+    assert [s.value for s in families["teaclave_queue_depth"].samples] == [1]
