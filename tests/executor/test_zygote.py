@@ -145,6 +145,18 @@ def test_a_zygote_that_cannot_start_fails_each_start_with_the_reason() -> None:
     )
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts no thread on one core")
+def test_a_zygote_that_imports_a_thread_refuses_to_serve(capfd: pytest.CaptureFixture[str]) -> None:
+    """numpy with two OpenBLAS threads: the task processes could not fork sandboxes."""
+    threaded = Launcher(("numpy",), environment={"OPENBLAS_NUM_THREADS": "2"})
+    with closing(threaded), pytest.raises(LauncherError) as failed:
+        threaded.start()
+    assert str(failed.value) == (
+        "cannot start executor process: the zygote exited with code 1 before it was ready"
+    )
+    assert "zygote: 2 threads run after the imports; sandboxes need one" in capfd.readouterr().err
+
+
 _SERVICE = """
 import time
 from teaclave.executor.launcher import Launcher
