@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("platform", "observability", "crypto", "memory", "builtins", "sandbox", "wasm")
+SUITES = ("platform", "observability", "zygote", "crypto", "memory", "builtins", "sandbox", "wasm")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

@@ -3,8 +3,8 @@
 For ``builtin-ordered-set-intersect`` (two sorted lists of 64-hex-digit lines,
 half of each list in the other) and ``builtin-ordered-set-join`` (two CSV
 tables sorted on their id column, half of the rows matching) with 10⁶ rows per
-input (10⁵ with ``--quick``), the real task process (``python -m
-teaclave.executor.worker``) runs the task over aes-gcm-128 ``file://`` inputs
+input (10⁵ with ``--quick``), the real task process (forked by the zygote,
+:mod:`teaclave.executor.zygote`) runs the task over aes-gcm-128 ``file://`` inputs
 and outputs: process start, download, decrypt, stage and verify as protected
 files, run, encrypt and upload. The baseline, timed in the same run, is the
 same computation written plainly in this process on the plaintext files: read

@@ -1,13 +1,13 @@
 """Peak memory of a task streaming large inputs (suite ``memory`` of ``python -m bench``).
 
-The real task process (``python -m teaclave.executor.worker``) runs
+The real task process (forked by the zygote, :mod:`teaclave.executor.zygote`) runs
 ``builtin-ordered-set-intersect`` over two sorted aes-gcm-128 inputs of 1 GiB
 each (64 MiB with ``--quick``) read from ``file://`` URLs, with aes-gcm-128
 outputs: download, decrypt and stage as protected files, verify, run, convert,
-upload. Figures: the worker's wall time and peak RSS (``ru_maxrss`` from
-``wait4``), the ratio of peak RSS to the input size (target: peak < 200 MiB),
-the peak RSS of a worker running ``builtin-echo`` (the interpreter's own
-share), and the time ratio to the baseline: the same function run in this
+upload. Figures: the task process's wall time and peak RSS (``ru_maxrss`` from
+the zygote's ``wait4``), the ratio of peak RSS to the input size (target: peak <
+200 MiB), the peak RSS of a task process running ``builtin-echo`` (the
+interpreter's own share), and the time ratio to the baseline: the same function run in this
 process on the plaintext files directly (no platform, no crypto).
 """
 

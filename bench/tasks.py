@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
+import contextlib
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -12,6 +11,7 @@ from teaclave.config import ExecutionConfig
 from teaclave.crypto import aesgcm
 from teaclave.crypto.streams import Reader
 from teaclave.executor import uploads, worker
+from teaclave.executor.launcher import Launcher
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedInput, StagedOutput, StagedTask
 
@@ -44,26 +44,34 @@ def encrypted_output(name: str, sealed: Path) -> StagedOutput:
     return StagedOutput(name=name, url=sealed.as_uri(), crypto_info=CRYPTO)
 
 
+def started(launcher: Launcher) -> float:
+    """Seconds ``launcher`` takes to fork a task process (killed again, not timed)."""
+    start = time.perf_counter()
+    process = launcher.start()
+    elapsed = time.perf_counter() - start
+    with process:
+        process.kill()
+        process.wait()
+    return elapsed
+
+
 def run_worker(config: ExecutionConfig, staged: StagedTask) -> tuple[TaskResult, float, float]:
-    """Run ``staged`` in a worker process: its result, wall time (s) and peak RSS (MiB).
+    """Run ``staged`` in a task process forked by a zygote, as the execution service does:
+    its result, wall time (s, from the request to the zygote) and peak RSS (MiB).
 
     Every upload is granted at once (there is no scheduler to record it).
     """
     envelope = worker.encode_envelope(config, staged)
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        worker.command(os.getpid()), stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    with process.stdout:
-        output = uploads.serve(process.stdin, process.stdout, envelope, lambda _name: "")
-        if output is None:
-            process.kill()
-        _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    result = worker.read_result(process.returncode, output)
+    with contextlib.closing(Launcher(config.python_modules)) as launcher:
+        started(launcher)  # once the zygote is ready
+        start = time.perf_counter()
+        with launcher.start() as process:
+            output = uploads.serve(process.stdin, process.stdout, envelope, lambda _name: "")
+            if output is None:
+                process.kill()
+            ended = process.wait()
+        elapsed = time.perf_counter() - start
+    result = worker.read_result(ended.returncode, output)
     if result.WhichOneof("result") != "Ok":
         raise SystemExit(f"task failed: {result.Err.reason}")
-    return result, elapsed, usage.ru_maxrss / 1024  # KiB on Linux
+    return result, elapsed, ended.max_rss_kib / 1024

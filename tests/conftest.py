@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from teaclave.config import Endpoints
-from teaclave.executor.worker import ENVIRONMENT
+from teaclave.executor.zygote import ENVIRONMENT
 from teaclave.services.base import ServiceEnv, ServiceMain
 
-# As in a worker: numerical libraries start no thread pool when imported, so tests may
+# As in a task process: numerical libraries start no thread pool when imported, so tests may
 # fork sandboxes from this process (spawn refuses a caller with any other thread).
 os.environ.update(ENVIRONMENT)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import children, gone
 from waiting import wait_until
 
 from teaclave.cli.demo import write_config
@@ -63,39 +64,47 @@ class Platform:
             auth.user_register(user_id, password, role, attribute)
         return self.login(user_id, password)
 
-    def workers(self) -> list[int]:
-        """Pids of the task processes of the execution service."""
-        parent = self.supervisor.pid("execution")
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+    def zygote(self) -> int | None:
+        """The pid of the execution service's zygote, if it runs."""
+        executor = self.supervisor.pid("execution")
+        for pid in children(executor) if executor else []:
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == parent and b"teaclave.executor.worker" in cmdline:
-                found.append(int(entry))
-        return found
+            if b"teaclave.executor.zygote" in cmdline and alive(pid):
+                return pid
+        return None
+
+    def task_processes(self) -> list[int]:
+        """Pids of the task processes of the execution service (children of its zygote)."""
+        zygote = self.zygote()
+        return [pid for pid in children(zygote) if alive(pid)] if zygote else []
 
     def on_next_task(self, action: Callable[[int], None]) -> Callable[[], int]:
         """Call ``action(pid)`` as soon as the next task process starts.
 
         Returns a function that waits for that to have happened and gives the pid.
+        A task process starts with a fork of the zygote, and a built-in task may end
+        a few milliseconds later: the watcher reads only the zygote's list of children,
+        as often as it can.
         """
-        seen = set(self.workers())
+        seen = set(self.task_processes())
         caught: list[int] = []
 
         def watch() -> None:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not caught:
-                for pid in set(self.workers()) - seen:
+            zygote = None
+            while time.monotonic() < deadline:
+                if zygote is None or not alive(zygote):
+                    zygote = self.zygote()
+                    time.sleep(0.001)
+                    continue
+                for pid in set(children(zygote)) - seen:
                     action(pid)
                     caught.append(pid)
                     return
-                time.sleep(0.001)
+                time.sleep(0)
 
         thread = threading.Thread(target=watch, daemon=True)
         thread.start()
@@ -114,11 +123,7 @@ class Platform:
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return not gone(pid)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

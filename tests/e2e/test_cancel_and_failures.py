@@ -6,6 +6,7 @@ import signal
 import pytest
 from e2e_helpers import own_data, psi_task, register_echo, register_psi
 from e2e_platform import EXECUTOR_TIMEOUT, Platform, alive, wait_for
+from processes import children
 from teaclave_fixtures import PSI_DIR
 
 from teaclave.client import FrontendClient, TaskCanceled, TaskFailed, TaskStatus
@@ -69,7 +70,9 @@ def test_cancel_running_task_stops_only_that_task(platform: Platform) -> None:
 def test_killed_executor_fails_its_task(platform: Platform) -> None:
     user, task_id = echo_task(platform)
     executor = platform.supervisor.pid("execution")
+    zygote = platform.zygote()
     assert executor is not None
+    assert zygote is not None
     # kill -9 the executor the moment it has started the task (so: mid-task).
     started = platform.on_next_task(lambda _: os.kill(executor, signal.SIGKILL))
     user.invoke_task(task_id)
@@ -77,11 +80,39 @@ def test_killed_executor_fails_its_task(platform: Platform) -> None:
     with pytest.raises(TaskFailed, match="Runtime Error: Executor Timeout"):
         user.get_task_result(task_id, timeout=EXECUTOR_TIMEOUT * 5)
     wait_for(lambda: not alive(worker), what="orphaned task process exit")
+    wait_for(lambda: not alive(zygote), what="the zygote to die with the executor")
     # The supervisor restarted the executor, which serves new tasks.
     wait_for(lambda: platform.supervisor.pid("execution") not in (None, executor))
     again_user, again = echo_task(platform, "after the crash")
     again_user.invoke_task(again)
     assert again_user.get_task_result(again, timeout=30) == b"after the crash"
+
+
+SLEEPER = b"import time\ndef entrypoint(argv):\n    time.sleep(3600)\n"
+
+
+def test_killed_zygote_fails_its_task_and_another_takes_over(platform: Platform) -> None:
+    user = platform.new_user("PlatformAdmin")
+    function_id = user.register_function("sleeper", "sleeps", "python", payload=SLEEPER)
+    task_id = user.create_task(function_id, {}, "python")
+    executor, zygote = platform.supervisor.pid("execution"), platform.zygote()
+    assert zygote is not None
+    started = platform.on_next_task(lambda _: None)
+    user.invoke_task(task_id)
+    task_process = started()
+    # Once it read its task (and forked the function's sandbox): before, the executor would
+    # ask the next zygote for another task process, the task would run on and never end.
+    wait_for(lambda: children(task_process) != [], what="the task process to run its task")
+    os.kill(zygote, signal.SIGKILL)
+    with pytest.raises(TaskFailed) as failed:
+        user.get_task_result(task_id, timeout=30)
+    assert failed.value.reason == "executor process lost: the zygote was killed by SIGKILL"
+    wait_for(lambda: not alive(task_process), what="the task process to die with its zygote")
+    assert platform.supervisor.pid("execution") == executor  # the executor kept serving
+    wait_for(lambda: platform.zygote() not in (None, zygote), what="a new zygote")
+    again_user, again = echo_task(platform, "after the zygote")
+    again_user.invoke_task(again)
+    assert again_user.get_task_result(again, timeout=30) == b"after the zygote"
 
 
 @pytest.mark.parametrize(

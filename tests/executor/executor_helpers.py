@@ -3,11 +3,12 @@
 import contextlib
 import io
 import os
-import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from processes import children, gone, parent
 from teaclave_fixtures import PSI_DIR
 from waiting import wait_until
 
@@ -16,6 +17,7 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.crypto import aesgcm
 from teaclave.crypto.protected_file import ProtectedFileReader
 from teaclave.executor import worker
+from teaclave.executor.launcher import Launcher, TaskProcess
 from teaclave.executor.task import run_staged_task, sandbox_kind
 from teaclave.executor.wasm import ABIS, compile_module
 from teaclave.proto.teaclave_common_pb2 import FileCryptoInfo, TaskResult
@@ -91,12 +93,22 @@ def psi_task(root: Path, key: bytes = KEY) -> StagedTask:
     )
 
 
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        return [int(c) for c in path.read_text().split()]
-    except OSError:
-        return []
+def zygotes(pid: int) -> list[int]:
+    """The zygotes among the children of process ``pid``."""
+    found = []
+    for child in children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"teaclave.executor.zygote" in cmdline and not gone(child):
+            found.append(child)
+    return found
+
+
+def task_processes(pid: int) -> list[int]:
+    """The live task processes of the zygotes of process ``pid``."""
+    return [c for z in zygotes(pid) for c in children(z) if not gone(c)]
 
 
 def descendants(pid: int) -> list[int]:
@@ -121,53 +133,64 @@ def memory_holds(pid: int, secret: bytes) -> bool:
     return found
 
 
+def single_threaded() -> bool:
+    """Whether this process runs one thread (so it may fork sandboxes)."""
+    return len(os.listdir("/proc/self/task")) == 1
+
+
 @contextlib.contextmanager
-def started_worker(envelope: bytes) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker (started as the execution service starts one) fed ``envelope``; killed after."""
-    process = subprocess.Popen(
-        worker.command(os.getpid()),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=worker.ENVIRONMENT,
-        cwd=worker.DIRECTORY,
-    )
-    try:
-        assert process.stdin is not None
-        process.stdin.write(envelope)
-        process.stdin.close()
-        yield process
-    finally:
-        process.kill()
-        process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
+def started_task(envelope: bytes) -> Iterator[TaskProcess]:
+    """A task process forked by a zygote, as the execution service starts one, fed
+    ``envelope``; killed after, with its zygote."""
+    with (
+        closing(Launcher(ExecutionConfig().python_modules)) as launcher,
+        launcher.start() as process,
+    ):
+        try:
+            process.stdin.write(envelope)
+            process.stdin.close()
+            yield process
+        finally:
+            process.kill()
+            process.wait()
+    # The launcher's thread has ended: this process may fork sandboxes again.
+    wait_until(single_threaded, "the launcher's thread to end")
 
 
-def wait_for_sandbox(process: subprocess.Popen[bytes]) -> list[int]:
+def wait_for_sandbox(process: TaskProcess) -> list[int]:
     """The pids of ``process``'s sandbox (its keeper and task process), once both run."""
-    wait_until(lambda: len(descendants(process.pid)) >= 2, "the worker to fork its sandbox")
+    wait_until(lambda: len(descendants(process.pid)) >= 2, "the task process to fork its sandbox")
     return descendants(process.pid)
+
+
+def encrypt_first_input(staged: StagedTask, path: Path) -> bytes:
+    """Make the first input of ``staged`` aes-gcm data at ``path`` under a fresh random key:
+    the key."""
+    key, iv = os.urandom(16), os.urandom(12)
+    sealed = io.BytesIO()
+    cmac = aesgcm.encrypt(key, iv, io.BytesIO(b"a,1\n"), sealed)
+    path.write_bytes(sealed.getvalue())
+    staged.inputs[0].crypto_info.CopyFrom(FileCryptoInfo(schema="aes-gcm-128", key=key, iv=iv))
+    staged.inputs[0].cmac = cmac
+    return key
 
 
 def assert_sandbox_never_holds_the_key(
     staged: StagedTask, config: ExecutionConfig, input_path: Path
 ) -> None:
     """Run ``staged`` (whose function runs until killed) with its first input at
-    ``input_path`` under a fresh random key: the worker holds the key, its sandbox never."""
-    key, iv = os.urandom(16), os.urandom(12)
-    sealed = io.BytesIO()
-    cmac = aesgcm.encrypt(key, iv, io.BytesIO(b"a,1\n"), sealed)
-    input_path.write_bytes(sealed.getvalue())
-    staged.inputs[0].crypto_info.CopyFrom(FileCryptoInfo(schema="aes-gcm-128", key=key, iv=iv))
-    staged.inputs[0].cmac = cmac
+    ``input_path`` under a fresh random key in a task process forked by a zygote: the
+    task process holds the key, its sandbox never."""
+    key = encrypt_first_input(staged, input_path)
     kind = sandbox_kind(staged)
     module = compile_module(staged.function_payload, kind) if kind in ABIS else b""
-    with started_worker(worker.encode_envelope(config, staged, module)) as process:
-        # The worker has read the task (so the search works) and forked the sandbox.
-        wait_until(lambda: memory_holds(process.pid, key), "the worker to read the task")
+    with started_task(worker.encode_envelope(config, staged, module)) as process:
+        # The task process has read the task (so the search works) and forked the sandbox.
+        wait_until(lambda: memory_holds(process.pid, key), "the task process to read the task")
         sandboxed = wait_for_sandbox(process)
         for pid in sandboxed:
             assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"
+        assert not memory_holds(parent(process.pid), key), "the zygote holds the file key"
 
 
 class Uploads:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executor_helpers import IV, KEY, decrypt_file, psi_task
+from executor_helpers import IV, KEY, decrypt_file, descendants, psi_task, task_processes
+from processes import gone, parent
 from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, ExecutionConfig, SchedulerConfig
@@ -97,6 +98,15 @@ def stage(
     return task.uuid
 
 
+def endless_task(directory: Path) -> StagedTask:
+    """A Python task over the PSI inputs in ``directory`` whose function never returns."""
+    staged = psi_task(directory)
+    staged.executor_type = staged.executor = "python"
+    staged.function_payload = b"import time\ndef entrypoint(argv):\n    time.sleep(3600)\n"
+    staged.function_arguments = "{}"
+    return staged
+
+
 def load(store: RemoteStore, task_uuid: str) -> Task:
     return decode(Task, store.get([keys.TASK + task_uuid])[0].value)
 
@@ -113,22 +123,9 @@ def ended(store: RemoteStore, task_uuid: str) -> Callable[[], Task | None]:
     return check
 
 
-def worker_children() -> list[int]:
-    """Our worker child processes (the execution service runs in this process)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        is_ours = int(fields[1]) == os.getpid() and b"teaclave.executor.worker" in cmdline
-        if is_ours and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
+def our_task_processes() -> list[int]:
+    """The task processes of our zygote (the execution service runs in this process)."""
+    return task_processes(os.getpid())
 
 
 def test_runs_a_staged_task(tmp_path: Path, store: RemoteStore) -> None:
@@ -157,18 +154,17 @@ def test_a_task_with_a_bad_limit_fails_without_a_worker(tmp_path: Path, store: R
     staged.function_arguments = '{"teaclave.cpu_secs":1}'  # a built-in: runs no limits
     task = wait_for(ended(store, stage(store, staged, 1)))
     assert task.result.reason == "invalid task: builtin functions take no limits"
-    assert worker_children() == []
+    assert our_task_processes() == []
 
 
 def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None:
     first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
     first.mkdir()
     second.mkdir()
-    canceled = stage(store, psi_task(first), 1)
+    canceled = stage(store, endless_task(first), 1)
     finished = stage(store, psi_task(second), 2)
-    # Freeze the first task's child, as if it were a long computation.
-    child = wait_for(worker_children, timeout=30)[0]
-    os.kill(child, signal.SIGSTOP)
+    child = wait_for(our_task_processes, timeout=30)[0]
+    sandbox = wait_for(lambda: descendants(child))  # it read its task and runs its function
     assert load(store, canceled).status is TaskStatus.RUNNING
 
     def request_cancel() -> bool:
@@ -184,10 +180,28 @@ def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None
     task = wait_for(ended(store, canceled))
     assert task.status is TaskStatus.CANCELED
     assert task.result.reason == "Task Canceled by the user"
-    wait_for(lambda: child not in worker_children())
+    wait_for(lambda: all(gone(pid) for pid in (child, *sandbox)))
     assert wait_for(ended(store, finished)).result.return_value == b"3 common items"
     assert not (first / "out1.enc").exists()
     assert (second / "out1.enc").exists()
+
+
+def test_a_killed_zygote_fails_its_task_and_another_serves(
+    tmp_path: Path, store: RemoteStore
+) -> None:
+    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
+    first.mkdir()
+    second.mkdir()
+    lost = stage(store, endless_task(first), 1)
+    child = wait_for(our_task_processes)[0]
+    wait_for(lambda: descendants(child))  # it runs its function
+    os.kill(parent(child), signal.SIGKILL)
+    task = wait_for(ended(store, lost))
+    assert task.status is TaskStatus.FINISHED
+    assert task.result.reason == "executor process lost: the zygote was killed by SIGKILL"
+    served = wait_for(ended(store, stage(store, psi_task(second), 2)))
+    assert served.result.return_value == b"3 common items"
+    assert not (first / "out1.enc").exists()
 
 
 def test_survives_an_unreachable_scheduler(

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import marshal
-import os
 import signal
 import textwrap
 from dataclasses import replace
@@ -17,7 +16,7 @@ from executor_helpers import (
     decrypt_file,
     encrypt_file,
     run_task,
-    started_worker,
+    started_task,
     wait_for_sandbox,
     wait_until,
 )
@@ -331,20 +330,22 @@ def test_a_function_that_garbles_the_channel_fails(tmp_path: Path, config: Execu
     )
 
 
-def test_killing_the_worker_kills_its_sandbox(tmp_path: Path, config: ExecutionConfig) -> None:
+def test_killing_the_task_process_kills_its_sandbox(
+    tmp_path: Path, config: ExecutionConfig
+) -> None:
     staged = python_task(tmp_path, "def entrypoint(argv):\n    while True: pass\n")
-    with started_worker(worker.encode_envelope(config, staged)) as process:
+    with started_task(worker.encode_envelope(config, staged)) as process:
         sandboxed = wait_for_sandbox(process)
-        os.kill(process.pid, signal.SIGKILL)  # only the worker: the sandbox must follow
-        process.wait()
+        process.kill()  # only the task process: the sandbox must follow
+        assert process.wait().returncode == -signal.SIGKILL
     wait_until(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in sandboxed),
-        "the sandbox to die with its worker",
+        "the sandbox to die with its task process",
     )
 
 
 def test_the_sandbox_never_holds_the_file_keys(tmp_path: Path, config: ExecutionConfig) -> None:
-    """The worker forks the sandbox before it reads the task and its keys."""
+    """The task process forks the sandbox before it reads the task and its keys."""
     staged = python_task(tmp_path, "import time\ndef entrypoint(argv):\n    time.sleep(30)\n")
     assert_sandbox_never_holds_the_key(staged, config, tmp_path / "data.enc")
 

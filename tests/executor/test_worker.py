@@ -1,22 +1,18 @@
-"""The worker child: envelope in, result out, and death with its parent."""
+"""The worker, in a task process forked by a zygote: envelope in, result out."""
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from executor_helpers import decrypt_file, psi_task
-from waiting import wait_until
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
+from teaclave.executor.launcher import Launcher
 from teaclave.executor.sandbox import View
 from teaclave.observability.stages import Report
 from teaclave.proto.teaclave_common_pb2 import TaskResult
@@ -34,38 +30,31 @@ def grant(name: str) -> str:
     return ""
 
 
+@pytest.fixture(scope="module")
+def launcher() -> Iterator[Launcher]:
+    with closing(Launcher()) as started:
+        yield started
+
+
 def run_worker(
-    envelope: bytes,
-    start_upload: Callable[[str], str] = grant,
-    *,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
+    launcher: Launcher, envelope: bytes, start_upload: Callable[[str], str] = grant
 ) -> tuple[int, bytes | None]:
-    """Run a worker as the execution service does: its exit code and result."""
-    process = subprocess.Popen(
-        worker.command(os.getpid()),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=cwd,
-        env=env or {},
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    with process.stdout:
+    """Run a task process as the execution service does: its exit code and result."""
+    with launcher.start() as process:
         result = uploads.serve(process.stdin, process.stdout, envelope, start_upload)
         if result is None:
             process.kill()
-    return process.wait(timeout=60), result
+        return process.wait().returncode, result
 
 
-def test_round_trip(tmp_path: Path) -> None:
+def test_round_trip(tmp_path: Path, launcher: Launcher) -> None:
     config = ExecutionConfig(file_roots=(str(tmp_path),), max_summary_bytes=100)
     staged = psi_task(tmp_path)
     view = View(("/lib",), ("/lib/hidden",), (("/a", "b"),))
     envelope = worker.encode_envelope(config, staged, b"module", view)
     header, task = decode_envelope(envelope)
     assert (header, task) == (worker.Header(worker.Settings(config, "", view), b"module"), staged)
-    result = worker.read_result(*run_worker(worker.encode_envelope(config, staged)))
+    result = worker.read_result(*run_worker(launcher, worker.encode_envelope(config, staged)))
     assert result.Ok.return_value == b"3 common items"
     assert decrypt_file(tmp_path / "out1.enc", result.Ok.tags_map["output_result1"]) == b"0101010"
 
@@ -73,7 +62,8 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_the_working_directory_and_environment_stay_out_of_the_import_path(
     tmp_path: Path,
 ) -> None:
-    """A worker started from a directory holding modules, with PYTHONPATH set, imports none."""
+    """A zygote started from a directory holding modules, with PYTHONPATH set, imports
+    none, nor do its task processes."""
     planted = tmp_path / "planted"
     planted.mkdir()
     for name in ("json", "struct", "teaclave_marker"):
@@ -81,23 +71,27 @@ def test_the_working_directory_and_environment_stay_out_of_the_import_path(
     staged = psi_task(tmp_path)
     envelope = worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged)
     environment = {"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py")}
-    result = worker.read_result(*run_worker(envelope, cwd=planted, env=environment))
+    # The zygote even tries to preload the planted module.
+    with closing(
+        Launcher(("teaclave_marker",), directory=str(planted), environment=environment)
+    ) as z:
+        result = worker.read_result(*run_worker(z, envelope))
     assert result.Ok.return_value == b"3 common items"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == "") == ["planted"]
 
 
-def test_failures_become_results(tmp_path: Path) -> None:
+def test_failures_become_results(tmp_path: Path, launcher: Launcher) -> None:
     denied = worker.encode_envelope(ExecutionConfig(), psi_task(tmp_path))
-    result = worker.read_result(*run_worker(denied))
+    result = worker.read_result(*run_worker(launcher, denied))
     assert "file_roots is empty" in result.Err.reason
-    returncode, stdout = run_worker(bytes(9) + b"garbage")  # no settings, then junk
+    returncode, stdout = run_worker(launcher, bytes(9) + b"garbage")  # no settings, then junk
     assert returncode == 1
     assert worker.read_result(returncode, stdout).Err.reason == (
         "executor process exited with code 1"
     )
 
 
-def test_each_upload_waits_for_the_parents_grant(tmp_path: Path) -> None:
+def test_each_upload_waits_for_the_services_grant(tmp_path: Path, launcher: Launcher) -> None:
     config = ExecutionConfig(file_roots=(str(tmp_path),))
     asked: list[tuple[str, bool]] = []
 
@@ -106,7 +100,7 @@ def test_each_upload_waits_for_the_parents_grant(tmp_path: Path) -> None:
         return "cannot start the upload: no" if name == "output_result2" else ""
 
     result = worker.read_result(
-        *run_worker(worker.encode_envelope(config, psi_task(tmp_path)), refuse_second)
+        *run_worker(launcher, worker.encode_envelope(config, psi_task(tmp_path)), refuse_second)
     )
     assert result.Err.reason == "output 'output_result2': cannot start the upload: no"
     assert asked == [("output_result1", False), ("output_result2", True)]
@@ -114,18 +108,14 @@ def test_each_upload_waits_for_the_parents_grant(tmp_path: Path) -> None:
     assert not (tmp_path / "out2.enc").exists()
 
 
-def test_without_an_answer_nothing_is_uploaded(tmp_path: Path) -> None:
-    """A worker whose stdin ends after the envelope (no parent answering) uploads nothing."""
+def test_without_an_answer_nothing_is_uploaded(tmp_path: Path, launcher: Launcher) -> None:
+    """A worker whose stdin ends after the envelope (no service answering) uploads nothing."""
     config = ExecutionConfig(file_roots=(str(tmp_path),))
-    process = subprocess.run(
-        worker.command(os.getpid()),
-        check=True,
-        input=worker.encode_envelope(config, psi_task(tmp_path)),
-        capture_output=True,
-        timeout=60,
-        env={},
-    )
-    stdout = io.BytesIO(process.stdout)
+    with launcher.start() as process:
+        process.stdin.write(worker.encode_envelope(config, psi_task(tmp_path)))
+        process.stdin.close()
+        stdout = io.BytesIO(process.stdout.read())
+        assert process.wait().returncode == 0
     assert uploads.read_frame(stdout) == (uploads.UPLOAD, b"output_result1")
     kind, timings = uploads.read_frame(stdout) or (b"", b"")
     assert kind == uploads.STAGES  # its stages, the failed upload among them
@@ -155,7 +145,7 @@ def frames(*items: tuple[bytes, bytes]) -> io.BytesIO:
     return stream
 
 
-def test_the_parent_answers_requests_in_order_until_the_result() -> None:
+def test_the_service_answers_requests_in_order_until_the_result() -> None:
     from_worker = frames(
         (uploads.UPLOAD, b"a"), (uploads.UPLOAD, b"b"), (uploads.RESULT, b"result")
     )
@@ -210,12 +200,12 @@ def test_a_worker_breaking_the_protocol_is_told_apart(
 )
 def test_the_worker_uploads_only_on_a_grant(answers: bytes, reason: str) -> None:
     requests = io.BytesIO()
-    gate = uploads.ParentGate(requests, io.BytesIO(answers))
+    gate = uploads.ServiceGate(requests, io.BytesIO(answers))
     with pytest.raises(TeaclaveError) as caught:
         gate("out")
     assert (caught.value.status, caught.value.message) == (Status.FAILED_PRECONDITION, reason)
     assert requests.getvalue() == frames((uploads.UPLOAD, b"out")).getvalue()
-    uploads.ParentGate(io.BytesIO(), frames((uploads.GRANTED, b"")))("out")  # granted: returns
+    uploads.ServiceGate(io.BytesIO(), frames((uploads.GRANTED, b"")))("out")  # granted: returns
 
 
 def test_read_result() -> None:
@@ -225,47 +215,6 @@ def test_read_result() -> None:
     assert worker.read_result(0, b"").Err.reason == malformed
     assert worker.read_result(0, b"\xff\xff").Err.reason == malformed
     assert worker.read_result(-9, b"").Err.reason == "executor process exited with code -9"
-
-
-_MIDDLE = """
-import os, subprocess, sys, time
-from teaclave.executor import worker
-from teaclave.executor.sandbox import View
-child = subprocess.Popen(worker.command(os.getpid()), stdin=int(sys.argv[1]))
-print(child.pid, flush=True)
-time.sleep(60)
-"""
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
-def test_worker_dies_with_its_parent() -> None:
-    # The worker's stdin stays open (we hold the write end): only its parent's death ends it.
-    read_end, write_end = os.pipe()
-    middle = subprocess.Popen(
-        [sys.executable, "-c", _MIDDLE, str(read_end)], stdout=subprocess.PIPE, pass_fds=(read_end,)
-    )
-    os.close(read_end)
-    try:
-        assert middle.stdout is not None
-        child = int(middle.stdout.readline())
-        time.sleep(1)  # let the worker start
-        assert not gone(child)
-        middle.send_signal(signal.SIGKILL)
-        middle.wait()
-        wait_until(lambda: gone(child), "the worker to die with its parent")
-    finally:
-        os.close(write_end)
-        middle.kill()
-        middle.wait()
-        if middle.stdout is not None:
-            middle.stdout.close()
 
 
 def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Path) -> None:

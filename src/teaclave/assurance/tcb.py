@@ -161,7 +161,7 @@ def entry_points(service: str) -> tuple[str, ...]:
         functions = sorted(
             {f"teaclave.functions.{loc.split('.')[0]}" for loc in LOCATIONS.values()}
         )
-        entries += ("teaclave.executor.worker", *functions, *ExecutionConfig().python_modules)
+        entries += ("teaclave.executor.zygote", *functions, *ExecutionConfig().python_modules)
     return entries
 
 

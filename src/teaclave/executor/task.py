@@ -62,8 +62,8 @@ def _about(role: str) -> Iterator[None]:
 
 _PYTHON_EXECUTORS = ("python", "mesapy")  # "mesapy": Teaclave's name, for compatibility
 _WASM_EXECUTORS = ("wamr", "wasi")
-"""Wasm executor types (each its own task executor name). wasmtime is imported only
-by tasks that use it: it adds 50 ms to a task process's start."""
+"""Wasm executor types (each its own task executor name). wasmtime is imported on first
+use (50 ms): task processes find it imported by the zygote they are forked from."""
 
 
 def is_python(staged: StagedTask) -> bool:

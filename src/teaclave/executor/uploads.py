@@ -1,17 +1,17 @@
-"""The upload handshake between a task's worker process and its parent, the execution service.
+"""The upload handshake between a task process's worker and the execution service.
 
 An output's key and iv encrypt one plaintext, ever. So before the first byte of
-an output leaves, the worker asks its parent, which asks the scheduler to commit
-that the output's upload began (``StartUpload``); only a grant lets it go.
+an output leaves, the worker asks the execution service, which asks the scheduler
+to commit that the output's upload began (``StartUpload``); only a grant lets it go.
 
 After the envelope (:mod:`teaclave.executor.worker`), both directions carry
 frames ``kind (1 byte) | payload length (4 bytes, big endian) | payload``:
 
-* worker → parent, on the worker's stdout: ``U`` + an output's name (UTF-8),
-  asking to upload it; ``T`` + the worker's stage timings
+* worker → service, on the task process's stdout: ``U`` + an output's name
+  (UTF-8), asking to upload it; ``T`` + the worker's stage timings
   (:mod:`teaclave.observability.stages`), once, just before the result; finally
   ``R`` + the serialized ``TaskResult``;
-* parent → worker, on the worker's stdin: one answer per ``U``, in order:
+* service → worker, on the task process's stdin: one answer per ``U``, in order:
   ``Y`` (granted) or ``N`` + why not (UTF-8).
 
 A worker that gets no answer (its stdin ended) or a malformed one uploads nothing.
@@ -65,15 +65,15 @@ def _refused(reason: str) -> TeaclaveError:
     return TeaclaveError(Status.FAILED_PRECONDITION, reason)
 
 
-class ParentGate:
-    """The worker's side (a :data:`StartUpload`): asks the parent, waits for its answer."""
+class ServiceGate:
+    """The worker's side (a :data:`StartUpload`): asks the service, waits for its answer."""
 
     def __init__(self, requests: IO[bytes], answers: IO[bytes]) -> None:
         self._requests = requests
         self._answers = answers
 
     def __call__(self, name: str) -> None:
-        """Return once the parent granted the upload of output ``name``; raise otherwise."""
+        """Return once the service granted the upload of output ``name``; raise otherwise."""
         write_frame(self._requests, UPLOAD, name.encode())
         try:
             answer = read_frame(self._answers)
@@ -96,7 +96,7 @@ def serve(
     start_upload: Callable[[str], str],
     on_stages: Callable[[bytes], None] = lambda _: None,
 ) -> bytes | None:
-    """The parent's side: send ``envelope``, then answer each upload request with
+    """The service's side: send ``envelope``, then answer each upload request with
     ``start_upload(name)`` ('' grants, else the reason) until the worker's result;
     hand its stage timings to ``on_stages``.
 

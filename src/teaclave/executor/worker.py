@@ -1,16 +1,14 @@
-"""The child process that runs one task: ``python -I -m teaclave.executor.worker PARENT_PID``.
+"""What a task process runs: :func:`main`, forked by the zygote (:mod:`.zygote`).
 
 stdin carries an envelope: a header (:data:`_HEADER`), JSON settings (the
 execution settings, the sandbox to fork and what it may read), a compiled Wasm
 module (if any), then the serialized ``StagedTask`` after its length. Then
 stdout and stdin carry the upload handshake and, last, the serialized
 ``TaskResult`` (:mod:`teaclave.executor.uploads`, whose
-:func:`~teaclave.executor.uploads.serve` is the parent's side). The process
-dies with its parent (PR_SET_PDEATHSIG). It starts no thread before the task
-runs: a Python or Wasm function's sandbox is forked first thing, while the
-process is single-threaded and before it has read the task's keys. It is
-started isolated (:func:`command`): neither its working directory nor its
-environment reaches its import path.
+:func:`~teaclave.executor.uploads.serve` is the execution service's side). It
+starts no thread before the task runs: a Python or Wasm function's sandbox is
+forked first thing, while the process is single-threaded and before it has read
+the task's keys.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import contextlib
 import io
 import os
 import struct
-import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -29,7 +26,7 @@ from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
 from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
-from teaclave.executor.sandbox import View, die_with_parent
+from teaclave.executor.sandbox import View
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.observability import stages
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
@@ -38,25 +35,6 @@ from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 _HEADER = struct.Struct(">II")  # settings length, module length
 _TASK_LENGTH = struct.Struct(">I")
 _MALFORMED = "executor process returned a malformed result"
-ENVIRONMENT = {
-    # Numerical libraries must not start thread pools: a sandboxed function may
-    # not create threads, and its memory limit counts their address space.
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-"""A worker's whole environment."""
-DIRECTORY = "/"
-"""A worker's working directory, whatever directory the platform was started from."""
-
-
-def command(parent_pid: int) -> list[str]:
-    """The command line of a worker whose parent is ``parent_pid``.
-
-    ``-I``: the working directory, ``PYTHON*`` variables and the user's site
-    packages stay out of its import path.
-    """
-    return [sys.executable, "-I", "-m", __name__, str(parent_pid)]
 
 
 @dataclass(frozen=True)
@@ -161,15 +139,13 @@ def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
     return result if result.WhichOneof("result") is not None else _failure(_MALFORMED)
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
     """Run the task of the envelope on stdin and write its result to stdout."""
     with stages.recording() as report:
-        _main(argv, report)
+        _main(report)
 
 
-def _main(argv: list[str], report: stages.Report) -> None:
-    if not die_with_parent(int(argv[0])):
-        sys.exit(1)
+def _main(report: stages.Report) -> None:
     # Only the result goes to stdout: anything else printed lands on stderr.
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -182,13 +158,9 @@ def _main(argv: list[str], report: stages.Report) -> None:
         sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
     with sandbox or contextlib.nullcontext(), result_out:
         staged = read_task(stdin)
-        gate = uploads.ParentGate(result_out, io.BufferedReader(stdin))
+        gate = uploads.ServiceGate(result_out, io.BufferedReader(stdin))
         result = run_staged_task(
             staged, settings.config, sandbox, module=header.module, start_upload=gate
         )
         uploads.write_frame(result_out, uploads.STAGES, report.encode())
         uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,20 +1,17 @@
-"""The execution service: heartbeats the scheduler and runs each task in a child process.
+"""The execution service: heartbeats the scheduler and runs each task in a process of its own.
 
 It serves nothing. Every ``scheduler.heartbeat_interval_secs`` it reports its
-status; on ``NewTask`` while idle it pulls a task and starts a worker child
-(:mod:`teaclave.executor.worker`) in its own process group. A thread feeds
-the child, asks the scheduler to record each upload before the child may begin
-it (``StartUpload``), and reports the result; on ``Stop`` for that task only the
-child's process group is killed and nothing is reported.
+status; on ``NewTask`` while idle it pulls a task and has its zygote fork a task
+process (:mod:`teaclave.executor.launcher`), which runs the worker
+(:mod:`teaclave.executor.worker`) in its own process group. A thread feeds the
+task process, asks the scheduler to record each upload before it may begin
+(``StartUpload``), and reports the result; on ``Stop`` for that task only its
+task process is killed (its sandbox dies with it) and nothing is reported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable
@@ -25,6 +22,7 @@ import grpc
 from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.executor import uploads, worker
+from teaclave.executor.launcher import Launcher, LauncherError, TaskProcess
 from teaclave.executor.task import is_wasm, sandbox_kind, sandbox_view
 from teaclave.observability import metrics
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
@@ -67,17 +65,15 @@ def _reason(exc: grpc.RpcError | TeaclaveError) -> str:
 
 
 class _Task:
-    """A task running in a worker child; a thread feeds it, answers its upload requests
+    """A task running in a task process; a thread feeds it, answers its upload requests
     with ``start_upload(task, output name)`` ('' grants, else why not) and collects its result.
-
-    The child is started by the caller's thread, which must outlive it:
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.
     """
 
     def __init__(
         self,
         task_id: str,
         envelope: bytes,
+        process: TaskProcess,
         on_done: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
         run: TaskRun,
@@ -85,14 +81,7 @@ class _Task:
         self.task_id = task_id
         self.run = run
         self.canceled = threading.Event()
-        self._process = subprocess.Popen(
-            worker.command(os.getpid()),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            env=worker.ENVIRONMENT,
-            cwd=worker.DIRECTORY,
-        )
+        self._process = process
         self._thread = threading.Thread(
             target=self._wait,
             args=(envelope, on_done, start_upload),
@@ -101,7 +90,7 @@ class _Task:
         )
 
     def start(self) -> None:
-        """Hand the task to the child and wait for it in the background."""
+        """Hand the task to its process and wait for it in the background."""
         self._thread.start()
 
     def _wait(
@@ -110,10 +99,7 @@ class _Task:
         on_done: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
-        process = self._process
-        assert process.stdin is not None
-        assert process.stdout is not None
-        with process.stdout, self.run.active():
+        with self._process as process, self.run.active():
             output = uploads.serve(
                 process.stdin,
                 process.stdout,
@@ -122,22 +108,20 @@ class _Task:
                 self.run.stages,
             )
             if output is None:  # it broke the protocol
-                self._kill_group()
-            process.wait()
-            if not self.canceled.is_set():
-                on_done(self, worker.read_result(process.returncode, output))
+                process.kill()
+            try:
+                result = worker.read_result(process.wait().returncode, output)
+            except LauncherError as exc:  # lost with the zygote
+                result = TaskResult(Err=TaskFailure(reason=str(exc)))
+        if not self.canceled.is_set():
+            on_done(self, result)
 
     def kill(self) -> None:
-        """Kill the child's process group and wait until the task is over."""
+        """Kill the task process and wait until the task is over."""
         self.canceled.set()
-        self._kill_group()
+        self._process.kill()
         self._thread.join()
         self.run.end("canceled")
-
-    def _kill_group(self) -> None:
-        if self._process.returncode is None:  # not reaped yet, so the group id is still ours
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
 
 
 class _Executor:
@@ -153,6 +137,7 @@ class _Executor:
         # Set when a task ends, so the next heartbeat (and pull) happens at once.
         self._idle = threading.Event()
         self._modules = ModuleCache(env.config.execution.wasm_cache_mb << 20)
+        self._launcher = Launcher(env.config.execution.python_modules)
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
         # Not repeated at once on a lost reply: a second PullTask would take another
@@ -162,7 +147,7 @@ class _Executor:
         )
 
     def run(self) -> None:
-        """Heartbeat until ``stop`` is set, then kill a running child."""
+        """Heartbeat until ``stop`` is set, then kill a running task and the zygote."""
         log.info("executor %s started", self.executor_id)
         try:
             while not self._stop.is_set():
@@ -177,6 +162,7 @@ class _Executor:
                 task = self._task
             if task is not None:
                 task.kill()
+            self._launcher.close()
             self._scheduler.close()
 
     def _tick(self) -> None:
@@ -207,17 +193,14 @@ class _Executor:
             settings = self._config.execution_settings()
             view = sandbox_view(sandbox_kind(staged), settings)
             envelope = worker.encode_envelope(settings, staged, self._module(staged), view)
-            task = _Task(staged.task_id, envelope, self._finish, self._start_upload, run)
-        except (TeaclaveError, OSError) as exc:
-            reason = (
-                exc.message
-                if isinstance(exc, TeaclaveError)
-                else f"cannot start executor process: {exc.strerror}"
-            )
+            process = self._launcher.start()
+        except (TeaclaveError, LauncherError) as exc:
+            reason = exc.message if isinstance(exc, TeaclaveError) else str(exc)
             with run.active():
                 self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))
             run.end("Err")
             return
+        task = _Task(staged.task_id, envelope, process, self._finish, self._start_upload, run)
         with self._lock:
             self._task = task
         task.start()
