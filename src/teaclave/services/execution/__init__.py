@@ -74,6 +74,7 @@ class _Task:
         task_id: str,
         envelope: bytes,
         process: TaskProcess,
+        *,
         on_done: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
         run: TaskRun,
@@ -200,7 +201,14 @@ class _Executor:
                 self._report(staged.task_id, TaskResult(Err=TaskFailure(reason=reason)))
             run.end("Err")
             return
-        task = _Task(staged.task_id, envelope, process, self._finish, self._start_upload, run)
+        task = _Task(
+            staged.task_id,
+            envelope,
+            process,
+            on_done=self._finish,
+            start_upload=self._start_upload,
+            run=run,
+        )
         with self._lock:
             self._task = task
         task.start()
