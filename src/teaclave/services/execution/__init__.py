@@ -100,22 +100,23 @@ class _Task:
         on_done: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
-        with self._process as process, self.run.active():
-            output = uploads.serve(
-                process.stdin,
-                process.stdout,
-                envelope,
-                lambda name: start_upload(self, name),
-                self.run.stages,
-            )
-            if output is None:  # it broke the protocol
-                process.kill()
-            try:
-                result = worker.read_result(process.wait().returncode, output)
-            except LauncherError as exc:  # lost with the zygote
-                result = TaskResult(Err=TaskFailure(reason=str(exc)))
-        if not self.canceled.is_set():
-            on_done(self, result)
+        with self.run.active():  # the result's report belongs to the task's trace too
+            with self._process as process:
+                output = uploads.serve(
+                    process.stdin,
+                    process.stdout,
+                    envelope,
+                    lambda name: start_upload(self, name),
+                    self.run.stages,
+                )
+                if output is None:  # it broke the protocol
+                    process.kill()
+                try:
+                    result = worker.read_result(process.wait().returncode, output)
+                except LauncherError as exc:  # lost with the zygote
+                    result = TaskResult(Err=TaskFailure(reason=str(exc)))
+            if not self.canceled.is_set():
+                on_done(self, result)
 
     def kill(self) -> None:
         """Kill the task process and wait until the task is over."""
