@@ -68,11 +68,12 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Executor liveness and polling."""
+    """Executor liveness."""
 
     # An executor silent this long is lost; its task becomes Failed.
     executor_timeout_secs: float = 30.0
-    # How often executors heartbeat (and poll for work).
+    # How often executors heartbeat: liveness, and stopping canceled tasks (staged
+    # tasks reach a waiting executor at once, never on a heartbeat).
     heartbeat_interval_secs: float = 1.0
 
 
@@ -123,6 +124,8 @@ class ExecutionConfig:
     wasm_fuel_per_sec: int = 1_000_000_000
     # Compiled Wasm modules the execution service keeps in memory, in MiB.
     wasm_cache_mb: int = 256
+    # Tasks one execution service runs at once (each in its own process).
+    max_concurrent_tasks: int = 4
 
     def limits(self) -> Limits:
         """The default limits (in a worker's settings: the task's own limits)."""

@@ -121,6 +121,7 @@ def spec(api: str, s: State) -> z3.BoolRef:
         "disable_function": z3.And(z3.Or(admin, function_owner), z3.Or(admin, owns_function)),
         "create_task": z3.And(z3.Or(admin, data_owner), may_use, z3.Not(s.disabled)),
         "get_task": z3.And(anyone, participant),
+        "wait_task": z3.And(anyone, participant),  # our extension: GetTask, once ended
         "assign_data": z3.And(
             z3.Or(admin, data_owner), participant, *[assignable(f) for f in s.files]
         ),
@@ -221,7 +222,7 @@ def test_adding_participants_never_gives_a_non_owner_access(api: str) -> None:
     more = z3.BitVec("more_participants", N)
     s2 = dataclasses.replace(s, participants=s.participants | more)
     gained = z3.And(allowed(api, s2), z3.Not(allowed(api, s)))
-    if api in ("get_task", "approve_task", "revoke_task_approval"):
+    if api in ("get_task", "wait_task", "approve_task", "revoke_task_approval"):
         claim = z3.Implies(gained, member(s.user, s2.participants))
     elif api == "assign_data":
         owned = [z3.Implies(f.present, member(s.user, f.owners)) for f in s.files]

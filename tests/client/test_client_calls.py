@@ -1,7 +1,7 @@
 """The clients against a real attested endpoint serving a scripted frontend."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +17,7 @@ from teaclave.client import (
     TaskStatus,
 )
 from teaclave.config import Config, Endpoints
-from teaclave.core.errors import TeaclaveError, permission_denied
+from teaclave.core.errors import Status, TeaclaveError, permission_denied
 from teaclave.proto import teaclave_common_pb2 as common_pb
 from teaclave.proto import teaclave_frontend_service_pb2 as pb
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
@@ -25,7 +25,12 @@ from teaclave.services.base import ServiceEnv, simulation_key
 
 
 class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
-    """GetTask: Running for ``running_polls`` calls, then ``final``. Records caller metadata."""
+    """GetTask and WaitTask: Running for ``running_polls`` calls, then ``final``. Records
+    caller metadata.
+
+    WaitTask: UNIMPLEMENTED (as on Teaclave) unless ``waits``; then RESOURCE_EXHAUSTED for
+    the first ``busy`` calls; ``on_wait(seconds)`` stands for the time it waits.
+    """
 
     def __init__(self) -> None:
         self.running_polls = 0
@@ -34,6 +39,23 @@ class ScriptedFrontend(pb_grpc.TeaclaveFrontendServicer):
         self.polls = 0
         self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
+        self.waits = False
+        self.busy = 0
+        self.wait_calls: list[int] = []
+        self.on_wait: Callable[[float], None] = lambda _: None
+
+    def WaitTask(
+        self, request: pb.WaitTaskRequest, context: grpc.ServicerContext
+    ) -> pb.GetTaskResponse:
+        self.wait_calls.append(request.timeout_ms)
+        if not self.waits:
+            raise TeaclaveError(Status.UNIMPLEMENTED, "Method not found!")
+        if len(self.wait_calls) <= self.busy:
+            raise TeaclaveError(Status.RESOURCE_EXHAUSTED, "too many calls waiting")
+        reply = self.GetTask(pb.GetTaskRequest(task_id=request.task_id), context)
+        if reply.status == TaskStatus.RUNNING:
+            self.on_wait(request.timeout_ms / 1000)
+        return reply
 
     def GetTask(
         self, request: pb.GetTaskRequest, context: grpc.ServicerContext
@@ -154,6 +176,56 @@ def test_result_polls_with_backoff_and_sends_credentials(
     # 20 ms, doubling, at most 0.5 s; no pause after the last poll.
     assert clock.sleeps == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]
     assert all(m["id"] == "alice" and m["token"] == "tok" for m in servicer.metadata)
+    assert servicer.wait_calls == [60_000]  # asked once: this platform has no WaitTask
+
+
+def test_result_waits_without_polling(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
+    address, servicer = frontend
+    servicer.waits = True
+    servicer.running_polls = 1
+    servicer.final = ok(b"3 common items")
+    clock = FakeClock()
+    servicer.on_wait = clock.sleep
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client:
+        assert client.get_task_result("task-1", timeout=100) == b"3 common items"
+    assert servicer.polls == 2  # both WaitTask calls: at most a minute, then what is left
+    assert servicer.wait_calls == [60_000, 40_000]
+    assert clock.sleeps == [60.0]  # the platform's wait: the client slept none
+    assert all(m["id"] == "alice" and m["token"] == "tok" for m in servicer.metadata)
+
+
+def test_a_busy_platform_is_polled_meanwhile(
+    frontend: tuple[str, ScriptedFrontend], sim_key: str
+) -> None:
+    address, servicer = frontend
+    servicer.waits, servicer.busy = True, 2
+    servicer.running_polls = 3
+    servicer.final = ok(b"done")
+    clock = FakeClock()
+    servicer.on_wait = clock.sleep
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client:
+        assert client.get_task_result("task-1") == b"done"
+    # Refused twice: two GetTask polls with backoff; then WaitTask (once Running, then done).
+    assert servicer.polls == 4
+    assert len(servicer.wait_calls) == 4
+    assert clock.sleeps == [0.02, 0.04, 60.0]
+
+
+def test_wait_timeout(frontend: tuple[str, ScriptedFrontend], sim_key: str) -> None:
+    address, servicer = frontend
+    servicer.waits = True
+    servicer.running_polls = 10**6
+    clock = FakeClock()
+    servicer.on_wait = clock.sleep
+    with (
+        FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client,
+        pytest.raises(TimeoutError, match=r"^task task-1 has no result after 0\.25 s$"),
+    ):
+        client.get_task_result("task-1", timeout=0.25)
+    assert servicer.wait_calls == [250]
+    with FrontendClient(address, "alice", "tok", simulation_key=sim_key, clock=clock) as client:
+        task = client.wait_task("task-1", 0.5)
+    assert (task.status, servicer.wait_calls[-1]) == (TaskStatus.RUNNING, 500)
 
 
 def test_function_error_raises_task_failed(

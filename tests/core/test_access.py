@@ -36,6 +36,7 @@ SHARED = {
     "list_functions",
     "get_function_usage_stats",
     "get_task",
+    "wait_task",  # our extension: as get_task
     "approve_task",
     "revoke_task_approval",
     "query_audit_logs",  # non-admins see only entries about themselves
@@ -226,7 +227,7 @@ TASK = Facts(task=TaskFacts("alice", frozenset({"alice", "bob"})))
 
 
 def test_participant_rules() -> None:
-    for api in ("get_task", "approve_task", "assign_data"):
+    for api in ("get_task", "wait_task", "approve_task", "assign_data"):
         assert decide(api, Subject("bob", Role.parse("DataOwner-y")), TASK).allowed
         denied(
             decide(api, Subject("mallory", DATA_OWNER), TASK),

@@ -135,7 +135,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     files = root / "files"
     files.mkdir()
-    config_path = write_config(root, executor_timeout_secs=EXECUTOR_TIMEOUT)
+    # One task at a time: the access matrix keeps a task Staged by holding the one slot.
+    config_path = write_config(root, executor_timeout_secs=EXECUTOR_TIMEOUT, max_concurrent_tasks=1)
     config = load_config(config_path)
     password = secrets.token_urlsafe(16)
     log = io.StringIO()

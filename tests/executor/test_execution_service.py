@@ -27,7 +27,7 @@ from teaclave.core.model import (
 )
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 from teaclave.services import execution, scheduler, storage
-from teaclave.services.base import ServiceEnv
+from teaclave.services.base import ServiceEnv, ServiceMain
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Write
 from teaclave.storage.remote import RemoteStore
@@ -46,17 +46,51 @@ def config(tmp_path: Path, loopback_endpoints: Endpoints) -> Config:
     )
 
 
+class Services:
+    """Storage, scheduler and execution running (threads), each restartable; ``store``:
+    the store as the management service sees it."""
+
+    MAINS: dict[str, tuple[ServiceMain, tuple[str, ...]]] = {
+        "storage": (storage.main, ("storage",)),
+        "scheduler": (scheduler.main, ("scheduler",)),
+        "execution": (execution.main, ()),
+    }
+
+    def __init__(self, config: Config, runner: Runner) -> None:
+        self._config = config
+        self._runner = runner
+        self._running: dict[str, AbstractContextManager[Any]] = {}
+        self._peer = ServiceEnv.create(config, "management").peer("storage")
+        self.store = RemoteStore(self._peer)
+
+    def start(self, name: str) -> None:
+        main, endpoints = self.MAINS[name]
+        running = self._runner(main, ServiceEnv.create(self._config, name), endpoints)
+        running.__enter__()
+        self._running[name] = running
+
+    def restart(self, name: str) -> None:
+        """Stop ``name`` and start it again (with a new key; the same data)."""
+        self._running.pop(name).__exit__(None, None, None)
+        self.start(name)
+
+    def __enter__(self) -> "Services":
+        for name in self.MAINS:
+            self.start(name)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for name in reversed(list(self.MAINS)):
+            if name in self._running:
+                self._running.pop(name).__exit__(None, None, None)
+        self._peer.close()
+
+
 @pytest.fixture
 def store(config: Config, service_runner: Runner) -> Iterator[RemoteStore]:
     """Storage, scheduler and execution running; the store as the management service."""
-    peer = ServiceEnv.create(config, "management").peer("storage")
-    with (
-        service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)),
-        service_runner(scheduler.main, ServiceEnv.create(config, "scheduler"), ("scheduler",)),
-        service_runner(execution.main, ServiceEnv.create(config, "execution")),
-    ):
-        yield RemoteStore(peer)
-    peer.close()
+    with Services(config, service_runner) as services:
+        yield services.store
 
 
 def stage(
@@ -98,15 +132,6 @@ def stage(
     return task.uuid
 
 
-def endless_task(directory: Path) -> StagedTask:
-    """A Python task over the PSI inputs in ``directory`` whose function never returns."""
-    staged = psi_task(directory)
-    staged.executor_type = staged.executor = "python"
-    staged.function_payload = b"import time\ndef entrypoint(argv):\n    time.sleep(3600)\n"
-    staged.function_arguments = "{}"
-    return staged
-
-
 def load(store: RemoteStore, task_uuid: str) -> Task:
     return decode(Task, store.get([keys.TASK + task_uuid])[0].value)
 
@@ -126,6 +151,15 @@ def ended(store: RemoteStore, task_uuid: str) -> Callable[[], Task | None]:
 def our_task_processes() -> list[int]:
     """The task processes of our zygote (the execution service runs in this process)."""
     return task_processes(os.getpid())
+
+
+def endless_task(directory: Path) -> StagedTask:
+    """A Python task over the PSI inputs in ``directory`` whose function never returns."""
+    staged = psi_task(directory)
+    staged.executor_type = staged.executor = "python"
+    staged.function_payload = b"import time\ndef entrypoint(argv):\n    time.sleep(3600)\n"
+    staged.function_arguments = "{}"
+    return staged
 
 
 def test_runs_a_staged_task(tmp_path: Path, store: RemoteStore) -> None:
@@ -157,18 +191,11 @@ def test_a_task_with_a_bad_limit_fails_without_a_worker(tmp_path: Path, store: R
     assert our_task_processes() == []
 
 
-def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None:
-    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
-    first.mkdir()
-    second.mkdir()
-    canceled = stage(store, endless_task(first), 1)
-    finished = stage(store, psi_task(second), 2)
-    child = wait_for(our_task_processes, timeout=30)[0]
-    sandbox = wait_for(lambda: descendants(child))  # it read its task and runs its function
-    assert load(store, canceled).status is TaskStatus.RUNNING
+def request_cancel(store: RemoteStore, task_uuid: str) -> None:
+    """Set the task's cancel request, as CancelTask does for a Running task."""
 
-    def request_cancel() -> bool:
-        record = store.get([keys.TASK + canceled])[0]
+    def once() -> bool:
+        record = store.get([keys.TASK + task_uuid])[0]
         task = dataclasses.replace(decode(Task, record.value), cancel_requested=True)
         try:
             store.commit([(record.key, record.version)], [Write(record.key, encode(task))])
@@ -176,32 +203,81 @@ def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None
             return False
         return True
 
-    wait_for(request_cancel)
+    wait_for(once)
+
+
+def running_child(known: set[int]) -> int:
+    """A task process not in ``known`` as soon as its function runs (its sandbox exists)."""
+    child = wait_for(lambda: sorted(set(our_task_processes()) - known), timeout=30)[0]
+    wait_for(lambda: descendants(child))
+    known.add(child)
+    return child
+
+
+def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None:
+    """The first task runs a function that never returns; the second runs beside it;
+    canceling the first kills only its process (and its sandbox)."""
+    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
+    first.mkdir()
+    second.mkdir()
+    canceled = stage(store, endless_task(first), 1)
+    child = running_child(set())
+    sandbox = descendants(child)
+    assert load(store, canceled).status is TaskStatus.RUNNING
+    finished = stage(store, psi_task(second), 2)
+    assert wait_for(ended(store, finished)).result.return_value == b"3 common items"
+    request_cancel(store, canceled)
     task = wait_for(ended(store, canceled))
     assert task.status is TaskStatus.CANCELED
     assert task.result.reason == "Task Canceled by the user"
     wait_for(lambda: all(gone(pid) for pid in (child, *sandbox)))
-    assert wait_for(ended(store, finished)).result.return_value == b"3 common items"
     assert not (first / "out1.enc").exists()
     assert (second / "out1.enc").exists()
 
 
-def test_a_killed_zygote_fails_its_task_and_another_serves(
-    tmp_path: Path, store: RemoteStore
+def test_runs_tasks_at_once_up_to_its_limit(
+    tmp_path: Path, config: Config, service_runner: Runner
 ) -> None:
-    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
-    first.mkdir()
-    second.mkdir()
-    lost = stage(store, endless_task(first), 1)
-    child = wait_for(our_task_processes)[0]
-    wait_for(lambda: descendants(child))  # it runs its function
-    os.kill(parent(child), signal.SIGKILL)
-    task = wait_for(ended(store, lost))
-    assert task.status is TaskStatus.FINISHED
-    assert task.result.reason == "executor process lost: the zygote was killed by SIGKILL"
-    served = wait_for(ended(store, stage(store, psi_task(second), 2)))
-    assert served.result.return_value == b"3 common items"
-    assert not (first / "out1.enc").exists()
+    """With two slots: two tasks run at once (functions that never return) and a third
+    stays Staged until one of them ends (here: is canceled)."""
+    config = dataclasses.replace(
+        config, execution=dataclasses.replace(config.execution, max_concurrent_tasks=2)
+    )
+    directories = [tmp_path / "files" / name for name in ("a", "b", "c")]
+    for directory in directories:
+        directory.mkdir()
+    with Services(config, service_runner) as services:
+        store = services.store
+        held = stage(store, endless_task(directories[0]), 1)
+        known: set[int] = set()
+        running_child(known)
+        other = stage(store, endless_task(directories[1]), 2)
+        running_child(known)
+        queued = stage(store, psi_task(directories[2]), 3)
+        statuses = [load(store, t).status for t in (held, other, queued)]
+        assert statuses == [TaskStatus.RUNNING, TaskStatus.RUNNING, TaskStatus.STAGED]
+        request_cancel(store, held)
+        assert wait_for(ended(store, queued)).result.return_value == b"3 common items"
+        assert wait_for(ended(store, held)).status is TaskStatus.CANCELED
+        request_cancel(store, other)
+        assert wait_for(ended(store, other)).status is TaskStatus.CANCELED
+
+
+def test_a_staged_task_needs_no_heartbeat(
+    tmp_path: Path, config: Config, service_runner: Runner
+) -> None:
+    """Heartbeats an hour apart: a staged task still reaches the waiting executor, and
+    so does one staged after the scheduler, the storage or the executor restarted."""
+    config = dataclasses.replace(config, scheduler=SchedulerConfig(heartbeat_interval_secs=3600))
+    with Services(config, service_runner) as services:
+        for sequence, restarted in enumerate(("", "scheduler", "storage", "execution"), 1):
+            if restarted:
+                services.restart(restarted)
+            directory = tmp_path / "files" / str(sequence)
+            directory.mkdir()
+            task_uuid = stage(services.store, psi_task(directory), sequence)
+            task = wait_for(ended(services.store, task_uuid))
+            assert task.result.return_value == b"3 common items", restarted
 
 
 def test_survives_an_unreachable_scheduler(
@@ -253,3 +329,21 @@ def test_two_tasks_sharing_outputs_only_one_uploads(
         written = decode(OutputFile, record.value)
         assert written.cmac == ended_tasks[winner].result.tags[name]
         assert written.reserved_by == task_uuids[winner]
+
+
+def test_a_killed_zygote_fails_its_task_and_another_serves(
+    tmp_path: Path, store: RemoteStore
+) -> None:
+    first, second = tmp_path / "files" / "first", tmp_path / "files" / "second"
+    first.mkdir()
+    second.mkdir()
+    lost = stage(store, endless_task(first), 1)
+    child = wait_for(our_task_processes)[0]
+    wait_for(lambda: descendants(child))  # it runs its function
+    os.kill(parent(child), signal.SIGKILL)
+    task = wait_for(ended(store, lost))
+    assert task.status is TaskStatus.FINISHED
+    assert task.result.reason == "executor process lost: the zygote was killed by SIGKILL"
+    served = wait_for(ended(store, stage(store, psi_task(second), 2)))
+    assert served.result.return_value == b"3 common items"
+    assert not (first / "out1.enc").exists()

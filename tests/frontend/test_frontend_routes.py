@@ -18,9 +18,9 @@ from teaclave.proto import teaclave_common_pb2 as common
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.services.base import ServiceEnv
 from teaclave.services.frontend.audit import BACKLOGGED, AuditBuffer, entry, peer_ip
-from teaclave.services.frontend.service import FRONTEND, Frontend, routes
+from teaclave.services.frontend.service import CALL_TIMEOUT_SECS, FRONTEND, Frontend, routes
 
-# Reference §2.5, in the order of the table.
+# Reference §2.5, in the order of the table (then ours, in the order of the descriptor).
 APIS = [
     "register_input_file",
     "register_output_file",
@@ -45,6 +45,7 @@ APIS = [
     "invoke_task",
     "cancel_task",
     "query_audit_logs",
+    "wait_task",  # our extension
 ]
 
 
@@ -55,6 +56,12 @@ def test_every_rpc_has_a_route_with_its_access_control_name() -> None:
         assert route.target.name == name
         assert route.target.containing_service.name == "TeaclaveManagement"
         assert route.request_type.DESCRIPTOR is FRONTEND.methods_by_name[name].input_type
+
+
+def test_calls_that_wait_may_be_forwarded_for_as_long() -> None:
+    timeouts = {name: route.timeout for name, route in routes().items()}
+    assert timeouts.pop("WaitTask") == CALL_TIMEOUT_SECS + 60
+    assert set(timeouts.values()) == {CALL_TIMEOUT_SECS}
 
 
 def test_api_names() -> None:

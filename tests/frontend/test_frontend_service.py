@@ -130,6 +130,39 @@ def test_calls_are_audited(admin: User) -> None:
     assert denied[0].user == '{ user: auditee, role: DataOwner("x") }'
 
 
+def test_wait_task_takes_the_generic_path(admin: User) -> None:
+    """WaitTask (our extension) is authenticated, authorized, forwarded and audited like
+    GetTask: a participant waits (and gets the task as it stands when the wait runs out),
+    anyone else is refused."""
+    echo = fe.RegisterFunctionRequest(
+        name="builtin-echo",
+        executor_type="builtin",
+        public=True,
+        arguments=[fe.FunctionArgument(key="message", allow_overwrite=True)],
+    )
+    function_id = admin("RegisterFunction", echo).function_id
+    creator = admin.register("waiter", "DataOwner", "x")
+    other = admin.register("stranger", "DataOwner", "y")
+    create = fe.CreateTaskRequest(
+        function_id=function_id, function_arguments='{"message": "m"}', executor="builtin"
+    )
+    task_id = creator("CreateTask", create).task_id
+    request = fe.WaitTaskRequest(task_id=task_id, timeout_ms=50)
+    waited = creator("WaitTask", request)
+    assert waited == creator("GetTask", fe.GetTaskRequest(task_id=task_id))
+    assert refused(lambda: other("WaitTask", request)) == (
+        PERMISSION_DENIED,
+        "permission denied: not a participant of the task",
+    )
+    [ok] = audit_logs(admin, "message:wait_task result:true")
+    assert (ok.user, ok.message) == ('{ user: waiter, role: DataOwner("x") }', "wait_task")
+    [denied] = audit_logs(admin, "message:wait_task result:false")
+    assert (denied.user, denied.message) == (
+        '{ user: stranger, role: DataOwner("y") }',
+        "wait_task:permission denied: not a participant of the task",
+    )
+
+
 def test_unknown_methods_are_unimplemented(admin: User) -> None:
     call = admin.channel.unary_unary(f"/{DESCRIPTOR.full_name}/SaveLogs")
     assert refused(lambda: call(b"", metadata=admin.metadata(), timeout=30))[0] == (

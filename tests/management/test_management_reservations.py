@@ -15,6 +15,7 @@ from teaclave.services.scheduler.liveness import Liveness
 from teaclave.services.scheduler.tasks import Scheduler
 from teaclave.storage import keys
 from teaclave.storage.api import Store
+from teaclave.storage.watch import Watcher
 
 RESERVED = "is reserved by a staged or running task"
 USED = "was used by an upload that has not completed"
@@ -70,8 +71,10 @@ def files(owner: User, alice: User) -> Owner:
 
 @pytest.fixture
 def scheduler(scheduler_store: Store) -> Scheduler:
-    """The scheduler's logic over the same storage (called directly, as its servicer does)."""
-    return Scheduler(scheduler_store, Liveness(timeout=3600.0))
+    """The scheduler's logic over the same storage (called directly, as its servicer does;
+    its queue watcher is never started: nothing here waits for a task)."""
+    queue = Watcher(scheduler_store, [keys.STAGED], max_waiters=1)
+    return Scheduler(scheduler_store, Liveness(timeout=3600.0), queue)
 
 
 def stored(store: Store, output_id: str) -> OutputFile:
@@ -176,7 +179,7 @@ def failed_task(files: Owner, scheduler: Scheduler, output_id: str, *, uploading
     """A task on ``output_id`` that ran and failed (``uploading``: after its upload began)."""
     task_id = files.task(output_id)
     files.invoke(task_id)
-    assert scheduler.pull("e1") is not None
+    assert scheduler.pull("e1", ()) is not None
     if uploading:
         scheduler.start_upload("e1", _uuid(task_id), "out")
     scheduler.report("e1", _uuid(task_id), FAILED)

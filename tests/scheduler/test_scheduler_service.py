@@ -2,7 +2,7 @@
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
 from functools import partial
@@ -81,9 +81,20 @@ class Platform:
         self.clock = LivenessClock()
         self._runner = runner
         self._stack = stack
-        stack.enter_context(runner(storage.main, self._env("storage"), ("storage",)))
+        self._storage = self._start_storage()
+        stack.callback(lambda: self._storage.__exit__(None, None, None))
         self.store = RemoteStore(self._peer("management", "storage"))
         self._sequence = 0
+
+    def _start_storage(self) -> AbstractContextManager[threading.Event]:
+        running = self._runner(storage.main, self._env("storage"), ("storage",))
+        running.__enter__()
+        return running
+
+    def restart_storage(self) -> None:
+        """Stop the storage service and start it again (with a new key), same database."""
+        self._storage.__exit__(None, None, None)
+        self._storage = self._start_storage()
 
     def _env(self, service: str) -> ServiceEnv:
         return ServiceEnv.create(self.config, service)
@@ -190,18 +201,23 @@ def executor(platform: Platform) -> pb_grpc.TeaclaveSchedulerStub:
     return platform.start_scheduler()
 
 
-def heartbeat(
-    stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, task_id: str = ""
-) -> pb.HeartbeatResponse:
-    status = pb.Executing if task_id else pb.Idle
-    return stub.Heartbeat(
-        pb.HeartbeatRequest(executor_id=executor_id, status=status, task_id=task_id)
-    )
+def heartbeat(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, *running: str) -> list[str]:
+    """Heartbeat of ``executor_id`` running ``running``; the tasks it must stop."""
+    response = stub.Heartbeat(pb.HeartbeatRequest(executor_id=executor_id, task_ids=running))
+    return list(response.stop_task_ids)
 
 
-def pull(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str) -> pb.StagedTask | None:
-    response = stub.PullTask(pb.PullTaskRequest(executor_id=executor_id))
+def pull(
+    stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, running: Sequence[str] = ()
+) -> pb.StagedTask | None:
+    request = pb.PullTaskRequest(executor_id=executor_id, running_task_ids=running)
+    response = stub.PullTask(request)
     return response.staged_task if response.HasField("staged_task") else None
+
+
+def await_task(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, timeout_ms: int) -> bool:
+    request = pb.AwaitTaskRequest(executor_id=executor_id, timeout_ms=timeout_ms)
+    return bool(stub.AwaitTask(request, timeout=timeout_ms / 1000 + 30).staged)
 
 
 def report(
@@ -232,9 +248,9 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
 
 
 def test_pull_is_fifo_and_marks_running(platform: Platform, executor) -> None:
-    assert heartbeat(executor, "e1").command == pb.NoAction
+    assert not await_task(executor, "e1", 0)
     first, second = platform.stage(), platform.stage()
-    assert heartbeat(executor, "e1").command == pb.NewTask
+    assert await_task(executor, "e1", 60_000)  # answered at once: a task is staged
     staged = pull(executor, "e1")
     assert staged is not None
     assert (staged.task_id, staged.function_name, staged.user_id) == (
@@ -246,8 +262,8 @@ def test_pull_is_fifo_and_marks_running(platform: Platform, executor) -> None:
     assert (running.status, running.executor_id) == (TaskStatus.RUNNING, "e1")
     assert pull(executor, "e2").task_id == second.uuid
     assert platform.task(second.uuid).executor_id == "e2"
-    assert pull(executor, "e1") is None
-    assert heartbeat(executor, "e3").command == pb.NoAction
+    assert pull(executor, "e1", [first.uuid]) is None
+    assert not await_task(executor, "e3", 0)
     assert platform.store.scan(keys.STAGED) == []
 
 
@@ -275,18 +291,19 @@ def test_tasks_no_longer_staged_are_skipped(platform: Platform, executor) -> Non
 
 
 def test_cancel_of_running_task_stops_it(platform: Platform, executor) -> None:
-    task = platform.stage()
+    task, other = platform.stage(), platform.stage()
     pull(executor, "e1")
-    assert heartbeat(executor, "e1", task.uuid).command == pb.NoAction
+    pull(executor, "e1", [task.uuid])
+    assert heartbeat(executor, "e1", task.uuid, other.uuid) == []
     running = platform.task(task.uuid)
     platform.store.commit(
         [], [Write(keys.TASK + task.uuid, encode(replace(running, cancel_requested=True)))]
     )
-    response = heartbeat(executor, "e1", task.uuid)
-    assert (response.command, response.task_id) == (pb.Stop, task.uuid)
+    assert heartbeat(executor, "e1", task.uuid, other.uuid) == [task.uuid]  # that one only
     canceled = platform.task(task.uuid)
     assert (canceled.status, canceled.result) == (TaskStatus.CANCELED, CANCELED)
-    assert heartbeat(executor, "e1", task.uuid).command == pb.Stop
+    assert platform.task(other.uuid).status is TaskStatus.RUNNING
+    assert heartbeat(executor, "e1", task.uuid) == [task.uuid]
     report(executor, "e1", task.uuid, ok({}))  # a late result is acknowledged, ignored
     assert platform.task(task.uuid).status is TaskStatus.CANCELED
 
@@ -365,7 +382,7 @@ def test_silent_executor_loses_its_task(platform: Platform, executor) -> None:
     pull(executor, "silent")  # both seen at 0
     pull(executor, "alive")
     platform.clock.advance_to(TIMEOUT * 0.6)
-    heartbeat(executor, "alive", kept.uuid)  # seen at 0.6
+    assert heartbeat(executor, "alive", kept.uuid) == []  # seen at 0.6
     platform.clock.advance_to(TIMEOUT * 1.5)  # "silent" is overdue, "alive" is not
     failed = platform.wait_for(lost.uuid, TaskStatus.FAILED)
     assert failed.result == LOST
@@ -395,7 +412,7 @@ def test_concurrent_pulls_hand_out_each_task_once(platform: Platform, executor) 
     pulled: dict[str, list[str]] = {f"e{i}": [] for i in range(4)}
 
     def drain(executor_id: str) -> None:
-        while (staged := pull(executor, executor_id)) is not None:
+        while (staged := pull(executor, executor_id, pulled[executor_id])) is not None:
             pulled[executor_id].append(staged.task_id)
 
     threads = [threading.Thread(target=drain, args=(e,)) for e in pulled]
@@ -410,13 +427,99 @@ def test_concurrent_pulls_hand_out_each_task_once(platform: Platform, executor) 
             assert platform.task(task_uuid).executor_id == executor_id
 
 
-def test_idle_executor_holding_a_task_fails_it(platform: Platform, executor) -> None:
-    task = platform.stage()
-    assert pull(executor, "forgetful") is not None
-    assert heartbeat(executor, "forgetful").command == pb.NoAction
-    failed = platform.task(task.uuid)
+def test_a_task_missing_from_the_next_pull_fails(platform: Platform, executor) -> None:
+    """An executor pulls again without the task it was handed (the reply was lost)."""
+    lost, other, kept = platform.stage(), platform.stage(), platform.stage()
+    assert pull(executor, "forgetful").task_id == lost.uuid
+    assert pull(executor, "other").task_id == other.uuid
+    assert pull(executor, "forgetful").task_id == kept.uuid  # without `lost`
+    failed = platform.task(lost.uuid)
     assert failed.status is TaskStatus.FAILED
     assert failed.result.reason == "Runtime Error: executor lost the task"
+    assert pull(executor, "forgetful", [kept.uuid]) is None
+    assert platform.task(kept.uuid).status is TaskStatus.RUNNING
+    assert platform.task(other.uuid).status is TaskStatus.RUNNING  # another executor's
+    assert heartbeat(executor, "forgetful") == []  # a heartbeat fails nothing
+    assert platform.task(kept.uuid).status is TaskStatus.RUNNING
+
+
+def test_a_waiting_executor_is_answered_when_a_task_is_staged(platform: Platform, executor) -> None:
+    """AwaitTask claims nothing; it is answered once a task is staged, and a task staged
+    while the executor waits is then pulled by it."""
+    assert not await_task(executor, "e1", 0)  # nothing staged: the wait runs out
+    waiting = executor.AwaitTask.future(
+        pb.AwaitTaskRequest(executor_id="e1", timeout_ms=60_000), timeout=90
+    )
+    task = platform.stage()
+    assert waiting.result().staged
+    assert platform.task(task.uuid).status is TaskStatus.STAGED  # not claimed by waiting
+    assert pull(executor, "e1").task_id == task.uuid
+
+
+def test_waiting_executors_get_each_task_exactly_once(platform: Platform, executor) -> None:
+    """Four executors wait and pull while tasks are staged one by one: each task runs on
+    exactly one of them (the claim is one commit)."""
+    count = 12
+    pulled: dict[str, list[str]] = {f"e{i}": [] for i in range(4)}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def serve(executor_id: str) -> None:
+        while not done.is_set():
+            if await_task(executor, executor_id, 1000):
+                staged = pull(executor, executor_id, pulled[executor_id])
+                if staged is not None:
+                    with lock:
+                        pulled[executor_id].append(staged.task_id)
+                        if sum(len(ids) for ids in pulled.values()) == count:
+                            done.set()
+
+    threads = [threading.Thread(target=serve, args=(e,)) for e in pulled]
+    for thread in threads:
+        thread.start()
+    staged = [platform.stage().uuid for _ in range(count)]
+    assert done.wait(WAIT_SECS * 3), f"handed out: {pulled}"
+    for thread in threads:
+        thread.join()
+    handed_out = [t for ids in pulled.values() for t in ids]
+    assert sorted(handed_out) == sorted(staged)
+    for executor_id, ids in pulled.items():
+        for task_uuid in ids:
+            task = platform.task(task_uuid)
+            assert (task.status, task.executor_id) == (TaskStatus.RUNNING, executor_id)
+
+
+def test_too_many_waiting_executors_are_refused(platform: Platform, executor) -> None:
+    """At most eight executors wait at once (each holds a server thread): of nine, one is
+    refused RESOURCE_EXHAUSTED; the eight are answered once a task is staged."""
+    futures = [
+        executor.AwaitTask.future(
+            pb.AwaitTaskRequest(executor_id=f"e{i}", timeout_ms=60_000), timeout=90
+        )
+        for i in range(scheduler.MAX_WAITING_EXECUTORS + 1)
+    ]
+    wait_until(lambda: any(f.done() for f in futures), "one wait to be refused", WAIT_SECS)
+    [refused] = [f for f in futures if f.done()]
+    assert refused.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.exception().details() == "too many calls waiting; try again later"
+    platform.stage()
+    assert all(f.result().staged for f in futures if f is not refused)
+    assert await_task(executor, "late", 60_000)
+
+
+def test_a_task_staged_after_a_storage_restart_reaches_a_waiting_executor(
+    platform: Platform, executor
+) -> None:
+    """The scheduler's watch of the queue was cut by the restart: it watches again from
+    where it was, and misses nothing committed meanwhile."""
+    assert not await_task(executor, "e1", 0)
+    platform.restart_storage()
+    waiting = executor.AwaitTask.future(
+        pb.AwaitTaskRequest(executor_id="e1", timeout_ms=60_000), timeout=90
+    )
+    task = platform.stage()
+    assert waiting.result().staged
+    assert pull(executor, "e1").task_id == task.uuid
 
 
 # --- the upload record: an output's key and iv encrypt one plaintext, ever ---------
@@ -464,7 +567,7 @@ def test_a_canceled_task_gets_no_upload_record(platform: Platform, executor) -> 
     assert refusal(lambda: start_upload(executor, "e1", task.uuid, "out")) == refused_upload(
         "the task was canceled"
     )
-    assert heartbeat(executor, "e1", task.uuid).command == pb.Stop
+    assert heartbeat(executor, "e1", task.uuid) == [task.uuid]
     assert platform.task(task.uuid).status is TaskStatus.CANCELED
     assert platform.output(output.uuid) == output  # free again
     assert refusal(lambda: start_upload(executor, "e1", task.uuid, "out")) == refused_upload(
@@ -540,7 +643,7 @@ def test_a_task_that_ends_frees_the_outputs_it_never_began_uploading(
     assert freed(second)
 
     task, first, second = running("forgetful")  # the executor lost it
-    assert heartbeat(executor, "forgetful").command == pb.NoAction
+    assert pull(executor, "forgetful") is None
     assert platform.task(task.uuid).status is TaskStatus.FAILED
     assert freed(first)
     assert freed(second)

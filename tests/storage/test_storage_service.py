@@ -1,6 +1,7 @@
 """The storage service over real gRPC with mutual RA-TLS: round trips and namespaces."""
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from threading import Event
@@ -11,7 +12,7 @@ from teaclave.config import Config, Endpoints
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.services import storage
 from teaclave.services.base import ServiceEnv
-from teaclave.storage.api import Conflict, Write
+from teaclave.storage.api import Changes, Conflict, Write
 from teaclave.storage.remote import SCAN_PAGE, RemoteStore
 
 Runner = Callable[..., AbstractContextManager[Event]]
@@ -98,6 +99,7 @@ def test_namespaces_are_enforced(clients: Callable[[str], RemoteStore]) -> None:
     scheduler = clients("scheduler")
     _refused(lambda: scheduler.get(["user/alice"]), Status.PERMISSION_DENIED)
     assert not scheduler.get(["task/x"])[0].exists
+    _refused(lambda: scheduler.watch(["staged/", "user/"], 0, 0), Status.PERMISSION_DENIED)
 
 
 def test_peer_outside_topology_is_refused(clients: Callable[[str], RemoteStore]) -> None:
@@ -114,6 +116,40 @@ def test_invalid_requests(clients: Callable[[str], RemoteStore]) -> None:
     too_many = [Write(f"task/{i}", b"") for i in range(1001)]
     _refused(lambda: store.commit([], too_many), Status.INVALID_ARGUMENT)
     _refused(lambda: store.get(["task/" + "x" * 2000]), Status.INVALID_ARGUMENT)
+    assert _refused(lambda: store.watch([], 0, 0), Status.INVALID_ARGUMENT) == "no prefix to watch"
+    _refused(lambda: store.watch(["task/"] * 1001, 0, 0), Status.INVALID_ARGUMENT)
+
+
+def test_watch_reports_commits_as_they_are_made(clients: Callable[[str], RemoteStore]) -> None:
+    """A watch answers at once with earlier commits, else when one is made; a scheduler
+    watching the queue learns of a task staged by management."""
+    management, scheduler = clients("management"), clients("scheduler")
+    first = management.commit([], [Write("task/1", b""), Write("staged/1-a", b"")])
+    seen = scheduler.watch(["staged/"], 0, 60)
+    assert (seen.version, seen.keys) == (first, ("staged/1-a",))
+    assert scheduler.watch(["staged/"], first, 0) == Changes(first)  # none since: ran out
+    watching = ThreadPoolExecutor(1).submit(scheduler.watch, ["staged/"], first, 60)
+    second = management.commit([], [Write("staged/2-b", b"")])
+    assert watching.result(timeout=60) == Changes(second, ("staged/2-b",))
+
+
+def test_watch_across_a_restart_loses_nothing(config: Config, service_runner: Runner) -> None:
+    """A watcher that saw version v, asking a restarted storage service, learns that
+    commits may have been made meanwhile (lost) if any were, and is told of later ones."""
+    with service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)):
+        peer = ServiceEnv.create(config, "scheduler").peer("storage")
+        store = RemoteStore(peer)
+        seen = store.commit([], [Write("staged/1", b"")])
+        assert store.watch(["staged/"], seen, 0) == Changes(seen)
+        peer.close()
+    with service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)):
+        peer = ServiceEnv.create(config, "scheduler").peer("storage")
+        store = RemoteStore(peer)
+        assert store.watch(["staged/"], seen, 0) == Changes(seen)  # nothing committed since
+        later = store.commit([], [Write("staged/2", b"")])
+        assert store.watch(["staged/"], seen, 60) == Changes(later, ("staged/2",))
+        assert store.watch(["staged/"], seen - 1, 60) == Changes(later, lost=True)
+        peer.close()
 
 
 def test_data_survives_restart(config: Config, service_runner: Runner) -> None:

@@ -61,8 +61,11 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def write_config(directory: Path, *, executor_timeout_secs: float = 30.0) -> Path:
-    """A private config in ``directory``: loopback ports, cheap argon2, file:// below it."""
+def write_config(
+    directory: Path, *, executor_timeout_secs: float = 30.0, max_concurrent_tasks: int = 0
+) -> Path:
+    """A private config in ``directory``: loopback ports, cheap argon2, file:// below it
+    (``max_concurrent_tasks`` 0: the default)."""
     endpoints = "\n".join(
         f'{name} = "127.0.0.1:{port}"'
         for name, port in zip(_ENDPOINTS, _free_ports(len(_ENDPOINTS)), strict=True)
@@ -86,6 +89,7 @@ executor_timeout_secs = {executor_timeout_secs}
 
 [execution]
 file_roots = [{json.dumps(str(directory / "files"))}]
+{f"max_concurrent_tasks = {max_concurrent_tasks}" if max_concurrent_tasks else ""}
 """,
         encoding="utf-8",
     )

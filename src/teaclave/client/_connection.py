@@ -130,8 +130,12 @@ class Connection:
         self.user_id = value.get("id", "")
         self.token = value.get("token", "")
 
-    def _invoke(self, method: str, request: Any, *, credentials: bool = True) -> Any:
+    def _invoke(
+        self, method: str, request: Any, *, credentials: bool = True, timeout: float | None = None
+    ) -> Any:
         """Call RPC ``method``, translating gRPC errors to :class:`TeaclaveException`.
+
+        ``timeout``: seconds the call may take (default: the connection's ``timeout``).
 
         If the endpoint was unavailable (e.g. it restarted with a new key), it is
         dialed and verified again, and the call is retried at once if it never
@@ -140,24 +144,25 @@ class Connection:
         repeating it is the caller's choice.
         """
         metadata = (("id", self.user_id), ("token", self.token)) if credentials else None
+        timeout = self.timeout if timeout is None else timeout
         try:
-            return self._send(method, request, metadata)
+            return self._send(method, request, metadata, timeout)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE or not (
                 never_sent(exc) or api_name(method) in SAFE_TO_REPEAT
             ):
                 raise from_rpc_error(exc) from None
         try:
-            return self._send(method, request, metadata)
+            return self._send(method, request, metadata, timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
-    def _send(self, method: str, request: Any, metadata: Any) -> Any:
+    def _send(self, method: str, request: Any, metadata: Any, timeout: float) -> Any:
         """One attempt (dialing first if needed); drops the channel if unavailable."""
         if self._stub is None:
             self._dial()
         try:
-            return getattr(self._stub, method)(request, metadata=metadata, timeout=self.timeout)
+            return getattr(self._stub, method)(request, metadata=metadata, timeout=timeout)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 self._drop()

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from teaclave.attestation.evidence import AttestationPolicy
 from teaclave.client._connection import DEFAULT_RPC_TIMEOUT, Address, Connection
-from teaclave.client.errors import TaskCanceled, TaskFailed
+from teaclave.client.errors import TaskCanceled, TaskFailed, TeaclaveException
 from teaclave.client.types import (
     AuditEntry,
     ByteString,
@@ -28,12 +28,16 @@ from teaclave.client.types import (
     TaskOutputs,
     to_protos,
 )
+from teaclave.core.apis import WAITS_SECS
+from teaclave.core.errors import Status
 from teaclave.core.model import TaskStatus
+from teaclave.core.waiting import Backoff
 from teaclave.proto import teaclave_frontend_service_pb2 as pb
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as pb_grpc
 
 POLL_FIRST_DELAY = 0.02
 POLL_MAX_DELAY = 0.5
+MAX_WAIT_SECS = WAITS_SECS["wait_task"]
 
 
 class PollClock(Protocol):
@@ -94,12 +98,14 @@ class FrontendApi(Connection):
         timeout: float = DEFAULT_RPC_TIMEOUT,
         clock: PollClock | None = None,
     ) -> None:
-        """``clock``: what :meth:`get_task_outputs` polls by (default: the real clock)."""
+        """``clock``: what :meth:`get_task_outputs` waits and polls by (default: the real
+        clock)."""
         super().__init__(
             address, "frontend", simulation_key=simulation_key, policy=policy, timeout=timeout
         )
         self.user_id, self.token = user_id, token
         self._clock: PollClock = clock or SystemClock()
+        self._waits = True  # until the platform says it has no WaitTask
 
     # Files
 
@@ -292,28 +298,53 @@ class FrontendApi(Connection):
         reply: pb.GetTaskResponse = self._invoke("GetTask", pb.GetTaskRequest(task_id=task_id))
         return reply
 
+    def _wait(self, task_id: str, wait: float) -> pb.GetTaskResponse:
+        """WaitTask: the task once it has ended, or after ``wait`` seconds."""
+        request = pb.WaitTaskRequest(task_id=task_id, timeout_ms=int(max(wait, 0.0) * 1000))
+        reply: pb.GetTaskResponse = self._invoke("WaitTask", request, timeout=wait + self.timeout)
+        return reply
+
+    def _wait_task(self, task_id: str, wait: float) -> pb.GetTaskResponse | None:
+        """:meth:`_wait`; None if the platform cannot hold the call: it has no WaitTask
+        (then it is never asked again) or too many calls wait already."""
+        if not self._waits:
+            return None
+        try:
+            reply = self._wait(task_id, wait)
+        except TeaclaveException as exc:
+            if exc.status is Status.UNIMPLEMENTED:
+                self._waits = False
+                return None
+            if exc.status is Status.RESOURCE_EXHAUSTED:
+                return None
+            raise
+        return reply
+
     def get_task_outputs(self, task_id: str, timeout: float | None = None) -> TaskOutputs:
         """Wait for the task to end; its summary, output cmacs and log.
 
-        Polls GetTask with backoff (20 ms doubling up to 0.5 s). Raises
-        :class:`TaskFailed` or :class:`TaskCanceled` when the task ended
-        without a result, :class:`TimeoutError` after ``timeout`` seconds.
+        Waits with WaitTask (our extension; at most a minute per call). On a platform
+        without it, and while the platform is too busy to hold the call, polls GetTask
+        with backoff (20 ms doubling up to 0.5 s). Raises :class:`TaskFailed` or
+        :class:`TaskCanceled` when the task ended without a result,
+        :class:`TimeoutError` after ``timeout`` seconds.
         """
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
-        delay = POLL_FIRST_DELAY
+        polls = Backoff(POLL_FIRST_DELAY, POLL_MAX_DELAY)
         while True:
-            outputs = task_outcome(Task.from_proto(self._get_task(task_id)))
+            remaining = MAX_WAIT_SECS if deadline is None else deadline - clock.monotonic()
+            reply = self._wait_task(task_id, min(remaining, MAX_WAIT_SECS))
+            waited = reply is not None
+            outputs = task_outcome(Task.from_proto(reply or self._get_task(task_id)))
             if outputs is not None:
                 return outputs
-            pause = delay
             if deadline is not None:
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"task {task_id} has no result after {timeout:g} s")
-                pause = min(delay, remaining)
-            clock.sleep(pause)
-            delay = min(delay * 2, POLL_MAX_DELAY)
+            if not waited:
+                clock.sleep(min(polls.pause(), remaining))
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:
         """Wait for the task to end; its summary (return value). See :meth:`get_task_outputs`."""
@@ -364,6 +395,11 @@ class FrontendClient(FrontendApi):
     def get_task(self, task_id: str) -> Task:
         """The task's state (participants only)."""
         return Task.from_proto(self._get_task(task_id))
+
+    def wait_task(self, task_id: str, timeout: float) -> Task:
+        """The task once it has ended, or after ``timeout`` seconds (at most a minute) as
+        it stands then (our extension; participants only)."""
+        return Task.from_proto(self._wait(task_id, timeout))
 
     def query_audit_logs(self, query: str, limit: int) -> list[AuditEntry]:
         """At most ``limit`` audit entries matching ``query``, newest first (admins only)."""

@@ -294,6 +294,7 @@ RULES: dict[str, Rule] = {
         (Condition(_MAY_USE_FUNCTION, PRIVATE), Condition(("function_enabled",), DISABLED)),
     ),
     "get_task": _PARTICIPANT,
+    "wait_task": _PARTICIPANT,  # our extension: GetTask once the task has ended
     "assign_data": Rule(
         DATA_OWNERS,
         (Condition(("is_participant",), NOT_PARTICIPANT),),

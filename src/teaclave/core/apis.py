@@ -15,12 +15,16 @@ SAFE_TO_REPEAT: frozenset[str] = frozenset(
         "get_output_file",
         "get_input_file",
         "get_task",
+        "wait_task",
         "query_audit_logs",
         "user_login",
         "list_users",
     }
 )
 """Public API calls that change nothing: safe to send again after a lost reply."""
+
+WAITS_SECS: dict[str, float] = {"wait_task": 60.0}
+"""Public API calls that may wait for something, and the longest they wait, in seconds."""
 
 
 def api_name(method: str) -> str:

@@ -363,6 +363,14 @@ class GetTaskResponse(_message.Message):
     approval_digest_contents: str
     def __init__(self, task_id: _Optional[str] = ..., creator: _Optional[str] = ..., function_id: _Optional[str] = ..., function_owner: _Optional[str] = ..., function_arguments: _Optional[str] = ..., inputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., outputs_ownership: _Optional[_Iterable[_Union[OwnerList, _Mapping]]] = ..., participants: _Optional[_Iterable[str]] = ..., approved_users: _Optional[_Iterable[str]] = ..., assigned_inputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., assigned_outputs: _Optional[_Iterable[_Union[DataMap, _Mapping]]] = ..., status: _Optional[_Union[_teaclave_common_pb2.TaskStatus, str]] = ..., result: _Optional[_Union[_teaclave_common_pb2.TaskResult, _Mapping]] = ..., approval_digest: _Optional[str] = ..., approval_digest_contents: _Optional[str] = ...) -> None: ...
 
+class WaitTaskRequest(_message.Message):
+    __slots__ = ("task_id", "timeout_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    timeout_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
 class AssignDataRequest(_message.Message):
     __slots__ = ("task_id", "inputs", "outputs")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -149,6 +149,11 @@ class TeaclaveFrontendStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.FromString,
                 _registered_method=True)
+        self.WaitTask = channel.unary_unary(
+                '/teaclave_frontend_service_proto.TeaclaveFrontend/WaitTask',
+                request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TeaclaveFrontendServicer:
@@ -292,6 +297,13 @@ class TeaclaveFrontendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitTask(self, request, context):
+        """Not in Teaclave: waits for the task to end instead of polling GetTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TeaclaveFrontendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -409,6 +421,11 @@ def add_TeaclaveFrontendServicer_to_server(servicer, server):
                     servicer.QueryAuditLogs,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.SerializeToString,
+            ),
+            'WaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTask,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1032,6 +1049,33 @@ class TeaclaveFrontend:
             '/teaclave_frontend_service_proto.TeaclaveFrontend/QueryAuditLogs',
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_frontend_service_proto.TeaclaveFrontend/WaitTask',
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -150,6 +150,11 @@ class TeaclaveManagementStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.FromString,
                 _registered_method=True)
+        self.WaitTask = channel.unary_unary(
+                '/teaclave_management_service_proto.TeaclaveManagement/WaitTask',
+                request_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+                _registered_method=True)
         self.SaveLogs = channel.unary_unary(
                 '/teaclave_management_service_proto.TeaclaveManagement/SaveLogs',
                 request_serializer=teaclave_dot_proto_dot_teaclave__management__service__pb2.SaveLogsRequest.SerializeToString,
@@ -298,6 +303,12 @@ class TeaclaveManagementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SaveLogs(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -421,6 +432,11 @@ def add_TeaclaveManagementServicer_to_server(servicer, server):
                     servicer.QueryAuditLogs,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.SerializeToString,
+            ),
+            'WaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTask,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
             ),
             'SaveLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.SaveLogs,
@@ -1049,6 +1065,33 @@ class TeaclaveManagement:
             '/teaclave_management_service_proto.TeaclaveManagement/QueryAuditLogs',
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__frontend__service__pb2.QueryAuditLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_management_service_proto.TeaclaveManagement/WaitTask',
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.WaitTaskRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__frontend__service__pb2.GetTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,17 +25,13 @@ _sym_db = _symbol_database.Default()
 from teaclave.proto import teaclave_common_pb2 as teaclave_dot_proto_dot_teaclave__common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/teaclave/proto/teaclave_scheduler_service.proto\x12 teaclave_scheduler_service_proto\x1a$teaclave/proto/teaclave_common.proto\"r\n\x0bStagedInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04\x63mac\x18\x03 \x01(\x0c\x12:\n\x0b\x63rypto_info\x18\x04 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"e\n\x0cStagedOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12:\n\x0b\x63rypto_info\x18\x03 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"\xd0\x02\n\nStagedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x15\n\rfunction_name\x18\x03 \x01(\t\x12\x15\n\rexecutor_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\x12\x1a\n\x12\x66unction_arguments\x18\x06 \x01(\t\x12\x18\n\x10\x66unction_payload\x18\x07 \x01(\x0c\x12=\n\x06inputs\x18\x08 \x03(\x0b\x32-.teaclave_scheduler_service_proto.StagedInput\x12?\n\x07outputs\x18\t \x03(\x0b\x32..teaclave_scheduler_service_proto.StagedOutput\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x15\n\rtrace_context\x18\x0b \x01(\t\"z\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.teaclave_scheduler_service_proto.ExecutorStatus\x12\x0f\n\x07task_id\x18\x03 \x01(\t\"h\n\x11HeartbeatResponse\x12\x42\n\x07\x63ommand\x18\x01 \x01(\x0e\x32\x31.teaclave_scheduler_service_proto.ExecutorCommand\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"&\n\x0fPullTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\"U\n\x10PullTaskResponse\x12\x41\n\x0bstaged_task\x18\x01 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTask\"O\n\x12StartUploadRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\"\x15\n\x13StartUploadResponse\"r\n\x17UpdateTaskResultRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x31\n\x06result\x18\x03 \x01(\x0b\x32!.teaclave_common_proto.TaskResult\"\x1a\n\x18UpdateTaskResultResponse*)\n\x0e\x45xecutorStatus\x12\x08\n\x04Idle\x10\x00\x12\r\n\tExecuting\x10\x01*6\n\x0f\x45xecutorCommand\x12\x0c\n\x08NoAction\x10\x00\x12\x08\n\x04Stop\x10\x01\x12\x0b\n\x07NewTask\x10\x02\x32\x84\x04\n\x11TeaclaveScheduler\x12t\n\tHeartbeat\x12\x32.teaclave_scheduler_service_proto.HeartbeatRequest\x1a\x33.teaclave_scheduler_service_proto.HeartbeatResponse\x12q\n\x08PullTask\x12\x31.teaclave_scheduler_service_proto.PullTaskRequest\x1a\x32.teaclave_scheduler_service_proto.PullTaskResponse\x12z\n\x0bStartUpload\x12\x34.teaclave_scheduler_service_proto.StartUploadRequest\x1a\x35.teaclave_scheduler_service_proto.StartUploadResponse\x12\x89\x01\n\x10UpdateTaskResult\x12\x39.teaclave_scheduler_service_proto.UpdateTaskResultRequest\x1a:.teaclave_scheduler_service_proto.UpdateTaskResultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/teaclave/proto/teaclave_scheduler_service.proto\x12 teaclave_scheduler_service_proto\x1a$teaclave/proto/teaclave_common.proto\"r\n\x0bStagedInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04\x63mac\x18\x03 \x01(\x0c\x12:\n\x0b\x63rypto_info\x18\x04 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"e\n\x0cStagedOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12:\n\x0b\x63rypto_info\x18\x03 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"\xd0\x02\n\nStagedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x15\n\rfunction_name\x18\x03 \x01(\t\x12\x15\n\rexecutor_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\x12\x1a\n\x12\x66unction_arguments\x18\x06 \x01(\t\x12\x18\n\x10\x66unction_payload\x18\x07 \x01(\x0c\x12=\n\x06inputs\x18\x08 \x03(\x0b\x32-.teaclave_scheduler_service_proto.StagedInput\x12?\n\x07outputs\x18\t \x03(\x0b\x32..teaclave_scheduler_service_proto.StagedOutput\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x15\n\rtrace_context\x18\x0b \x01(\t\"9\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\"*\n\x11HeartbeatResponse\x12\x15\n\rstop_task_ids\x18\x01 \x03(\t\";\n\x10\x41waitTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"#\n\x11\x41waitTaskResponse\x12\x0e\n\x06staged\x18\x01 \x01(\x08\"@\n\x0fPullTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\"U\n\x10PullTaskResponse\x12\x41\n\x0bstaged_task\x18\x01 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTask\"O\n\x12StartUploadRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\"\x15\n\x13StartUploadResponse\"r\n\x17UpdateTaskResultRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x31\n\x06result\x18\x03 \x01(\x0b\x32!.teaclave_common_proto.TaskResult\"\x1a\n\x18UpdateTaskResultResponse2\xfa\x04\n\x11TeaclaveScheduler\x12t\n\tHeartbeat\x12\x32.teaclave_scheduler_service_proto.HeartbeatRequest\x1a\x33.teaclave_scheduler_service_proto.HeartbeatResponse\x12t\n\tAwaitTask\x12\x32.teaclave_scheduler_service_proto.AwaitTaskRequest\x1a\x33.teaclave_scheduler_service_proto.AwaitTaskResponse\x12q\n\x08PullTask\x12\x31.teaclave_scheduler_service_proto.PullTaskRequest\x1a\x32.teaclave_scheduler_service_proto.PullTaskResponse\x12z\n\x0bStartUpload\x12\x34.teaclave_scheduler_service_proto.StartUploadRequest\x1a\x35.teaclave_scheduler_service_proto.StartUploadResponse\x12\x89\x01\n\x10UpdateTaskResult\x12\x39.teaclave_scheduler_service_proto.UpdateTaskResultRequest\x1a:.teaclave_scheduler_service_proto.UpdateTaskResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'teaclave.proto.teaclave_scheduler_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTORSTATUS']._serialized_start=1286
-  _globals['_EXECUTORSTATUS']._serialized_end=1327
-  _globals['_EXECUTORCOMMAND']._serialized_start=1329
-  _globals['_EXECUTORCOMMAND']._serialized_end=1383
   _globals['_STAGEDINPUT']._serialized_start=123
   _globals['_STAGEDINPUT']._serialized_end=237
   _globals['_STAGEDOUTPUT']._serialized_start=239
@@ -43,21 +39,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGEDTASK']._serialized_start=343
   _globals['_STAGEDTASK']._serialized_end=679
   _globals['_HEARTBEATREQUEST']._serialized_start=681
-  _globals['_HEARTBEATREQUEST']._serialized_end=803
-  _globals['_HEARTBEATRESPONSE']._serialized_start=805
-  _globals['_HEARTBEATRESPONSE']._serialized_end=909
-  _globals['_PULLTASKREQUEST']._serialized_start=911
-  _globals['_PULLTASKREQUEST']._serialized_end=949
-  _globals['_PULLTASKRESPONSE']._serialized_start=951
-  _globals['_PULLTASKRESPONSE']._serialized_end=1036
-  _globals['_STARTUPLOADREQUEST']._serialized_start=1038
-  _globals['_STARTUPLOADREQUEST']._serialized_end=1117
-  _globals['_STARTUPLOADRESPONSE']._serialized_start=1119
-  _globals['_STARTUPLOADRESPONSE']._serialized_end=1140
-  _globals['_UPDATETASKRESULTREQUEST']._serialized_start=1142
-  _globals['_UPDATETASKRESULTREQUEST']._serialized_end=1256
-  _globals['_UPDATETASKRESULTRESPONSE']._serialized_start=1258
-  _globals['_UPDATETASKRESULTRESPONSE']._serialized_end=1284
-  _globals['_TEACLAVESCHEDULER']._serialized_start=1386
-  _globals['_TEACLAVESCHEDULER']._serialized_end=1902
+  _globals['_HEARTBEATREQUEST']._serialized_end=738
+  _globals['_HEARTBEATRESPONSE']._serialized_start=740
+  _globals['_HEARTBEATRESPONSE']._serialized_end=782
+  _globals['_AWAITTASKREQUEST']._serialized_start=784
+  _globals['_AWAITTASKREQUEST']._serialized_end=843
+  _globals['_AWAITTASKRESPONSE']._serialized_start=845
+  _globals['_AWAITTASKRESPONSE']._serialized_end=880
+  _globals['_PULLTASKREQUEST']._serialized_start=882
+  _globals['_PULLTASKREQUEST']._serialized_end=946
+  _globals['_PULLTASKRESPONSE']._serialized_start=948
+  _globals['_PULLTASKRESPONSE']._serialized_end=1033
+  _globals['_STARTUPLOADREQUEST']._serialized_start=1035
+  _globals['_STARTUPLOADREQUEST']._serialized_end=1114
+  _globals['_STARTUPLOADRESPONSE']._serialized_start=1116
+  _globals['_STARTUPLOADRESPONSE']._serialized_end=1137
+  _globals['_UPDATETASKRESULTREQUEST']._serialized_start=1139
+  _globals['_UPDATETASKRESULTREQUEST']._serialized_end=1253
+  _globals['_UPDATETASKRESULTRESPONSE']._serialized_start=1255
+  _globals['_UPDATETASKRESULTRESPONSE']._serialized_end=1281
+  _globals['_TEACLAVESCHEDULER']._serialized_start=1284
+  _globals['_TEACLAVESCHEDULER']._serialized_end=1918
 # @@protoc_insertion_point(module_scope)

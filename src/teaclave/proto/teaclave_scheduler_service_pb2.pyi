@@ -1,28 +1,11 @@
 from teaclave.proto import teaclave_common_pb2 as _teaclave_common_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class ExecutorStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    Idle: _ClassVar[ExecutorStatus]
-    Executing: _ClassVar[ExecutorStatus]
-
-class ExecutorCommand(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    NoAction: _ClassVar[ExecutorCommand]
-    Stop: _ClassVar[ExecutorCommand]
-    NewTask: _ClassVar[ExecutorCommand]
-Idle: ExecutorStatus
-Executing: ExecutorStatus
-NoAction: ExecutorCommand
-Stop: ExecutorCommand
-NewTask: ExecutorCommand
 
 class StagedInput(_message.Message):
     __slots__ = ("name", "url", "cmac", "crypto_info")
@@ -73,28 +56,40 @@ class StagedTask(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., executor_type: _Optional[str] = ..., executor: _Optional[str] = ..., function_arguments: _Optional[str] = ..., function_payload: _Optional[bytes] = ..., inputs: _Optional[_Iterable[_Union[StagedInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[StagedOutput, _Mapping]]] = ..., user_id: _Optional[str] = ..., trace_context: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("executor_id", "status", "task_id")
+    __slots__ = ("executor_id", "task_ids")
     EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     executor_id: str
-    status: ExecutorStatus
-    task_id: str
-    def __init__(self, executor_id: _Optional[str] = ..., status: _Optional[_Union[ExecutorStatus, str]] = ..., task_id: _Optional[str] = ...) -> None: ...
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, executor_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("command", "task_id")
-    COMMAND_FIELD_NUMBER: _ClassVar[int]
-    TASK_ID_FIELD_NUMBER: _ClassVar[int]
-    command: ExecutorCommand
-    task_id: str
-    def __init__(self, command: _Optional[_Union[ExecutorCommand, str]] = ..., task_id: _Optional[str] = ...) -> None: ...
+    __slots__ = ("stop_task_ids",)
+    STOP_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    stop_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stop_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AwaitTaskRequest(_message.Message):
+    __slots__ = ("executor_id", "timeout_ms")
+    EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    executor_id: str
+    timeout_ms: int
+    def __init__(self, executor_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class AwaitTaskResponse(_message.Message):
+    __slots__ = ("staged",)
+    STAGED_FIELD_NUMBER: _ClassVar[int]
+    staged: bool
+    def __init__(self, staged: _Optional[bool] = ...) -> None: ...
 
 class PullTaskRequest(_message.Message):
-    __slots__ = ("executor_id",)
+    __slots__ = ("executor_id", "running_task_ids")
     EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     executor_id: str
-    def __init__(self, executor_id: _Optional[str] = ...) -> None: ...
+    running_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, executor_id: _Optional[str] = ..., running_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PullTaskResponse(_message.Message):
     __slots__ = ("staged_task",)

@@ -39,6 +39,11 @@ class TeaclaveSchedulerStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.AwaitTask = channel.unary_unary(
+                '/teaclave_scheduler_service_proto.TeaclaveScheduler/AwaitTask',
+                request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskResponse.FromString,
+                _registered_method=True)
         self.PullTask = channel.unary_unary(
                 '/teaclave_scheduler_service_proto.TeaclaveScheduler/PullTask',
                 request_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.PullTaskRequest.SerializeToString,
@@ -60,7 +65,16 @@ class TeaclaveSchedulerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Liveness of the executor and its tasks; names the tasks to stop (canceled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AwaitTask(self, request, context):
+        """Returns as soon as a task is staged (at once if one is), or when the wait runs out.
+        Claims nothing: a wait cut short (restart, lost reply) loses no task.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -92,6 +106,11 @@ def add_TeaclaveSchedulerServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'AwaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AwaitTask,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskResponse.SerializeToString,
             ),
             'PullTask': grpc.unary_unary_rpc_method_handler(
                     servicer.PullTask,
@@ -136,6 +155,33 @@ class TeaclaveScheduler:
             '/teaclave_scheduler_service_proto.TeaclaveScheduler/Heartbeat',
             teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_scheduler_service_proto.TeaclaveScheduler/AwaitTask',
+            teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__scheduler__service__pb2.AwaitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-teaclave/proto/teaclave_storage_service.proto\x12\x1eteaclave_storage_service_proto\"5\n\x06Record\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x1a\n\nGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"F\n\x0bGetResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"A\n\x0bScanRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x13\n\x0bstart_after\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"G\n\x0cScanResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"%\n\x05\x43heck\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x05Write\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x03 \x01(\x08\"}\n\rCommitRequest\x12\x35\n\x06\x63hecks\x18\x01 \x03(\x0b\x32%.teaclave_storage_service_proto.Check\x12\x35\n\x06writes\x18\x02 \x03(\x0b\x32%.teaclave_storage_service_proto.Write\"!\n\x0e\x43ommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x32\xbd\x02\n\x0fTeaclaveStorage\x12^\n\x03Get\x12*.teaclave_storage_service_proto.GetRequest\x1a+.teaclave_storage_service_proto.GetResponse\x12\x61\n\x04Scan\x12+.teaclave_storage_service_proto.ScanRequest\x1a,.teaclave_storage_service_proto.ScanResponse\x12g\n\x06\x43ommit\x12-.teaclave_storage_service_proto.CommitRequest\x1a..teaclave_storage_service_proto.CommitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-teaclave/proto/teaclave_storage_service.proto\x12\x1eteaclave_storage_service_proto\"5\n\x06Record\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x1a\n\nGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"F\n\x0bGetResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"A\n\x0bScanRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x13\n\x0bstart_after\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"G\n\x0cScanResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"%\n\x05\x43heck\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x05Write\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x03 \x01(\x08\"}\n\rCommitRequest\x12\x35\n\x06\x63hecks\x18\x01 \x03(\x0b\x32%.teaclave_storage_service_proto.Check\x12\x35\n\x06writes\x18\x02 \x03(\x0b\x32%.teaclave_storage_service_proto.Write\"!\n\x0e\x43ommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"C\n\x0cWatchRequest\x12\x10\n\x08prefixes\x18\x01 \x03(\t\x12\r\n\x05since\x18\x02 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"<\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0c\n\x04lost\x18\x03 \x01(\x08\x32\xa3\x03\n\x0fTeaclaveStorage\x12^\n\x03Get\x12*.teaclave_storage_service_proto.GetRequest\x1a+.teaclave_storage_service_proto.GetResponse\x12\x61\n\x04Scan\x12+.teaclave_storage_service_proto.ScanRequest\x1a,.teaclave_storage_service_proto.ScanResponse\x12g\n\x06\x43ommit\x12-.teaclave_storage_service_proto.CommitRequest\x1a..teaclave_storage_service_proto.CommitResponse\x12\x64\n\x05Watch\x12,.teaclave_storage_service_proto.WatchRequest\x1a-.teaclave_storage_service_proto.WatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,6 +49,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMITREQUEST']._serialized_end=593
   _globals['_COMMITRESPONSE']._serialized_start=595
   _globals['_COMMITRESPONSE']._serialized_end=628
-  _globals['_TEACLAVESTORAGE']._serialized_start=631
-  _globals['_TEACLAVESTORAGE']._serialized_end=948
+  _globals['_WATCHREQUEST']._serialized_start=630
+  _globals['_WATCHREQUEST']._serialized_end=697
+  _globals['_WATCHRESPONSE']._serialized_start=699
+  _globals['_WATCHRESPONSE']._serialized_end=759
+  _globals['_TEACLAVESTORAGE']._serialized_start=762
+  _globals['_TEACLAVESTORAGE']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

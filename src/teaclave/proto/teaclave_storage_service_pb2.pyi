@@ -75,3 +75,23 @@ class CommitResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: int
     def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("prefixes", "since", "timeout_ms")
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    prefixes: _containers.RepeatedScalarFieldContainer[str]
+    since: int
+    timeout_ms: int
+    def __init__(self, prefixes: _Optional[_Iterable[str]] = ..., since: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("version", "keys", "lost")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    lost: bool
+    def __init__(self, version: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., lost: _Optional[bool] = ...) -> None: ...

@@ -49,6 +49,11 @@ class TeaclaveStorageStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_unary(
+                '/teaclave_storage_service_proto.TeaclaveStorage/Watch',
+                request_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchRequest.SerializeToString,
+                response_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class TeaclaveStorageServicer:
@@ -73,6 +78,14 @@ class TeaclaveStorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Returns as soon as a commit after `since` touched a watched key (at once if
+        one did), or when the wait runs out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TeaclaveStorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +103,11 @@ def add_TeaclaveStorageServicer_to_server(servicer, server):
                     servicer.Commit,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchRequest.FromString,
+                    response_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +191,33 @@ class TeaclaveStorage:
             '/teaclave_storage_service_proto.TeaclaveStorage/Commit',
             teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitRequest.SerializeToString,
             teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teaclave_storage_service_proto.TeaclaveStorage/Watch',
+            teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchRequest.SerializeToString,
+            teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

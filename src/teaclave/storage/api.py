@@ -64,3 +64,28 @@ class Store(Protocol):
         :class:`Conflict` (nothing written) when a check fails.
         """
         ...
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a watch saw: the keys under its prefixes that commits after ``since`` touched."""
+
+    version: int
+    """The version to watch from next."""
+    keys: tuple[str, ...] = ()
+    lost: bool = False
+    """Not every commit after ``since`` is known: anything watched may have changed."""
+
+    @property
+    def any(self) -> bool:
+        """Whether anything watched (may have) changed."""
+        return self.lost or bool(self.keys)
+
+
+class Watchable(Protocol):
+    """Commits, watched by key prefix (long-poll)."""
+
+    def watch(self, prefixes: Sequence[str], since: int, timeout: float) -> Changes:
+        """The changes under ``prefixes`` after version ``since``, once there are any
+        (at once if there are already), or none after ``timeout`` seconds."""
+        ...

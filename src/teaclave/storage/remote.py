@@ -12,7 +12,7 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_storage_service_pb2 as pb
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
 from teaclave.rpc.channel import Peer
-from teaclave.storage.api import Conflict, Record, Write
+from teaclave.storage.api import Changes, Conflict, Record, Write
 
 T = TypeVar("T")
 
@@ -103,3 +103,12 @@ class RemoteStore:
         )
         version: int = response.version
         return version
+
+    def watch(self, prefixes: Sequence[str], since: int, timeout: float) -> Changes:
+        """The changes under ``prefixes`` after version ``since``, once there are any (at
+        once if there are already), or none after ``timeout`` seconds."""
+        request = pb.WatchRequest(prefixes=prefixes, since=since, timeout_ms=int(timeout * 1000))
+        response = self._call(
+            lambda stub: stub.Watch(request, timeout=timeout + CALL_TIMEOUT_SECS), repeatable=True
+        )
+        return Changes(response.version, tuple(response.keys), response.lost)

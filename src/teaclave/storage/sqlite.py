@@ -4,7 +4,10 @@ Every write runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken
 up front, so concurrent writers queue on the busy timeout instead of failing
 a lock upgrade), with ``synchronous=FULL``: an acknowledged commit survives a
 crash. Versions come from one persisted counter, so they never repeat, not
-even for a key deleted and created again.
+even for a key deleted and created again. Each commit is published, in version
+order, to the store's :class:`~teaclave.storage.changes.ChangeLog` (watchers
+see the commits of this store object only: the storage service is the
+database's sole owner).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from teaclave.storage.api import Conflict, Record, Write
+from teaclave.storage.changes import ChangeLog
 from teaclave.storage.sealing import Sealer
 
 BUSY_TIMEOUT_SECS = 30.0
@@ -62,7 +66,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, sealing_key: bytes) -> None:
         self._sealer = Sealer(sealing_key)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None, check_same_thread=False
         )
@@ -72,6 +76,9 @@ class SqliteStore:
         with self._transaction("BEGIN IMMEDIATE"):
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            [(version,)] = self._db.execute("SELECT version FROM counter WHERE id = 0").fetchall()
+        self.changes = ChangeLog(version)
+        """The commits made through this object, for watchers."""
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
@@ -133,28 +140,31 @@ class SqliteStore:
         sealed = [
             (w.key, None if w.value is None else self._sealer.seal(w.key, w.value)) for w in writes
         ]
-        with self._transaction("BEGIN IMMEDIATE") as db:
-            for key, expected in checks:
-                row = db.execute("SELECT version FROM records WHERE key = ?", (key,)).fetchone()
-                if (row[0] if row else 0) != expected:
-                    raise Conflict(key)
-            [(version,)] = db.execute(
-                "UPDATE counter SET version = version + 1 WHERE id = 0 RETURNING version"
-            ).fetchall()
-            for key, value in sealed:
-                if value is None:
-                    db.execute("DELETE FROM records WHERE key = ?", (key,))
-                else:
-                    db.execute(
-                        "INSERT INTO records (key, value, version) VALUES (?, ?, ?)"
-                        " ON CONFLICT (key) DO UPDATE"
-                        " SET value = excluded.value, version = excluded.version",
-                        (key, value, version),
-                    )
+        with self._lock:  # held until published: commits are published in version order
+            with self._transaction("BEGIN IMMEDIATE") as db:
+                for key, expected in checks:
+                    row = db.execute("SELECT version FROM records WHERE key = ?", (key,)).fetchone()
+                    if (row[0] if row else 0) != expected:
+                        raise Conflict(key)
+                [(version,)] = db.execute(
+                    "UPDATE counter SET version = version + 1 WHERE id = 0 RETURNING version"
+                ).fetchall()
+                for key, value in sealed:
+                    if value is None:
+                        db.execute("DELETE FROM records WHERE key = ?", (key,))
+                    else:
+                        db.execute(
+                            "INSERT INTO records (key, value, version) VALUES (?, ?, ?)"
+                            " ON CONFLICT (key) DO UPDATE"
+                            " SET value = excluded.value, version = excluded.version",
+                            (key, value, version),
+                        )
+            self.changes.publish(version, [key for key, _ in sealed])
         result: int = version
         return result
 
     def close(self) -> None:
-        """Close the database."""
+        """Answer the watchers and close the database."""
+        self.changes.close()
         with self._lock:
             self._db.close()

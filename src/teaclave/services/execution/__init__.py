@@ -1,12 +1,16 @@
-"""The execution service: heartbeats the scheduler and runs each task in a process of its own.
+"""The execution service: runs staged tasks, each in a task process of its own.
 
-It serves nothing. Every ``scheduler.heartbeat_interval_secs`` it reports its
-status; on ``NewTask`` while idle it pulls a task and has its zygote fork a task
-process (:mod:`teaclave.executor.launcher`), which runs the worker
-(:mod:`teaclave.executor.worker`) in its own process group. A thread feeds the
-task process, asks the scheduler to record each upload before it may begin
-(``StartUpload``), and reports the result; on ``Stop`` for that task only its
-task process is killed (its sandbox dies with it) and nothing is reported.
+It serves nothing. Up to ``execution.max_concurrent_tasks`` tasks run at once:
+while a slot is free it pulls a staged task (``PullTask``) or, when none is
+staged, waits for one (``AwaitTask``, a long-poll the scheduler answers the
+moment a task is staged), and has its zygote fork a task process
+(:mod:`teaclave.executor.launcher`), which runs the worker
+(:mod:`teaclave.executor.worker`) in its own session. A thread per task feeds
+the task process, asks the scheduler to record each upload before it may begin
+(``StartUpload``), and reports the result. Every
+``scheduler.heartbeat_interval_secs`` another thread reports the running tasks
+(liveness); for each task the scheduler answers to stop (canceled) only its task
+process is killed (its sandbox dies with it) and nothing is reported.
 """
 
 from __future__ import annotations
@@ -21,20 +25,18 @@ import grpc
 
 from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.waiting import Backoff
 from teaclave.executor import uploads, worker
 from teaclave.executor.launcher import Launcher, LauncherError, TaskProcess
 from teaclave.executor.task import is_wasm, sandbox_kind, sandbox_view
 from teaclave.observability import metrics
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
-    Executing,
+    AwaitTaskRequest,
     HeartbeatRequest,
-    Idle,
-    NewTask,
     PullTaskRequest,
     StagedTask,
     StartUploadRequest,
-    Stop,
     UpdateTaskResultRequest,
 )
 from teaclave.proto.teaclave_scheduler_service_pb2_grpc import TeaclaveSchedulerStub
@@ -48,6 +50,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RPC_TIMEOUT_SECS = 10.0
+AWAIT_MS = 30_000
+"""How long one wait for a staged task may last (then it is renewed)."""
+FIRST_RETRY_SECS = 0.05
+MAX_RETRY_SECS = 2.0
+"""Pauses between attempts while the scheduler is unreachable."""
 
 
 def _transient(exc: Exception) -> bool:
@@ -127,68 +134,127 @@ class _Task:
 
 
 class _Executor:
-    """One executor: its id, the scheduler and the task it runs (if any)."""
+    """One executor: its id, the scheduler and the tasks it runs (at most ``slots``)."""
 
     def __init__(self, env: ServiceEnv, stop: threading.Event) -> None:
         self.executor_id = str(uuid.uuid4())
         self._config = env.config
+        self._slots = env.config.execution.max_concurrent_tasks
         self._scheduler: Peer = env.peer("scheduler")
         self._stop = stop
         self._lock = threading.Lock()
-        self._task: _Task | None = None
-        # Set when a task ends, so the next heartbeat (and pull) happens at once.
-        self._idle = threading.Event()
+        # Notified when a task ends, a wait for a task ends, and when the service stops.
+        self._changed = threading.Condition(self._lock)
+        self._tasks: dict[str, _Task] = {}
         self._modules = ModuleCache(env.config.execution.wasm_cache_mb << 20)
         self._launcher = Launcher(env.config.execution.python_modules)
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
         # Not repeated at once on a lost reply: a second PullTask would take another
-        # task; the heartbeat loop and the result reporter retry at their own pace.
+        # task; the pull loop and the result reporter retry at their own pace.
         return self._scheduler.call(
             lambda channel: rpc(TeaclaveSchedulerStub(channel))  # type: ignore[no-untyped-call]
         )
 
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _running(self) -> list[str]:
+        with self._lock:
+            return list(self._tasks)
+
     def run(self) -> None:
-        """Heartbeat until ``stop`` is set, then kill a running task and the zygote."""
-        log.info("executor %s started", self.executor_id)
+        """Run staged tasks until ``stop`` is set, then kill the running tasks and the zygote.
+
+        Another thread heartbeats.
+        """
+        log.info("executor %s started (%d task slots)", self.executor_id, self._slots)
+        heartbeats = threading.Thread(target=self._heartbeats, name="executor-heartbeat")
+        heartbeats.start()
         try:
-            while not self._stop.is_set():
-                try:
-                    self._tick()
-                except (grpc.RpcError, TeaclaveError) as exc:
-                    log.warning("scheduler call failed (retrying next heartbeat): %s", exc)
-                self._idle.wait(self._config.scheduler.heartbeat_interval_secs)
-                self._idle.clear()
+            self._serve()
         finally:
+            self._stop.set()
+            heartbeats.join()
             with self._lock:
-                task = self._task
-            if task is not None:
+                tasks = list(self._tasks.values())
+            for task in tasks:
                 task.kill()
             self._launcher.close()
             self._scheduler.close()
 
-    def _tick(self) -> None:
-        with self._lock:
-            task = self._task
-        request = HeartbeatRequest(
-            executor_id=self.executor_id,
-            status=Idle if task is None else Executing,
-            task_id="" if task is None else task.task_id,
-        )
-        reply = self._call(lambda stub: stub.Heartbeat(request, timeout=_RPC_TIMEOUT_SECS))
-        if reply.command == Stop and task is not None and reply.task_id == task.task_id:
-            log.info("task %s canceled: killing its process", task.task_id)
-            task.kill()
-            self._clear(task)
-        elif reply.command == NewTask and task is None:
-            self._pull()
+    def _serve(self) -> None:
+        """Whenever a slot is free: pull a staged task, or wait until one is staged."""
+        retry = Backoff(FIRST_RETRY_SECS, MAX_RETRY_SECS)
+        while self._free_slot():
+            try:
+                if not self._pull():
+                    self._await_staged()
+                retry.reset()
+            except (grpc.RpcError, TeaclaveError) as exc:
+                log.warning("scheduler call failed (retrying): %s", exc)
+                self._stop.wait(retry.pause())
 
-    def _pull(self) -> None:
-        request = PullTaskRequest(executor_id=self.executor_id)
+    def _free_slot(self) -> bool:
+        """Wait until fewer than ``slots`` tasks run; False once the service stops."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._stop.is_set() or len(self._tasks) < self._slots)
+        return not self._stop.is_set()
+
+    def _heartbeats(self) -> None:
+        """Every ``scheduler.heartbeat_interval_secs``: report the running tasks, stop
+        those the scheduler names (canceled). Wakes the other thread at the end."""
+        interval = self._config.scheduler.heartbeat_interval_secs
+        while True:
+            try:
+                self._heartbeat()
+            except (grpc.RpcError, TeaclaveError) as exc:
+                log.warning("heartbeat failed (retrying next time): %s", exc)
+            if self._stop.wait(interval):
+                break
+        self._notify()
+
+    def _heartbeat(self) -> None:
+        request = HeartbeatRequest(executor_id=self.executor_id, task_ids=self._running())
+        reply = self._call(lambda stub: stub.Heartbeat(request, timeout=_RPC_TIMEOUT_SECS))
+        for task_id in reply.stop_task_ids:
+            with self._lock:
+                task = self._tasks.get(task_id)
+            if task is not None:
+                log.info("task %s canceled: killing its process", task_id)
+                task.kill()
+                self._clear(task)
+
+    def _await_staged(self) -> None:
+        """Wait (long-poll) until a task is staged, the wait runs out or the service stops."""
+        request = AwaitTaskRequest(executor_id=self.executor_id, timeout_ms=AWAIT_MS)
+        future = self._call(
+            lambda stub: stub.AwaitTask.future(request, timeout=AWAIT_MS / 1000 + _RPC_TIMEOUT_SECS)
+        )
+        future.add_done_callback(lambda _: self._notify())
+        with self._changed:
+            self._changed.wait_for(lambda: future.done() or self._stop.is_set())
+        if not future.done():
+            future.cancel()
+            return
+        try:
+            future.result()
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._scheduler.reset()  # e.g. restarted with a new key: dial and verify again
+            raise
+
+    def _pull(self) -> bool:
+        """Pull a staged task and start it; whether there was one."""
+        request = PullTaskRequest(executor_id=self.executor_id, running_task_ids=self._running())
         response = self._call(lambda stub: stub.PullTask(request, timeout=_RPC_TIMEOUT_SECS))
         if not response.HasField("staged_task"):
-            return
-        staged = response.staged_task
+            return False
+        self._start(response.staged_task)
+        return True
+
+    def _start(self, staged: StagedTask) -> None:
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         run = TaskRun(staged.task_id, staged.trace_context)
         try:
@@ -211,7 +277,7 @@ class _Executor:
             run=run,
         )
         with self._lock:
-            self._task = task
+            self._tasks[task.task_id] = task
         task.start()
 
     def _module(self, staged: StagedTask) -> bytes:
@@ -223,6 +289,7 @@ class _Executor:
     def _persist(self, task: _Task, what: str, call: Callable[[], object]) -> str:
         """Make ``call`` about ``task``, again while the scheduler is unreachable; '' once
         it succeeded, else why not: the scheduler's refusal, or that the task is stopping."""
+        retry = Backoff(FIRST_RETRY_SECS, MAX_RETRY_SECS)
         while not (self._stop.is_set() or task.canceled.is_set()):
             try:
                 call()
@@ -231,7 +298,7 @@ class _Executor:
                 if not _transient(exc):
                     return _reason(exc)
                 log.warning("cannot %s task %s yet: %s", what, task.task_id, exc)
-                self._stop.wait(self._config.scheduler.heartbeat_interval_secs)
+                self._stop.wait(retry.pause())
         return "the task is being stopped"
 
     def _start_upload(self, task: _Task, output_name: str) -> str:
@@ -264,10 +331,11 @@ class _Executor:
         log.info("task %s reported (%s)", task_id, result.WhichOneof("result"))
 
     def _clear(self, task: _Task) -> None:
-        with self._lock:
-            if self._task is task:
-                self._task = None
-        self._idle.set()
+        """``task`` is over: its slot is free."""
+        with self._changed:
+            if self._tasks.get(task.task_id) is task:
+                del self._tasks[task.task_id]
+            self._changed.notify_all()
 
 
 def prepare(config: Config) -> None:
@@ -279,5 +347,5 @@ def prepare(config: Config) -> None:
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:
     """Run the execution service until ``stop`` is set."""
-    metrics.EXECUTION_SLOTS.set(1)
+    metrics.EXECUTION_SLOTS.set(env.config.execution.max_concurrent_tasks)
     _Executor(env, stop).run()

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from teaclave.core.access import RULES
-from teaclave.core.apis import SAFE_TO_REPEAT, api_name
+from teaclave.core.apis import SAFE_TO_REPEAT, WAITS_SECS, api_name
 from teaclave.core.auditlog import audit_user
 from teaclave.core.errors import Status, TeaclaveError, permission_denied, unauthenticated
 from teaclave.proto import teaclave_access_control_service_pb2 as acs
@@ -105,12 +105,14 @@ def save_logs(management: Peer, entries: Sequence[common.Entry]) -> None:
 
 @dataclass(frozen=True)
 class Route:
-    """One public RPC: its access-control name and its management counterpart."""
+    """One public RPC: its access-control name, its management counterpart and how long
+    the forwarded call may take (longer for the calls that wait)."""
 
     api: str
     target: MethodDescriptor
     request_type: type[Message]
     response_type: type[Message]
+    timeout: float = CALL_TIMEOUT_SECS
 
 
 def routes() -> dict[str, Route]:
@@ -132,6 +134,7 @@ def routes() -> dict[str, Route]:
             target,
             GetMessageClass(method.input_type),
             GetMessageClass(method.output_type),
+            CALL_TIMEOUT_SECS + WAITS_SECS.get(api, 0.0),
         )
     return table
 
@@ -192,7 +195,7 @@ class Frontend:
             # Unlike Teaclave (empty user), the audit names who was denied.
             audit.record(entry(ip, user, f"authenticate to {route.api}", False))
             raise permission_denied()
-        timeout = min(context.time_remaining() or CALL_TIMEOUT_SECS, CALL_TIMEOUT_SECS)
+        timeout = min(context.time_remaining() or route.timeout, route.timeout)
         metadata = (("id", claims.sub), ("role", claims.role))
         try:
             response = unary(

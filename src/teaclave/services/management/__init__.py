@@ -11,9 +11,14 @@ from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
 from teaclave.services.base import ServiceEnv
 from teaclave.services.management.audit import Checkpointer
 from teaclave.services.management.service import ManagementServicer
+from teaclave.storage import keys
 from teaclave.storage.remote import RemoteStore
+from teaclave.storage.watch import Watcher
 
 STOP_GRACE_SECS = 5.0
+MAX_WAITING_CALLS = 8
+"""WaitTask calls that may wait at once (each holds one of the 16 threads of this
+service's server, and of the frontend's)."""
 
 
 def main(env: ServiceEnv, stop: threading.Event) -> None:
@@ -24,7 +29,8 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     """
     peer = env.peer("storage")
     store = RemoteStore(peer)
-    servicer = ManagementServicer(store, env.config.execution.max_limits())
+    task_changes = Watcher(store, [keys.TASK], max_waiters=MAX_WAITING_CALLS)
+    servicer = ManagementServicer(store, env.config.execution.max_limits(), task_changes)
 
     def signer() -> CheckpointSigner:
         identity = env.identity
@@ -40,11 +46,14 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     def register(server: grpc.Server) -> None:
         mgmt_grpc.add_TeaclaveManagementServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
+    task_changes.start()
     server = env.serve("management", register)
     checkpoints.start()
     try:
         stop.wait()
     finally:
+        task_changes.close()  # waiting calls answer with the task as it stands
         server.stop(STOP_GRACE_SECS).wait()
         checkpoints.join()
-        peer.close()
+        peer.close()  # ends the watch in flight
+        task_changes.join()

@@ -38,11 +38,13 @@ class HasStore(Protocol):
 
 @dataclass(frozen=True)
 class Call(Generic[Req]):
-    """What a body gets: the request, who asked (None for internal calls) and the decision."""
+    """What a body gets: the request, who asked (None for internal calls), the decision,
+    and the seconds left until the caller's deadline (None: it set none)."""
 
     request: Req
     subject: Subject | None
     decision: Decision
+    remaining: float | None = None
 
     @property
     def caller(self) -> Subject:
@@ -91,7 +93,8 @@ def guarded(
             def run(txn: Txn) -> Resp:
                 decision = decide(api, subject, facts(txn, request))
                 decision.enforce()
-                return body(servicer, txn, Call(request, subject, decision))
+                call = Call(request, subject, decision, context.time_remaining())
+                return body(servicer, txn, call)
 
             return transact(servicer.store, run)
 

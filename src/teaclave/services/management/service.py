@@ -12,8 +12,10 @@ from typing import Any
 
 from teaclave.core import limits
 from teaclave.core.access import Facts
+from teaclave.core.apis import WAITS_SECS
 from teaclave.core.ids import Kind, external_id, new_uuid, parse_external_id
-from teaclave.core.model import InputFile, OutputFile
+from teaclave.core.model import InputFile, OutputFile, Task
+from teaclave.core.waiting import wait_secs
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_management_service_pb2 as mgmt
 from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
@@ -31,7 +33,12 @@ from teaclave.services.management.convert import (
 )
 from teaclave.services.management.guard import Call, guarded
 from teaclave.services.management.observe import creating_task, task_operation
+from teaclave.storage import keys
 from teaclave.storage.api import Store
+from teaclave.storage.watch import Watcher
+
+REPLY_MARGIN_SECS = 1.0
+"""WaitTask answers this long before the caller's deadline, so that the answer arrives."""
 
 
 def _input(request: Any) -> str:
@@ -75,6 +82,10 @@ def _assignment_facts(txn: Txn, request: fe.AssignDataRequest) -> Facts:
     )
 
 
+def _ended(task: Task) -> bool:
+    return task.status.ended
+
+
 def _fusion_facts(_txn: Txn, request: fe.RegisterFusionOutputRequest) -> Facts:
     return Facts(new_owners=frozenset(request.owner_list))
 
@@ -84,11 +95,13 @@ def _listing_facts(_txn: Txn, request: fe.ListFunctionsRequest) -> Facts:
 
 
 class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
-    """TeaclaveManagement over one :class:`Store`; limits may be set up to ``max_limits``."""
+    """TeaclaveManagement over one :class:`Store`; limits may be set up to ``max_limits``;
+    ``task_changes`` watches the store's :data:`~teaclave.storage.keys.TASK` records."""
 
-    def __init__(self, store: Store, max_limits: limits.Limits) -> None:
+    def __init__(self, store: Store, max_limits: limits.Limits, task_changes: Watcher) -> None:
         self._store = store
         self._max_limits = max_limits
+        self._task_changes = task_changes
 
     @property
     def store(self) -> Store:
@@ -256,6 +269,26 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
     @task_operation("task.result", ended_only=True)
     def GetTask(self, txn: Txn, call: Call[fe.GetTaskRequest]) -> fe.GetTaskResponse:  # noqa: N802
         return task_response(tasks.load_task(txn, _task(call.request)))
+
+    @guarded("wait_task", _task_facts)
+    def WaitTask(  # noqa: N802
+        self, txn: Txn, call: Call[fe.WaitTaskRequest]
+    ) -> fe.GetTaskResponse:
+        """GetTask once the task has ended, or when the wait runs out (the task as it
+        stands then). The decision holds while it waits: it looks at the task's creator
+        and participants, which never change."""
+        task_uuid = _task(call.request)
+        task = tasks.load_task(txn, task_uuid)
+        most = WAITS_SECS["wait_task"]
+        timeout = wait_secs(call.request.timeout_ms, most, call.remaining, REPLY_MARGIN_SECS)
+        if not task.status.ended and timeout > 0:
+            task = self._task_changes.follow(
+                keys.TASK + task_uuid,
+                lambda: tasks.load_task(Txn(self._store), task_uuid),
+                _ended,
+                timeout,
+            )
+        return task_response(task)
 
     @guarded("assign_data", _assignment_facts)
     @task_operation("task.assign_data")

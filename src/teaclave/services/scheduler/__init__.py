@@ -13,9 +13,13 @@ from teaclave.services.base import ServiceEnv
 from teaclave.services.scheduler.liveness import Liveness
 from teaclave.services.scheduler.service import SchedulerServicer
 from teaclave.services.scheduler.tasks import Scheduler
+from teaclave.storage import keys
 from teaclave.storage.remote import RemoteStore
+from teaclave.storage.watch import Watcher
 
 STOP_GRACE_SECS = 5.0
+MAX_WAITING_EXECUTORS = 8
+"""Executors that may wait for a task at once (each holds one of the server's 16 threads)."""
 
 
 def main(
@@ -26,17 +30,22 @@ def main(
     ``clock``: what executor liveness is measured by, in seconds (tests pass a fake).
     """
     storage = env.peer("storage")
+    store = RemoteStore(storage)
+    queue = Watcher(store, [keys.STAGED], max_waiters=MAX_WAITING_EXECUTORS)
     timeout = env.config.scheduler.executor_timeout_secs
-    scheduler = Scheduler(RemoteStore(storage), Liveness(timeout, clock))
+    scheduler = Scheduler(store, Liveness(timeout, clock), queue)
     servicer = SchedulerServicer(scheduler)
 
     def register(server: grpc.Server) -> None:
         pb_grpc.add_TeaclaveSchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
+    queue.start()
     server = env.serve("scheduler", register)
     watcher = threading.Thread(target=scheduler.watch, args=(stop,), name="scheduler-liveness")
     watcher.start()
     stop.wait()
+    queue.close()  # waiting executors are answered
     server.stop(STOP_GRACE_SECS).wait()
     watcher.join()
-    storage.close()
+    storage.close()  # ends the queue's watch in flight
+    queue.join()

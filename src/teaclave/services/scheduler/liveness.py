@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 
 class Liveness:
@@ -36,10 +36,13 @@ class Liveness:
         with self._lock:
             self._tasks.get(executor_id, set()).discard(task_uuid)
 
-    def take(self, executor_id: str) -> list[str]:
-        """Release and return every task ``executor_id`` holds."""
+    def take_missing(self, executor_id: str, running: Collection[str]) -> list[str]:
+        """Release and return the tasks ``executor_id`` holds that are not ``running``."""
         with self._lock:
-            return sorted(self._tasks.pop(executor_id, ()))
+            held = self._tasks.get(executor_id, set())
+            missing = held - set(running)
+            held -= missing
+            return sorted(missing)
 
     def now(self) -> float:
         """The clock's current reading."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from teaclave.core.errors import invalid_argument
 from teaclave.core.ids import Kind, external_id, parse_external_id
 from teaclave.core.model import TaskResult
+from teaclave.core.waiting import wait_secs
 from teaclave.proto import teaclave_common_pb2 as common_pb
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.proto import teaclave_scheduler_service_pb2_grpc as pb_grpc
 from teaclave.services.scheduler.tasks import Scheduler
 
 MAX_EXECUTOR_ID_CHARS = 128
+MAX_RUNNING = 1000
+"""Most tasks one executor may report running."""
+MAX_AWAIT_SECS = 60.0
+"""Longest wait of one AwaitTask."""
 
 
 def _executor_id(text: str) -> str:
@@ -26,6 +33,13 @@ def _executor_id(text: str) -> str:
 def _task_uuid(text: str) -> str:
     """A bare task UUID, normalized; INVALID_ARGUMENT "invalid task id" otherwise."""
     return parse_external_id(Kind.TASK, external_id(Kind.TASK, text))
+
+
+def _running(task_ids: Sequence[str]) -> list[str]:
+    """The bare UUIDs of the tasks an executor reports running."""
+    if len(task_ids) > MAX_RUNNING:
+        raise invalid_argument(f"more than {MAX_RUNNING} running tasks")
+    return [_task_uuid(t) for t in task_ids]
 
 
 def _result(message: common_pb.TaskResult) -> TaskResult:
@@ -48,16 +62,21 @@ class SchedulerServicer(pb_grpc.TeaclaveSchedulerServicer):
         self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.HeartbeatResponse:
         executor_id = _executor_id(request.executor_id)
-        running = ""
-        if request.status == pb.Executing and request.task_id:
-            running = _task_uuid(request.task_id)
-        command, task_id = self._scheduler.heartbeat(executor_id, running)
-        return pb.HeartbeatResponse(command=command, task_id=task_id)
+        stop = self._scheduler.heartbeat(executor_id, _running(request.task_ids))
+        return pb.HeartbeatResponse(stop_task_ids=stop)
+
+    def AwaitTask(  # noqa: N802
+        self, request: pb.AwaitTaskRequest, context: grpc.ServicerContext
+    ) -> pb.AwaitTaskResponse:
+        executor_id = _executor_id(request.executor_id)
+        timeout = wait_secs(request.timeout_ms, MAX_AWAIT_SECS, context.time_remaining())
+        return pb.AwaitTaskResponse(staged=self._scheduler.await_staged(executor_id, timeout))
 
     def PullTask(  # noqa: N802
         self, request: pb.PullTaskRequest, context: grpc.ServicerContext
     ) -> pb.PullTaskResponse:
-        staged = self._scheduler.pull(_executor_id(request.executor_id))
+        executor_id = _executor_id(request.executor_id)
+        staged = self._scheduler.pull(executor_id, _running(request.running_task_ids))
         return pb.PullTaskResponse(staged_task=staged)
 
     def StartUpload(  # noqa: N802

@@ -1,10 +1,13 @@
 """Scheduling over the store: the staged queue, task transitions and lost executors.
 
-Every transition is a conditional commit on the versions just read; on
-:class:`Conflict` the whole step (read, check, commit) is retried, a bounded
-number of times. A task ends in the same commit that frees its outputs whose
-upload never began (:func:`teaclave.core.tasks.release`); an executor records
-that an output's upload begins before its first byte leaves (:meth:`Scheduler.start_upload`).
+Executors wait for a staged task (:meth:`Scheduler.await_staged`, answered from a
+watch of the queue in storage the moment InvokeTask commits one), then pull it
+(:meth:`Scheduler.pull`, an atomic claim). Every transition is a conditional
+commit on the versions just read; on :class:`Conflict` the whole step (read,
+check, commit) is retried, a bounded number of times. A task ends in the same
+commit that frees its outputs whose upload never began
+(:func:`teaclave.core.tasks.release`); an executor records that an output's
+upload begins before its first byte leaves (:meth:`Scheduler.start_upload`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
@@ -27,6 +31,7 @@ from teaclave.services.scheduler import observe
 from teaclave.services.scheduler.liveness import Liveness
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Record, Store, Write
+from teaclave.storage.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +68,11 @@ def _parse_staged(value: bytes, task_uuid: str) -> pb.StagedTask | None:
 class Scheduler:
     """Hands staged tasks to executors and records their outcomes."""
 
-    def __init__(self, store: Store, liveness: Liveness) -> None:
+    def __init__(self, store: Store, liveness: Liveness, queue: Watcher) -> None:
+        """``queue``: a watcher of :data:`~teaclave.storage.keys.STAGED` in ``store``."""
         self._store = store
         self._liveness = liveness
+        self._queue = queue
         self._started = liveness.now()
         self._orphans: set[tuple[str, str]] = set()
 
@@ -77,9 +84,26 @@ class Scheduler:
         head = self._store.scan(keys.STAGED, limit=1)
         return head[0] if head else None
 
-    def pull(self, executor_id: str) -> pb.StagedTask | None:
-        """Take the oldest staged task and mark it Running for ``executor_id`` (None: none)."""
+    def await_staged(self, executor_id: str, timeout: float) -> bool:
+        """Whether a task is staged, waiting up to ``timeout`` seconds for one.
+
+        RESOURCE_EXHAUSTED if too many executors wait already (none is staged).
+        """
         self._liveness.seen(executor_id)
+        return self._queue.follow(
+            keys.STAGED, lambda: self._queue_head() is not None, bool, timeout
+        )
+
+    def pull(self, executor_id: str, running: Collection[str]) -> pb.StagedTask | None:
+        """Take the oldest staged task and mark it Running for ``executor_id`` (None: none).
+
+        ``running``: every task the executor runs. A task it was handed that is not
+        among them is lost (e.g. the PullTask reply never arrived): it fails, never
+        left Running.
+        """
+        self._liveness.seen(executor_id)
+        for task_uuid in self._liveness.take_missing(executor_id, running):
+            self.fail_lost(executor_id, task_uuid, LOST_REASON)
         staged = _retrying(lambda: self._pull_once(executor_id))
         if staged is not None:
             self._liveness.assign(executor_id, staged.task_id)
@@ -116,21 +140,13 @@ class Scheduler:
                 observe.task_ended(task)
         return None
 
-    def heartbeat(self, executor_id: str, running: str) -> tuple[pb.ExecutorCommand, str]:
-        """Record a heartbeat; the command for the executor and the task it concerns.
-
-        ``running``: the task the executor reports executing ('' when idle).
-        """
+    def heartbeat(self, executor_id: str, running: Collection[str]) -> list[str]:
+        """Record a heartbeat of ``executor_id`` running ``running``; the tasks it must stop."""
         self._liveness.seen(executor_id)
-        if running and _retrying(lambda: self._must_stop(executor_id, running)):
-            self._liveness.release(executor_id, running)
-            return pb.Stop, running
-        if not running:
-            # An idle executor holds nothing: a task it was given is lost (e.g. the
-            # PullTask reply never arrived), never left Running.
-            for task_uuid in self._liveness.take(executor_id):
-                self.fail_lost(executor_id, task_uuid, LOST_REASON)
-        return (pb.NoAction if self._queue_head() is None else pb.NewTask), ""
+        stop = [t for t in running if _retrying(partial(self._must_stop, executor_id, t))]
+        for task_uuid in stop:
+            self._liveness.release(executor_id, task_uuid)
+        return stop
 
     def _must_stop(self, executor_id: str, task_uuid: str) -> bool:
         """Whether the executor must stop the task; cancels it if that was requested."""

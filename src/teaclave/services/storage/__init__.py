@@ -24,7 +24,9 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore(data / DB_FILE, load_or_create_sealing_key(data))
     try:
-        servicer = StorageServicer(store, page_bytes=env.config.max_message_bytes // 2)
+        servicer = StorageServicer(
+            store, page_bytes=env.config.max_message_bytes // 2, changes=store.changes
+        )
 
         def register(server: grpc.Server) -> None:
             pb_grpc.add_TeaclaveStorageServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -32,6 +34,7 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
         with metrics.collecting(RecordCollector(store.count)):
             server = env.serve("storage", register)
             stop.wait()
+            store.changes.close()  # answer the watchers: nothing waits out the grace period
             server.stop(STOP_GRACE_SECS).wait()
     finally:
         store.close()

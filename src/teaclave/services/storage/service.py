@@ -7,15 +7,19 @@ from collections.abc import Iterable
 import grpc
 
 from teaclave.core.errors import invalid_argument, permission_denied
+from teaclave.core.waiting import wait_secs
 from teaclave.proto import teaclave_storage_service_pb2 as pb
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
 from teaclave.rpc.server import peer_service
 from teaclave.storage import keys
 from teaclave.storage.api import Record, Store, Write
+from teaclave.storage.changes import ChangeLog
 
 MAX_ITEMS = 1000
-"""Most keys per Get, checks or writes per Commit, and records per Scan page."""
+"""Most keys per Get, checks or writes per Commit, prefixes per Watch, records per Scan page."""
 MAX_KEY_CHARS = 1024
+MAX_WATCH_SECS = 60.0
+"""Longest wait of one Watch."""
 
 
 def _check_count(what: str, count: int) -> None:
@@ -40,11 +44,13 @@ def _message(record: Record) -> pb.Record:
 
 
 class StorageServicer(pb_grpc.TeaclaveStorageServicer):
-    """Serves one :class:`Store`; pages are cut at ``page_bytes`` of values."""
+    """Serves one :class:`Store` and the log of its ``changes``; pages are cut at
+    ``page_bytes`` of values."""
 
-    def __init__(self, store: Store, page_bytes: int) -> None:
+    def __init__(self, store: Store, page_bytes: int, changes: ChangeLog) -> None:
         self._store = store
         self._page_bytes = page_bytes
+        self._changes = changes
 
     def Get(  # noqa: N802
         self, request: pb.GetRequest, context: grpc.ServicerContext
@@ -80,3 +86,17 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
             [Write(w.key, None if w.delete else w.value) for w in request.writes],
         )
         return pb.CommitResponse(version=version)
+
+    def Watch(  # noqa: N802
+        self, request: pb.WatchRequest, context: grpc.ServicerContext
+    ) -> pb.WatchResponse:
+        if not request.prefixes:
+            raise invalid_argument("no prefix to watch")
+        _check_count("prefixes", len(request.prefixes))
+        _check_keys(request.prefixes, what="prefix")
+        timeout = wait_secs(request.timeout_ms, MAX_WATCH_SECS, context.time_remaining())
+        context.add_callback(self._changes.interrupt)  # a caller gone stops waiting
+        changes = self._changes.watch(
+            list(request.prefixes), request.since, timeout, active=context.is_active
+        )
+        return pb.WatchResponse(version=changes.version, keys=changes.keys, lost=changes.lost)

@@ -1,0 +1,134 @@
+"""Following a store's commits from one thread, for many local waiters (long-polls).
+
+A :class:`Watcher` keeps one watch on its prefixes open against a
+:class:`~teaclave.storage.api.Watchable` (the storage service) and wakes each
+waiter whose key prefix a commit touched (every waiter when changes were lost,
+e.g. across a restart of the storage service). A waiter registers *before* it
+reads what it waits for, so no commit after that read goes unnoticed. At most
+``max_waiters`` wait at once (each holds a server thread of its service); one
+more gets its answer at once if it is ready, else RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.waiting import Backoff
+from teaclave.storage.api import Changes, Watchable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WATCH_SECS = 10.0
+"""How long one watch of the store may wait (then it is renewed)."""
+FIRST_RETRY_SECS = 0.05
+MAX_RETRY_SECS = 2.0
+
+
+class _Waiter:
+    """One waiting call: set when something under ``prefix`` (may have) changed."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.changed = threading.Event()
+
+
+class Watcher:
+    """Watches ``prefixes`` of ``source`` for up to ``max_waiters`` local waiters."""
+
+    def __init__(self, source: Watchable, prefixes: Sequence[str], *, max_waiters: int) -> None:
+        self._source = source
+        self._prefixes = tuple(prefixes)
+        self._max_waiters = max_waiters
+        self._waiters: set[_Waiter] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start following the store."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop, and wake every waiter (each answers with what it reads then)."""
+        self._stop.set()
+        with self._lock:
+            for waiter in self._waiters:
+                waiter.changed.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the following thread to end (after :meth:`close`; the store's watch
+        in flight ends when it runs out or its channel is closed)."""
+        self._thread.join(timeout)
+
+    def follow(
+        self, prefix: str, read: Callable[[], T], done: Callable[[T], bool], timeout: float
+    ) -> T:
+        """``read()`` again each time something under ``prefix`` changes, until ``done``
+        of its value or ``timeout`` seconds passed (or the watcher closed); its last value.
+
+        Errors of ``read`` propagate. If ``max_waiters`` already wait, the first value
+        is returned if ``done``, else RESOURCE_EXHAUSTED.
+        """
+        deadline = time.monotonic() + timeout
+        with self._slot(prefix) as waiter:
+            while True:
+                value = read()
+                if done(value):
+                    return value
+                if waiter is None:
+                    raise TeaclaveError(
+                        Status.RESOURCE_EXHAUSTED, "too many calls waiting; try again later"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return value
+                waiter.changed.wait(remaining)
+                waiter.changed.clear()  # before reading again: a later change sets it anew
+
+    @contextmanager
+    def _slot(self, prefix: str) -> Iterator[_Waiter | None]:
+        """A registered waiter for ``prefix``, or None when ``max_waiters`` wait already."""
+        waiter = _Waiter(prefix)
+        with self._lock:
+            full = len(self._waiters) >= self._max_waiters
+            if not full:
+                self._waiters.add(waiter)
+        if full:
+            yield None
+            return
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    def _wake(self, changes: Changes) -> None:
+        with self._lock:
+            for waiter in self._waiters:
+                if changes.lost or any(key.startswith(waiter.prefix) for key in changes.keys):
+                    waiter.changed.set()
+
+    def _run(self) -> None:
+        since = 0  # everything the store still knows of (or: lost, if it forgot some)
+        retry = Backoff(FIRST_RETRY_SECS, MAX_RETRY_SECS)
+        while not self._stop.is_set():
+            try:
+                changes = self._source.watch(self._prefixes, since, WATCH_SECS)
+            except Exception as exc:  # the store is unreachable: nothing is committed either
+                if self._stop.is_set():
+                    break
+                log.warning("cannot watch the store (retrying): %s", exc)
+                self._stop.wait(retry.pause())
+                continue
+            retry.reset()
+            since = changes.version
+            if changes.any:
+                self._wake(changes)
