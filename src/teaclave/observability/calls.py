@@ -111,13 +111,18 @@ class _Observer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
             details.wait_for_ready,
             details.compression,
         )
-        outcome = continuation(details, request)
-        code = outcome.code()
-        if span is not None:
-            _end(span, code)
         label = method_label(path)
-        metrics.RPC_CLIENT_SECONDS.labels(self._peer, label).observe(time.perf_counter() - started)
-        metrics.RPC_CLIENT_HANDLED.labels(self._peer, label, code.name).inc()
+
+        def done(call: Any) -> None:  # at once for a blocking call; later for a future
+            code = call.code()
+            if span is not None:
+                _end(span, code)
+            seconds = time.perf_counter() - started
+            metrics.RPC_CLIENT_SECONDS.labels(self._peer, label).observe(seconds)
+            metrics.RPC_CLIENT_HANDLED.labels(self._peer, label, code.name).inc()
+
+        outcome = continuation(details, request)
+        outcome.add_done_callback(done)
         return outcome
 
 
