@@ -156,7 +156,7 @@ def test_one_task_observed_in_metrics_and_one_trace(observed: Platform) -> None:
         ),
         "the execution service to be idle",
     )
-    assert execution["teaclave_execution_slots"] == 1
+    assert execution["teaclave_execution_slots"] == observed.config.execution.max_concurrent_tasks
     for stage in ("spawn", "fetch_inputs", "run", "upload_outputs", "execute"):
         assert execution[f'teaclave_task_stage_seconds_count{{stage="{stage}"}}'] >= 1
 
