@@ -1,14 +1,15 @@
 """End-to-end benchmarks on a private platform (suite ``platform`` of ``python -m bench``).
 
+The platform runs as shipped: every service its own process, the default
+configuration (heartbeat, task slots), simulated TEE, SQLite, all on loopback.
+
 * ``rpc``: one authenticated frontend call (GetFunction: frontend → authentication
   → access control → management → storage) — the baseline;
-* ``echo_task``: a ``builtin-echo`` task from registration to result
-  (RegisterFunction, CreateTask, InvokeTask, result), one client;
-* ``throughput_N``: tasks per second with N concurrent clients;
-* ``python_echo_task`` and ``python_throughput``: the same with an echo written
-  in Python (run in the sandbox), one client, sequential tasks.
-
-Ratios compare each figure with the baseline measured in the same run.
+* ``echo_task``: a ``builtin-echo`` task from CreateTask to its result
+  (CreateTask, InvokeTask, WaitTask), one client, p50 and p90 as ratios to ``rpc``;
+* ``python_echo_task``: the same with an echo written in Python (run in the sandbox);
+* ``throughput_tasks_per_s``: tasks per second with 1, 4 and 8 concurrent clients,
+  each running one task after another, for both echoes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
 PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
+EXECUTORS = ("builtin", "python")
+CLIENTS = (1, 4, 8)
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -72,23 +75,30 @@ class Bench:
             arguments=[FunctionArgument("message", "", True)],
         )
 
-    def echo_task(self, client: FrontendClient, executor: str = "builtin") -> None:
-        function_id = self.register(client, executor)
+    @staticmethod
+    def echo_task(client: FrontendClient, function_id: str, executor: str = "builtin") -> None:
+        """One echo task from CreateTask to its result (InvokeTask, WaitTask)."""
         task_id = client.create_task(function_id, {"message": "bench"}, executor)
         client.invoke_task(task_id)
         if client.get_task_result(task_id, timeout=60) != b"bench":
             raise SystemExit("echo task returned a wrong result")
 
-    def rpc_and_echo(
-        self, client: FrontendClient, runs: int
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """The ``rpc`` and ``echo_task`` figures, after warming up every path once."""
-        function_id = self.register(client)
-        self.echo_task(client)
-        rpc = summary(timed(lambda: client.get_function(function_id), runs * 5))
-        return rpc, summary(timed(lambda: self.echo_task(client), runs))
+    def latencies(self, client: FrontendClient, runs: int) -> dict[str, dict[str, float]]:
+        """The ``rpc``, ``echo_task`` and ``python_echo_task`` samples' summaries, after
+        warming up each path once."""
+        functions = {executor: self.register(client, executor) for executor in EXECUTORS}
+        for executor, function_id in functions.items():
+            self.echo_task(client, function_id, executor)
+        builtin = functions["builtin"]
+        figures = {"rpc": summary(timed(lambda: client.get_function(builtin), runs * 5))}
+        for executor, function_id in functions.items():
+            figures[f"{executor}_echo"] = summary(
+                timed(lambda: self.echo_task(client, function_id, executor), runs)  # noqa: B023
+            )
+        return figures
 
     def throughput(self, clients: int, seconds: float, executor: str = "builtin") -> float:
+        """Tasks per second that ``clients`` concurrent clients get, each one task at a time."""
         done = [0] * clients
         deadline = time.monotonic() + seconds
 
@@ -96,9 +106,7 @@ class Bench:
             with self.client() as client:
                 function_id = self.register(client, executor)
                 while time.monotonic() < deadline:
-                    task_id = client.create_task(function_id, {"message": "t"}, executor)
-                    client.invoke_task(task_id)
-                    client.get_task_result(task_id, timeout=60)
+                    self.echo_task(client, function_id, executor)
                     done[index] += 1
 
         start = time.monotonic()
@@ -116,29 +124,37 @@ def run(quick: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="teaclave-bench-") as tmp:
         directory = Path(tmp)
         (directory / "files").mkdir()
-        config_path = write_config(directory)
+        config_path = write_config(directory)  # the default intervals and task slots
         config = load_config(config_path)
         password = secrets.token_urlsafe(16)
         log = io.StringIO()
         with Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password}):
             bench = Bench(config, password)
             with bench.client() as client:
-                rpc, echo = bench.rpc_and_echo(client, runs)
-                bench.echo_task(client, "python")
-                python = summary(timed(lambda: bench.echo_task(client, "python"), runs))
-            throughput = {n: round(bench.throughput(n, seconds), 2) for n in (1, 4, 8)}
-            python_throughput = round(bench.throughput(1, seconds, "python"), 2)
-    base = rpc["median_ms"]
+                latency = bench.latencies(client, runs)
+            throughput = {
+                executor: {n: round(bench.throughput(n, seconds, executor), 2) for n in CLIENTS}
+                for executor in EXECUTORS
+            }
+    rpc, echo, python = latency["rpc"], latency["builtin_echo"], latency["python_echo"]
     return {
         "machine": f"{host.machine()}, {host.python_implementation()} {host.python_version()}",
         "rpc": rpc,
-        "echo_task": {**echo, "ratio_to_rpc": round(echo["median_ms"] / base, 1)},
-        "throughput_tasks_per_s": {f"{n}_clients": v for n, v in throughput.items()},
-        "throughput_ratio_8_to_1": round(throughput[8] / throughput[1], 2),
+        "echo_task": {
+            **echo,
+            "ratio_to_rpc": round(echo["median_ms"] / rpc["median_ms"], 2),
+            "p90_ratio_to_rpc": round(echo["p90_ms"] / rpc["median_ms"], 2),
+        },
         "python_echo_task": {
             **python,
             "ratio_to_builtin_echo": round(python["median_ms"] / echo["median_ms"], 2),
         },
-        "python_throughput_tasks_per_s": python_throughput,
-        "python_throughput_ratio_to_builtin": round(python_throughput / throughput[1], 2),
+        "throughput_tasks_per_s": {
+            executor: {f"{n}_clients": value for n, value in figures.items()}
+            for executor, figures in throughput.items()
+        },
+        "python_throughput_ratio_to_builtin": {
+            f"{n}_clients": round(throughput["python"][n] / throughput["builtin"][n], 2)
+            for n in CLIENTS
+        },
     }

@@ -24,6 +24,7 @@ from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
 from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
+HEARTBEAT_INTERVAL = 0.1
 EXECUTOR_TIMEOUT = 3.0
 
 
@@ -136,7 +137,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     files = root / "files"
     files.mkdir()
     # One task at a time: the access matrix keeps a task Staged by holding the one slot.
-    config_path = write_config(root, executor_timeout_secs=EXECUTOR_TIMEOUT, max_concurrent_tasks=1)
+    config_path = write_config(
+        root,
+        heartbeat_interval_secs=HEARTBEAT_INTERVAL,
+        executor_timeout_secs=EXECUTOR_TIMEOUT,
+        max_concurrent_tasks=1,
+    )
     config = load_config(config_path)
     password = secrets.token_urlsafe(16)
     log = io.StringIO()

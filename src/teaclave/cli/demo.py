@@ -62,10 +62,14 @@ def _free_ports(count: int) -> list[int]:
 
 
 def write_config(
-    directory: Path, *, executor_timeout_secs: float = 30.0, max_concurrent_tasks: int = 0
+    directory: Path,
+    *,
+    heartbeat_interval_secs: float = 0.0,
+    executor_timeout_secs: float = 0.0,
+    max_concurrent_tasks: int = 0,
 ) -> Path:
     """A private config in ``directory``: loopback ports, cheap argon2, file:// below it
-    (``max_concurrent_tasks`` 0: the default)."""
+    (a figure left 0: the default)."""
     endpoints = "\n".join(
         f'{name} = "127.0.0.1:{port}"'
         for name, port in zip(_ENDPOINTS, _free_ports(len(_ENDPOINTS)), strict=True)
@@ -84,16 +88,21 @@ argon2_memory_kib = 1024
 argon2_parallelism = 1
 
 [scheduler]
-heartbeat_interval_secs = 0.1
-executor_timeout_secs = {executor_timeout_secs}
+{_setting("heartbeat_interval_secs", heartbeat_interval_secs)}
+{_setting("executor_timeout_secs", executor_timeout_secs)}
 
 [execution]
 file_roots = [{json.dumps(str(directory / "files"))}]
-{f"max_concurrent_tasks = {max_concurrent_tasks}" if max_concurrent_tasks else ""}
+{_setting("max_concurrent_tasks", max_concurrent_tasks)}
 """,
         encoding="utf-8",
     )
     return path
+
+
+def _setting(name: str, value: float) -> str:
+    """``name = value`` for a config file, or '' (the default) when ``value`` is 0."""
+    return f"{name} = {value}" if value else ""
 
 
 def _new_crypto() -> FileCrypto:
