@@ -11,6 +11,7 @@ from frontend_helpers import FRONTEND, Runner, User, public_channel, refused, ru
 from waiting import wait_until
 
 from teaclave.config import Config
+from teaclave.observability import metrics
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as fe_grpc
 from teaclave.services.frontend.service import FRONTEND as DESCRIPTOR
@@ -82,6 +83,29 @@ def test_access_control_decides_by_role(admin: User) -> None:
     assert all(f"user: {owner.id}," in entry.user for entry in own)  # only about the caller
     listed = owner("ListFunctions", fe.ListFunctionsRequest(user_id=owner.id))
     assert list(listed.registered_functions) == []
+
+
+def _authorizations() -> float:
+    """AuthorizeApi calls access control answered so far (services run in this process)."""
+    counter = metrics.RPC_SERVER_HANDLED.labels(
+        "access_control", "TeaclaveAccessControl/AuthorizeApi", "OK"
+    )
+    return float(counter._value.get())
+
+
+def test_access_control_is_asked_once_per_role_and_api(admin: User) -> None:
+    owner = admin.register("asked-owner", "DataOwner", "x")
+    before = _authorizations()
+    for _ in range(3):  # refused each time, one question
+        assert refused(lambda: owner("RegisterFunction", function_request()))[0] == (
+            PERMISSION_DENIED
+        )
+    for _ in range(3):  # allowed each time, one question
+        owner("ListFunctions", fe.ListFunctionsRequest(user_id=owner.id))
+    assert _authorizations() - before == 2
+    other = admin.register("other-asked-owner", "DataOwner", "x")  # same role: known
+    other("ListFunctions", fe.ListFunctionsRequest(user_id=other.id))
+    assert _authorizations() - before == 2
 
 
 def test_a_spoofed_role_is_not_forwarded(admin: User) -> None:

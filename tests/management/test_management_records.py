@@ -1,5 +1,6 @@
 """Management records: transactions with retry, JSON and proto round trips (§10.2)."""
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from teaclave.core.model import (
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.services.management.common import COMMIT_ATTEMPTS, Txn, transact
 from teaclave.services.management.convert import function_from_request, staged_task
-from teaclave.storage.api import Write
+from teaclave.storage.api import Conflict, Record, Write
 from teaclave.storage.sqlite import SqliteStore
 
 GCM = FileCrypto(CryptoSchema.AES_GCM_128, bytes(16), bytes(12))
@@ -83,6 +84,33 @@ def test_txn_reads_its_own_writes(store: SqliteStore) -> None:
     assert txn.find(InputFile, "input/i") == _input()
     txn.delete("input/i")
     assert txn.find(InputFile, "input/i") is None
+
+
+class CountingStore(SqliteStore):
+    """A real store that records the keys of each ``get``."""
+
+    gets: list[list[str]]
+
+    def get(self, keys: Sequence[str]) -> list[Record]:
+        self.gets.append(list(keys))
+        return super().get(keys)
+
+
+def test_txn_prefetches_in_one_read_and_checks_what_it_read(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "db", sealing_key=bytes(32))
+    store.gets = []
+    store.commit([], [Write("input/i", encode(_input()))])
+    txn = Txn(store)
+    txn.put("input/w", _input())
+    txn.prefetch(["input/i", "input/absent", "input/w", "input/i"])
+    txn.prefetch(["input/i"])  # read already: no round trip
+    assert store.gets == [["input/i", "input/absent"]]  # not the key written
+    assert txn.find(InputFile, "input/i") == _input()
+    assert txn.find(InputFile, "input/absent") is None
+    assert len(store.gets) == 1
+    store.commit([], [Write("input/absent", encode(_input()))])  # a concurrent writer
+    with pytest.raises(Conflict):  # what was prefetched (absent) is a check of the commit
+        txn.commit()
 
 
 def test_record_round_trips() -> None:

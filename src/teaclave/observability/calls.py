@@ -53,9 +53,10 @@ def observing(service: str, path: str, handler: Handler, *, public: bool) -> Han
 
     def observed(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
-        parent = tracing.extract(context.invocation_metadata())
+        traced = tracing.enabled()
+        parent = tracing.extract(context.invocation_metadata()) if traced else None
         span = None
-        if tracing.enabled() and (public or parent is not None):
+        if traced and (public or parent is not None):
             span = tracing.start_span(
                 path.lstrip("/"), parent, kind=SpanKind.SERVER, attributes=_attributes(path)
             )

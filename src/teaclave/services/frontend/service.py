@@ -45,6 +45,8 @@ AUTHENTICATE = auth.DESCRIPTOR.services_by_name["TeaclaveAuthenticationInternal"
 AUTHORIZE = acs.DESCRIPTOR.services_by_name["TeaclaveAccessControl"].methods_by_name["AuthorizeApi"]
 SAVE_LOGS = MANAGEMENT.methods_by_name["SaveLogs"]
 CALL_TIMEOUT_SECS = 30.0
+MAX_DECISIONS = 1024
+"""Most access-control decisions remembered (roles x APIs are far fewer)."""
 _STATUSES = {int(s) for s in Status}
 
 
@@ -149,6 +151,7 @@ class Frontend:
         self._access_control = access_control
         self._management = management
         self._audit = audit
+        self._decisions: dict[tuple[str, str], bool] = {}
 
     def handler(self) -> grpc.GenericRpcHandler[Message, Message]:
         """Handlers for all RPCs of the service descriptor, each through :meth:`_handle`."""
@@ -237,7 +240,13 @@ class Frontend:
         return response.claims
 
     def _authorize(self, role: str, api: str) -> bool:
-        request = acs.AuthorizeApiRequest(user_role=role.partition("-")[0], api=api)
+        """Access control's decision on ``role`` calling ``api``, asked once per pair: the
+        decision is a pure function of the two (:func:`teaclave.core.access.authorize_api`,
+        attested code), so the answer stands for the life of this service."""
+        question = (role.partition("-")[0], api)
+        if (known := self._decisions.get(question)) is not None:
+            return known
+        request = acs.AuthorizeApiRequest(user_role=question[0], api=api)
         try:
             response = unary(self._access_control, AUTHORIZE, request, acs.AuthorizeApiResponse)
         except TeaclaveError as exc:
@@ -245,4 +254,6 @@ class Frontend:
             if exc.status is Status.UNAVAILABLE:  # still denied, but say why
                 raise TeaclaveError(Status.UNAVAILABLE, "service temporarily unavailable") from None
             return False
+        if len(self._decisions) < MAX_DECISIONS:
+            self._decisions[question] = response.accept
         return response.accept

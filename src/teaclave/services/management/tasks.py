@@ -138,6 +138,13 @@ def invoke_task(txn: Txn, invoker: str, task_uuid: str) -> None:
     """Stage a ready task: task Staged, its outputs reserved for it, usage counted and queue
     entry written, in one commit."""
     task = load_task(txn, task_uuid)
+    txn.prefetch(
+        [
+            keys.FUNCTION + task.function_id,
+            keys.USAGE + task.function_id,
+            *(file_key(OutputFile, output.uuid) for output in task.assigned_outputs.values()),
+        ]
+    )
     function = load_function(txn, task.function_id)
     staged, usage = rules.invoke(task, function, load_usage(txn, function.uuid))
     for reserved in rules.reserve_outputs(task, _current_outputs(txn, task)):
