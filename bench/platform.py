@@ -76,12 +76,13 @@ class Bench:
         )
 
     @staticmethod
-    def echo_task(client: FrontendClient, function_id: str, executor: str = "builtin") -> None:
-        """One echo task from CreateTask to its result (InvokeTask, WaitTask)."""
+    def echo_task(client: FrontendClient, function_id: str, executor: str = "builtin") -> str:
+        """One echo task from CreateTask to its result (InvokeTask, WaitTask); its id."""
         task_id = client.create_task(function_id, {"message": "bench"}, executor)
         client.invoke_task(task_id)
         if client.get_task_result(task_id, timeout=60) != b"bench":
             raise SystemExit("echo task returned a wrong result")
+        return task_id
 
     def latencies(self, client: FrontendClient, runs: int) -> dict[str, dict[str, float]]:
         """The ``rpc``, ``echo_task`` and ``python_echo_task`` samples' summaries, after
