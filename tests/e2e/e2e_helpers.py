@@ -4,11 +4,13 @@ import io
 import json
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e_platform import Platform
+from e2e_platform import Platform, wait_for
 from teaclave_file_fixtures import PROTECTED_FILES
 
 from teaclave.cli.main import main
@@ -19,6 +21,8 @@ from teaclave.client import (
     FunctionInput,
     FunctionOutput,
     OwnerList,
+    TaskCanceled,
+    TaskStatus,
 )
 from teaclave.crypto import aesgcm
 
@@ -46,6 +50,32 @@ def register_echo(client: FrontendClient, quota: int = -1) -> str:
         arguments=[FunctionArgument("message", "", True)],
         usage_quota=quota,
     )
+
+
+def echo_task(platform: Platform, message: str = "hi") -> tuple[FrontendClient, str]:
+    """A new user and their echo task (created, not invoked)."""
+    with platform.admin() as admin:
+        function_id = register_echo(admin)
+    user = platform.new_user()
+    return user, user.create_task(function_id, {"message": message}, "builtin")
+
+
+@contextmanager
+def slot_held(platform: Platform) -> Iterator[None]:
+    """The executor's one task slot taken by a task held Running (its process stopped):
+    no executor waits for a task, so a task invoked meanwhile stays Staged. At the end
+    the held task is canceled, freeing the slot."""
+    user, task_id = echo_task(platform, "holding the slot")
+    held = platform.hold_next_task()
+    user.invoke_task(task_id)
+    held()
+    wait_for(lambda: user.get_task(task_id).status is TaskStatus.RUNNING, what="held Running")
+    try:
+        yield
+    finally:
+        user.cancel_task(task_id)
+        with pytest.raises(TaskCanceled):
+            user.get_task_result(task_id, timeout=30)
 
 
 @dataclass

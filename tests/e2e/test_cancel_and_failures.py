@@ -4,7 +4,7 @@ import os
 import signal
 
 import pytest
-from e2e_helpers import own_data, psi_task, register_echo, register_psi
+from e2e_helpers import echo_task, own_data, psi_task, register_psi, slot_held
 from e2e_platform import EXECUTOR_TIMEOUT, Platform, alive, wait_for
 from processes import children
 from teaclave_fixtures import PSI_DIR
@@ -13,13 +13,6 @@ from teaclave.client import FrontendClient, TaskCanceled, TaskFailed, TaskStatus
 
 PSI0 = (PSI_DIR / "psi0.txt").read_bytes()
 PSI1 = (PSI_DIR / "psi1.txt").read_bytes()
-
-
-def echo_task(platform: Platform, message: str = "hi") -> tuple[FrontendClient, str]:
-    with platform.admin() as admin:
-        function_id = register_echo(admin)
-    user = platform.new_user()
-    return user, user.create_task(function_id, {"message": message}, "builtin")
 
 
 def status(client: FrontendClient, task_id: str) -> TaskStatus:
@@ -36,16 +29,11 @@ def test_cancel_created_task(platform: Platform) -> None:
 
 def test_cancel_staged_task(platform: Platform) -> None:
     user, task_id = echo_task(platform)
-    executor = platform.supervisor.pid("execution")
-    assert executor is not None
-    os.kill(executor, signal.SIGSTOP)  # nobody pulls while the executor is frozen
-    try:
+    with slot_held(platform):  # no executor claims it
         user.invoke_task(task_id)
         assert status(user, task_id) is TaskStatus.STAGED
         user.cancel_task(task_id)
         assert status(user, task_id) is TaskStatus.CANCELED
-    finally:
-        os.kill(executor, signal.SIGCONT)
     with pytest.raises(TaskCanceled, match="Task Canceled by the user"):
         user.get_task_result(task_id, timeout=10)
 

@@ -1,10 +1,9 @@
 """Everything the platform acknowledged survives a restart of any service."""
 
-import os
 import signal
 
 import pytest
-from e2e_helpers import own_data, psi_task, register_echo, register_psi
+from e2e_helpers import own_data, psi_task, register_echo, register_psi, slot_held
 from e2e_platform import Platform, wait_for
 from teaclave_fixtures import PSI_DIR
 
@@ -42,16 +41,11 @@ def test_staged_task_survives_restart(platform: Platform, service: str) -> None:
         function_id = register_echo(admin)
     user = platform.new_user()
     task_id = user.create_task(function_id, {"message": "queued"}, "builtin")
-    executor = platform.supervisor.pid("execution")
-    assert executor is not None
-    os.kill(executor, signal.SIGSTOP)
-    try:
+    with slot_held(platform):  # no executor claims it
         user.invoke_task(task_id)
         assert user.get_task(task_id).status is TaskStatus.STAGED
         platform.supervisor.restart(service)
         assert user.get_task(task_id).status is TaskStatus.STAGED
-    finally:
-        os.kill(executor, signal.SIGCONT)
     assert user.get_task_result(task_id, timeout=60) == b"queued"
 
 

@@ -238,7 +238,8 @@ def test_cancel_kills_only_that_task(tmp_path: Path, store: RemoteStore) -> None
 def test_runs_tasks_at_once_up_to_its_limit(
     tmp_path: Path, config: Config, service_runner: Runner
 ) -> None:
-    """With two slots: two tasks run at once (functions that never return) and a third
+    """With two slots: two tasks staged together both run at once (functions that never
+    return: the executor asks for the next task as soon as it started one) and a third
     stays Staged until one of them ends (here: is canceled)."""
     config = dataclasses.replace(
         config, execution=dataclasses.replace(config.execution, max_concurrent_tasks=2)
@@ -249,9 +250,9 @@ def test_runs_tasks_at_once_up_to_its_limit(
     with Services(config, service_runner) as services:
         store = services.store
         held = stage(store, endless_task(directories[0]), 1)
+        other = stage(store, endless_task(directories[1]), 2)
         known: set[int] = set()
         running_child(known)
-        other = stage(store, endless_task(directories[1]), 2)
         running_child(known)
         queued = stage(store, psi_task(directories[2]), 3)
         statuses = [load(store, t).status for t in (held, other, queued)]

@@ -215,9 +215,32 @@ def pull(
     return response.staged_task if response.HasField("staged_task") else None
 
 
-def await_task(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str, timeout_ms: int) -> bool:
-    request = pb.AwaitTaskRequest(executor_id=executor_id, timeout_ms=timeout_ms)
-    return bool(stub.AwaitTask(request, timeout=timeout_ms / 1000 + 30).staged)
+def await_request(
+    executor_id: str, timeout_ms: int = 60_000, running: Sequence[str] = ()
+) -> pb.AwaitTaskRequest:
+    return pb.AwaitTaskRequest(
+        executor_id=executor_id, timeout_ms=timeout_ms, running_task_ids=running
+    )
+
+
+def claimed(response: pb.AwaitTaskResponse) -> pb.StagedTask | None:
+    return response.staged_task if response.HasField("staged_task") else None
+
+
+def await_task(
+    stub: pb_grpc.TeaclaveSchedulerStub,
+    executor_id: str,
+    timeout_ms: int,
+    running: Sequence[str] = (),
+) -> pb.StagedTask | None:
+    """The task AwaitTask claims for ``executor_id`` (None: the wait ran out)."""
+    request = await_request(executor_id, timeout_ms, running)
+    return claimed(stub.AwaitTask(request, timeout=timeout_ms / 1000 + 30))
+
+
+def await_future(stub: pb_grpc.TeaclaveSchedulerStub, executor_id: str) -> grpc.Future:
+    """A call of ``executor_id`` waiting (up to a minute) for a task to claim."""
+    return stub.AwaitTask.future(await_request(executor_id), timeout=90)
 
 
 def report(
@@ -247,11 +270,10 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     return caught.value
 
 
-def test_pull_is_fifo_and_marks_running(platform: Platform, executor) -> None:
-    assert not await_task(executor, "e1", 0)
+def test_claims_are_fifo_and_mark_running(platform: Platform, executor) -> None:
+    assert await_task(executor, "e1", 0) is None
     first, second = platform.stage(), platform.stage()
-    assert await_task(executor, "e1", 60_000)  # answered at once: a task is staged
-    staged = pull(executor, "e1")
+    staged = await_task(executor, "e1", 60_000)  # answered at once: a task is staged
     assert staged is not None
     assert (staged.task_id, staged.function_name, staged.user_id) == (
         first.uuid,
@@ -260,10 +282,10 @@ def test_pull_is_fifo_and_marks_running(platform: Platform, executor) -> None:
     )
     running = platform.task(first.uuid)
     assert (running.status, running.executor_id) == (TaskStatus.RUNNING, "e1")
-    assert pull(executor, "e2").task_id == second.uuid
+    assert pull(executor, "e2").task_id == second.uuid  # PullTask: the same claim, no wait
     assert platform.task(second.uuid).executor_id == "e2"
     assert pull(executor, "e1", [first.uuid]) is None
-    assert not await_task(executor, "e3", 0)
+    assert await_task(executor, "e3", 0, [first.uuid]) is None
     assert platform.store.scan(keys.STAGED) == []
 
 
@@ -443,22 +465,64 @@ def test_a_task_missing_from_the_next_pull_fails(platform: Platform, executor) -
     assert platform.task(kept.uuid).status is TaskStatus.RUNNING
 
 
-def test_a_waiting_executor_is_answered_when_a_task_is_staged(platform: Platform, executor) -> None:
-    """AwaitTask claims nothing; it is answered once a task is staged, and a task staged
-    while the executor waits is then pulled by it."""
-    assert not await_task(executor, "e1", 0)  # nothing staged: the wait runs out
-    waiting = executor.AwaitTask.future(
-        pb.AwaitTaskRequest(executor_id="e1", timeout_ms=60_000), timeout=90
-    )
+def test_a_task_staged_while_an_executor_waits_is_claimed_for_it(
+    platform: Platform, executor
+) -> None:
+    assert await_task(executor, "e1", 0) is None  # nothing staged: the wait runs out
+    waiting = await_future(executor, "e1")
     task = platform.stage()
-    assert waiting.result().staged
-    assert platform.task(task.uuid).status is TaskStatus.STAGED  # not claimed by waiting
-    assert pull(executor, "e1").task_id == task.uuid
+    assert claimed(waiting.result()).task_id == task.uuid
+    running = platform.task(task.uuid)
+    assert (running.status, running.executor_id) == (TaskStatus.RUNNING, "e1")
+    assert platform.store.scan(keys.STAGED) == []
+
+
+def first_answered(futures: Sequence[grpc.Future]) -> grpc.Future:
+    answered: grpc.Future = wait_until(
+        lambda: next((f for f in futures if f.done()), None), "an answer", WAIT_SECS
+    )
+    return answered
+
+
+def test_of_two_waiting_executors_exactly_one_gets_a_task(platform: Platform, executor) -> None:
+    """Both are woken by the staging; the one whose claim commits gets the task, the other
+    waits on and gets the next one (several rounds: the race goes either way)."""
+    for _ in range(4):
+        waiting = {name: await_future(executor, name) for name in ("e1", "e2")}
+        first = platform.stage()
+        answered = first_answered(list(waiting.values()))
+        assert claimed(answered.result()).task_id == first.uuid
+        [winner] = [n for n, f in waiting.items() if f is answered]
+        [(loser, other)] = [(n, f) for n, f in waiting.items() if f is not answered]
+        assert not other.done()
+        second = platform.stage()
+        assert claimed(other.result()).task_id == second.uuid
+        assert platform.task(first.uuid).executor_id == winner
+        assert platform.task(second.uuid).executor_id == loser
+        report(executor, winner, first.uuid, ok({}))  # so that their next calls lose nothing
+        report(executor, loser, second.uuid, ok({}))
+
+
+def test_a_task_missing_from_the_next_await_fails(platform: Platform, executor) -> None:
+    """AwaitTask's reply is lost after the claim: the executor's next call does not list
+    the task, which fails; the tasks it lists keep running."""
+    lost, kept = platform.stage(), platform.stage()
+    assert await_task(executor, "forgetful", 0).task_id == lost.uuid
+    assert await_task(executor, "forgetful", 0, [lost.uuid]).task_id == kept.uuid
+    assert await_task(executor, "forgetful", 0, [kept.uuid]) is None  # `lost` left out
+    failed = platform.task(lost.uuid)
+    assert (failed.status, failed.result) == (
+        TaskStatus.FAILED,
+        TaskResult.failure("Runtime Error: executor lost the task"),
+    )
+    assert platform.task(kept.uuid).status is TaskStatus.RUNNING
+    assert await_task(executor, "forgetful", 0, [kept.uuid]) is None
+    assert platform.task(kept.uuid).status is TaskStatus.RUNNING
 
 
 def test_waiting_executors_get_each_task_exactly_once(platform: Platform, executor) -> None:
-    """Four executors wait and pull while tasks are staged one by one: each task runs on
-    exactly one of them (the claim is one commit)."""
+    """Four executors wait while tasks are staged one by one: each task runs on exactly
+    one of them (the claim is one commit)."""
     count = 12
     pulled: dict[str, list[str]] = {f"e{i}": [] for i in range(4)}
     lock = threading.Lock()
@@ -466,13 +530,12 @@ def test_waiting_executors_get_each_task_exactly_once(platform: Platform, execut
 
     def serve(executor_id: str) -> None:
         while not done.is_set():
-            if await_task(executor, executor_id, 1000):
-                staged = pull(executor, executor_id, pulled[executor_id])
-                if staged is not None:
-                    with lock:
-                        pulled[executor_id].append(staged.task_id)
-                        if sum(len(ids) for ids in pulled.values()) == count:
-                            done.set()
+            staged = await_task(executor, executor_id, 1000, pulled[executor_id])
+            if staged is not None:
+                with lock:
+                    pulled[executor_id].append(staged.task_id)
+                    if sum(len(ids) for ids in pulled.values()) == count:
+                        done.set()
 
     threads = [threading.Thread(target=serve, args=(e,)) for e in pulled]
     for thread in threads:
@@ -491,20 +554,46 @@ def test_waiting_executors_get_each_task_exactly_once(platform: Platform, execut
 
 def test_too_many_waiting_executors_are_refused(platform: Platform, executor) -> None:
     """At most eight executors wait at once (each holds a server thread): of nine, one is
-    refused RESOURCE_EXHAUSTED; the eight are answered once a task is staged."""
-    futures = [
-        executor.AwaitTask.future(
-            pb.AwaitTaskRequest(executor_id=f"e{i}", timeout_ms=60_000), timeout=90
-        )
-        for i in range(scheduler.MAX_WAITING_EXECUTORS + 1)
-    ]
+    refused RESOURCE_EXHAUSTED; the eight each claim one of eight tasks staged then."""
+    futures = [await_future(executor, f"e{i}") for i in range(scheduler.MAX_WAITING_EXECUTORS + 1)]
     wait_until(lambda: any(f.done() for f in futures), "one wait to be refused", WAIT_SECS)
     [refused] = [f for f in futures if f.done()]
     assert refused.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert refused.exception().details() == "too many calls waiting; try again later"
-    platform.stage()
-    assert all(f.result().staged for f in futures if f is not refused)
-    assert await_task(executor, "late", 60_000)
+    staged = {platform.stage().uuid for _ in range(scheduler.MAX_WAITING_EXECUTORS)}
+    handed_out = [claimed(f.result()).task_id for f in futures if f is not refused]
+    assert sorted(handed_out) == sorted(staged)
+    late = platform.stage()
+    assert await_task(executor, "late", 60_000).task_id == late.uuid
+
+
+def refused_at_once(stub: pb_grpc.TeaclaveSchedulerStub) -> bool:
+    """Whether an AwaitTask that would not wait is refused: every waiting slot is taken."""
+    try:
+        await_task(stub, "probe", 0)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise
+        return True
+    return False
+
+
+def test_a_canceled_wait_ends_and_claims_nothing(platform: Platform, executor) -> None:
+    """An executor that gave up its call (e.g. it stopped) leaves the wait at once: its
+    slot is free again, and the tasks staged next go to the callers still waiting."""
+    futures = {
+        f"e{i}": await_future(executor, f"e{i}") for i in range(scheduler.MAX_WAITING_EXECUTORS + 1)
+    }
+    refused = first_answered(list(futures.values()))  # the others all wait
+    assert refused.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    waiting = [name for name, f in futures.items() if f is not refused]
+    gone = waiting.pop()
+    futures[gone].cancel()
+    wait_until(lambda: not refused_at_once(executor), "the canceled wait to end", WAIT_SECS)
+    staged = {platform.stage().uuid for _ in waiting}
+    handed_out = [claimed(futures[name].result()).task_id for name in waiting]
+    assert sorted(handed_out) == sorted(staged)
+    assert gone not in {platform.task(t).executor_id for t in staged}
 
 
 def test_a_task_staged_after_a_storage_restart_reaches_a_waiting_executor(
@@ -512,14 +601,11 @@ def test_a_task_staged_after_a_storage_restart_reaches_a_waiting_executor(
 ) -> None:
     """The scheduler's watch of the queue was cut by the restart: it watches again from
     where it was, and misses nothing committed meanwhile."""
-    assert not await_task(executor, "e1", 0)
+    assert await_task(executor, "e1", 0) is None
     platform.restart_storage()
-    waiting = executor.AwaitTask.future(
-        pb.AwaitTaskRequest(executor_id="e1", timeout_ms=60_000), timeout=90
-    )
+    waiting = await_future(executor, "e1")
     task = platform.stage()
-    assert waiting.result().staged
-    assert pull(executor, "e1").task_id == task.uuid
+    assert claimed(waiting.result()).task_id == task.uuid
 
 
 # --- the upload record: an output's key and iv encrypt one plaintext, ever ---------

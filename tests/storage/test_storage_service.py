@@ -10,6 +10,7 @@ import pytest
 
 from teaclave.config import Config, Endpoints
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.observability import metrics
 from teaclave.services import storage
 from teaclave.services.base import ServiceEnv
 from teaclave.storage.api import Changes, Conflict, Write
@@ -61,6 +62,21 @@ def test_round_trip(clients: Callable[[str], RemoteStore]) -> None:
     assert v2 > v1
     assert not store.get(["task/1"])[0].exists
     assert [r.key for r in store.scan("staged/")] == ["staged/1"]
+
+
+def gets_served() -> float:
+    """Get calls the storage service answered so far."""
+    labels = {"service": "storage", "method": "TeaclaveStorage/Get", "code": "OK"}
+    return metrics.REGISTRY.get_sample_value("teaclave_rpc_server_handled_total", labels) or 0.0
+
+
+def test_a_get_of_no_keys_makes_no_call(clients: Callable[[str], RemoteStore]) -> None:
+    store = clients("scheduler")
+    before = gets_served()
+    assert store.get([]) == []
+    assert gets_served() == before
+    assert not store.get(["task/1"])[0].exists  # one key: one call
+    assert gets_served() == before + 1
 
 
 def test_scan_pages_through_everything(clients: Callable[[str], RemoteStore]) -> None:

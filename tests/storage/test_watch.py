@@ -1,7 +1,7 @@
 """Watching commits: the change log of a store, and the watcher that waits on it."""
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -206,3 +206,25 @@ def test_close_answers_the_waiters(watched) -> None:
     assert first_read.wait(LONG)
     watcher.close()
     assert join() == b"running"
+
+
+def test_follow_ends_without_reading_again_once_its_caller_is_gone(watched) -> None:
+    store, watcher = watched
+    reads: list[bytes] = []
+    first_read = threading.Event()
+    callbacks: list[Callable[[], None]] = []
+
+    def read() -> bytes:
+        reads.append(value(store, "task/1"))
+        first_read.set()
+        return reads[-1]
+
+    join = in_thread(
+        lambda: watcher.follow("task/1", read, lambda v: False, LONG, on_gone=callbacks.append)
+    )
+    assert first_read.wait(LONG)
+    [caller_gone] = callbacks  # registered as the wait began
+    caller_gone()
+    assert join() == b""
+    store.commit([], [Write("task/1", b"changed")])
+    assert reads == [b""]

@@ -70,18 +70,20 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, stop_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AwaitTaskRequest(_message.Message):
-    __slots__ = ("executor_id", "timeout_ms")
+    __slots__ = ("executor_id", "timeout_ms", "running_task_ids")
     EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     executor_id: str
     timeout_ms: int
-    def __init__(self, executor_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    running_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, executor_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AwaitTaskResponse(_message.Message):
-    __slots__ = ("staged",)
-    STAGED_FIELD_NUMBER: _ClassVar[int]
-    staged: bool
-    def __init__(self, staged: _Optional[bool] = ...) -> None: ...
+    __slots__ = ("staged_task",)
+    STAGED_TASK_FIELD_NUMBER: _ClassVar[int]
+    staged_task: StagedTask
+    def __init__(self, staged_task: _Optional[_Union[StagedTask, _Mapping]] = ...) -> None: ...
 
 class PullTaskRequest(_message.Message):
     __slots__ = ("executor_id", "running_task_ids")

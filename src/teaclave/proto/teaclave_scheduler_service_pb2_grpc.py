@@ -72,15 +72,17 @@ class TeaclaveSchedulerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AwaitTask(self, request, context):
-        """Returns as soon as a task is staged (at once if one is), or when the wait runs out.
-        Claims nothing: a wait cut short (restart, lost reply) loses no task.
+        """Atomically takes the oldest staged task and marks it Running for the caller,
+        as soon as one is staged (at once if one is); none when the wait runs out.
+        A task whose reply is lost fails: the caller's next call does not list it
+        (or, if the caller is gone, its heartbeats stop: executor timeout).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PullTask(self, request, context):
-        """Atomically takes the oldest staged task and marks it Running for the caller.
+        """AwaitTask without the wait: the oldest staged task, or none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

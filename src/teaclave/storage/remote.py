@@ -60,7 +60,9 @@ class RemoteStore:
         return response
 
     def get(self, keys: Sequence[str]) -> list[Record]:
-        """One record per key, in order (absent keys have version 0)."""
+        """One record per key, in order (absent keys have version 0); no call for no keys."""
+        if not keys:
+            return []
         request = pb.GetRequest(keys=keys)
         response = self._call(
             lambda stub: stub.Get(request, timeout=CALL_TIMEOUT_SECS), repeatable=True

@@ -6,7 +6,8 @@ waiter whose key prefix a commit touched (every waiter when changes were lost,
 e.g. across a restart of the storage service). A waiter registers *before* it
 reads what it waits for, so no commit after that read goes unnoticed. At most
 ``max_waiters`` wait at once (each holds a server thread of its service); one
-more gets its answer at once if it is ready, else RESOURCE_EXHAUSTED.
+more gets its answer at once if it is ready, else RESOURCE_EXHAUSTED. A waiter
+whose caller is gone stops at once, without reading again.
 """
 
 from __future__ import annotations
@@ -33,11 +34,18 @@ MAX_RETRY_SECS = 2.0
 
 
 class _Waiter:
-    """One waiting call: set when something under ``prefix`` (may have) changed."""
+    """One waiting call: set when something under ``prefix`` (may have) changed, or
+    its caller is gone."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.changed = threading.Event()
+        self.gone = threading.Event()
+
+    def leave(self) -> None:
+        """The caller is gone: stop waiting."""
+        self.gone.set()
+        self.changed.set()
 
 
 class Watcher:
@@ -69,16 +77,27 @@ class Watcher:
         self._thread.join(timeout)
 
     def follow(
-        self, prefix: str, read: Callable[[], T], done: Callable[[T], bool], timeout: float
+        self,
+        prefix: str,
+        read: Callable[[], T],
+        done: Callable[[T], bool],
+        timeout: float,
+        *,
+        on_gone: Callable[[Callable[[], None]], object] | None = None,
     ) -> T:
         """``read()`` again each time something under ``prefix`` changes, until ``done``
         of its value or ``timeout`` seconds passed (or the watcher closed); its last value.
 
         Errors of ``read`` propagate. If ``max_waiters`` already wait, the first value
-        is returned if ``done``, else RESOURCE_EXHAUSTED.
+        is returned if ``done``, else RESOURCE_EXHAUSTED. ``on_gone``: registers a
+        callback to run once the caller is gone (e.g. a gRPC context's ``add_callback``);
+        the wait then ends with the last value, not reading again (a read may act on
+        the caller's behalf, e.g. claim a task for it).
         """
         deadline = time.monotonic() + timeout
         with self._slot(prefix) as waiter:
+            if waiter is not None and on_gone is not None:
+                on_gone(waiter.leave)
             while True:
                 value = read()
                 if done(value):
@@ -91,6 +110,8 @@ class Watcher:
                 if remaining <= 0 or self._stop.is_set():
                     return value
                 waiter.changed.wait(remaining)
+                if waiter.gone.is_set():
+                    return value
                 waiter.changed.clear()  # before reading again: a later change sets it anew
 
     @contextmanager

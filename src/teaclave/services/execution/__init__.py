@@ -1,9 +1,13 @@
 """The execution service: runs staged tasks, each in a task process of its own.
 
 It serves nothing. Up to ``execution.max_concurrent_tasks`` tasks run at once:
-while a slot is free it pulls a staged task (``PullTask``) or, when none is
-staged, waits for one (``AwaitTask``, a long-poll the scheduler answers the
-moment a task is staged), and has its zygote fork a task process
+while a slot is free it keeps one ``AwaitTask`` open, a long-poll in which the
+scheduler claims the oldest staged task for it the moment one is staged (at
+once if one is), and asks again as soon as it has started the task. One call at
+a time, not one per free slot: each call lists every task the executor runs, so
+the scheduler can fail a task whose reply was lost; a call in flight beside it
+would list its tasks without the one the other call was just handed. The
+executor has its zygote fork a task process
 (:mod:`teaclave.executor.launcher`), which runs the worker
 (:mod:`teaclave.executor.worker`) in its own session. A thread per task feeds
 the task process, asks the scheduler to record each upload before it may begin
@@ -34,7 +38,6 @@ from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import (
     AwaitTaskRequest,
     HeartbeatRequest,
-    PullTaskRequest,
     StagedTask,
     StartUploadRequest,
     UpdateTaskResultRequest,
@@ -150,8 +153,8 @@ class _Executor:
         self._launcher = Launcher(env.config.execution.python_modules)
 
     def _call(self, rpc: Callable[[TeaclaveSchedulerStub], T]) -> T:
-        # Not repeated at once on a lost reply: a second PullTask would take another
-        # task; the pull loop and the result reporter retry at their own pace.
+        # Not repeated at once on a lost reply: a second AwaitTask would take another
+        # task; the serve loop and the result reporter retry at their own pace.
         return self._scheduler.call(
             lambda channel: rpc(TeaclaveSchedulerStub(channel))  # type: ignore[no-untyped-call]
         )
@@ -185,12 +188,13 @@ class _Executor:
             self._scheduler.close()
 
     def _serve(self) -> None:
-        """Whenever a slot is free: pull a staged task, or wait until one is staged."""
+        """Whenever a slot is free: claim a staged task (waiting for one) and start it."""
         retry = Backoff(FIRST_RETRY_SECS, MAX_RETRY_SECS)
         while self._free_slot():
             try:
-                if not self._pull():
-                    self._await_staged()
+                staged = self._await_task()
+                if staged is not None:
+                    self._start(staged)
                 retry.reset()
             except (grpc.RpcError, TeaclaveError) as exc:
                 log.warning("scheduler call failed (retrying): %s", exc)
@@ -226,9 +230,16 @@ class _Executor:
                 task.kill()
                 self._clear(task)
 
-    def _await_staged(self) -> None:
-        """Wait (long-poll) until a task is staged, the wait runs out or the service stops."""
-        request = AwaitTaskRequest(executor_id=self.executor_id, timeout_ms=AWAIT_MS)
+    def _await_task(self) -> StagedTask | None:
+        """The task the scheduler claims for this executor, once one is staged; None if
+        the wait ran out or the service stops.
+
+        A task claimed while the call fails or is abandoned (lost reply, stop) is not
+        among the tasks the next call lists: the scheduler fails it (if the service
+        stops, the executor timeout does)."""
+        request = AwaitTaskRequest(
+            executor_id=self.executor_id, running_task_ids=self._running(), timeout_ms=AWAIT_MS
+        )
         future = self._call(
             lambda stub: stub.AwaitTask.future(request, timeout=AWAIT_MS / 1000 + _RPC_TIMEOUT_SECS)
         )
@@ -237,22 +248,14 @@ class _Executor:
             self._changed.wait_for(lambda: future.done() or self._stop.is_set())
         if not future.done():
             future.cancel()
-            return
+            return None
         try:
-            future.result()
+            response = future.result()
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 self._scheduler.reset()  # e.g. restarted with a new key: dial and verify again
             raise
-
-    def _pull(self) -> bool:
-        """Pull a staged task and start it; whether there was one."""
-        request = PullTaskRequest(executor_id=self.executor_id, running_task_ids=self._running())
-        response = self._call(lambda stub: stub.PullTask(request, timeout=_RPC_TIMEOUT_SECS))
-        if not response.HasField("staged_task"):
-            return False
-        self._start(response.staged_task)
-        return True
+        return response.staged_task if response.HasField("staged_task") else None
 
     def _start(self, staged: StagedTask) -> None:
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)

@@ -20,6 +20,9 @@ MAX_RUNNING = 1000
 """Most tasks one executor may report running."""
 MAX_AWAIT_SECS = 60.0
 """Longest wait of one AwaitTask."""
+REPLY_MARGIN_SECS = 1.0
+"""An AwaitTask's wait ends this long before its caller's deadline, so that a task
+claimed at the end of the wait reaches the caller (else it fails, lost)."""
 
 
 def _executor_id(text: str) -> str:
@@ -69,8 +72,12 @@ class SchedulerServicer(pb_grpc.TeaclaveSchedulerServicer):
         self, request: pb.AwaitTaskRequest, context: grpc.ServicerContext
     ) -> pb.AwaitTaskResponse:
         executor_id = _executor_id(request.executor_id)
-        timeout = wait_secs(request.timeout_ms, MAX_AWAIT_SECS, context.time_remaining())
-        return pb.AwaitTaskResponse(staged=self._scheduler.await_staged(executor_id, timeout))
+        running = _running(request.running_task_ids)
+        timeout = wait_secs(
+            request.timeout_ms, MAX_AWAIT_SECS, context.time_remaining(), REPLY_MARGIN_SECS
+        )
+        staged = self._scheduler.await_task(executor_id, running, timeout, context.add_callback)
+        return pb.AwaitTaskResponse(staged_task=staged)
 
     def PullTask(  # noqa: N802
         self, request: pb.PullTaskRequest, context: grpc.ServicerContext

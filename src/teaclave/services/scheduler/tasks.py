@@ -1,10 +1,10 @@
 """Scheduling over the store: the staged queue, task transitions and lost executors.
 
-Executors wait for a staged task (:meth:`Scheduler.await_staged`, answered from a
-watch of the queue in storage the moment InvokeTask commits one), then pull it
-(:meth:`Scheduler.pull`, an atomic claim). Every transition is a conditional
-commit on the versions just read; on :class:`Conflict` the whole step (read,
-check, commit) is retried, a bounded number of times. A task ends in the same
+An executor waits for a staged task and claims it in one call
+(:meth:`Scheduler.await_task`, answered from a watch of the queue in storage the
+moment InvokeTask commits one). Every transition is a conditional commit on the
+versions just read; on :class:`Conflict` the whole step (read, check, commit) is
+retried, a bounded number of times. A task ends in the same
 commit that frees its outputs whose upload never began
 (:func:`teaclave.core.tasks.release`); an executor records that an output's
 upload begins before its first byte leaves (:meth:`Scheduler.start_upload`).
@@ -84,32 +84,54 @@ class Scheduler:
         head = self._store.scan(keys.STAGED, limit=1)
         return head[0] if head else None
 
-    def await_staged(self, executor_id: str, timeout: float) -> bool:
-        """Whether a task is staged, waiting up to ``timeout`` seconds for one.
+    def await_task(
+        self,
+        executor_id: str,
+        running: Collection[str],
+        timeout: float,
+        on_gone: Callable[[Callable[[], None]], object] | None = None,
+    ) -> pb.StagedTask | None:
+        """Claim the oldest staged task for ``executor_id`` (mark it Running there), waiting
+        up to ``timeout`` seconds for one to be staged; None if none was.
 
-        RESOURCE_EXHAUSTED if too many executors wait already (none is staged).
+        ``running``: every task the executor runs. A task it was handed that is not
+        among them is lost (the reply never arrived, e.g. the call timed out just
+        after the claim): it fails, never left Running; if the executor never calls
+        again, its heartbeats stop and the executor timeout fails it.
+        Each time the queue changes the claim is tried, reading the queue's head once
+        (again only past a dropped entry or after a conflict); a task goes to one
+        caller however many wait. If too many executors wait already,
+        RESOURCE_EXHAUSTED unless a task could be claimed at once. ``on_gone``: as in
+        :meth:`Watcher.follow`: a caller gone (e.g. canceled its call) claims nothing more.
         """
-        self._liveness.seen(executor_id)
+        self._check_in(executor_id, running)
         return self._queue.follow(
-            keys.STAGED, lambda: self._queue_head() is not None, bool, timeout
+            keys.STAGED,
+            partial(self._claim, executor_id),
+            lambda staged: staged is not None,
+            timeout,
+            on_gone=on_gone,
         )
 
     def pull(self, executor_id: str, running: Collection[str]) -> pb.StagedTask | None:
-        """Take the oldest staged task and mark it Running for ``executor_id`` (None: none).
+        """:meth:`await_task` without the wait: the oldest staged task, or None."""
+        self._check_in(executor_id, running)
+        return self._claim(executor_id)
 
-        ``running``: every task the executor runs. A task it was handed that is not
-        among them is lost (e.g. the PullTask reply never arrived): it fails, never
-        left Running.
-        """
+    def _check_in(self, executor_id: str, running: Collection[str]) -> None:
+        """``executor_id`` is alive and runs ``running``: fail the tasks it lost."""
         self._liveness.seen(executor_id)
         for task_uuid in self._liveness.take_missing(executor_id, running):
             self.fail_lost(executor_id, task_uuid, LOST_REASON)
-        staged = _retrying(lambda: self._pull_once(executor_id))
+
+    def _claim(self, executor_id: str) -> pb.StagedTask | None:
+        """Take the oldest staged task and mark it Running for ``executor_id`` (None: none)."""
+        staged = _retrying(lambda: self._claim_once(executor_id))
         if staged is not None:
             self._liveness.assign(executor_id, staged.task_id)
         return staged
 
-    def _pull_once(self, executor_id: str) -> pb.StagedTask | None:
+    def _claim_once(self, executor_id: str) -> pb.StagedTask | None:
         """Dequeue until a task is handed out; queue entries of tasks not Staged are dropped."""
         while entry := self._queue_head():
             began = time.time_ns()
