@@ -11,6 +11,7 @@ from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, StorageConfig
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.observability import metrics
 from teaclave.services import storage
 from teaclave.services.base import ServiceEnv
 from teaclave.storage.api import Changes, Conflict, Write
@@ -191,6 +192,25 @@ def test_a_watcher_follows_the_service_across_its_restart(
         watcher.close()
         watcher.join(60)
         peer.close()
+
+
+def cancelled_watches() -> float:
+    labels = {"service": "storage", "method": "TeaclaveStorage/Watch", "code": "CANCELLED"}
+    return metrics.REGISTRY.get_sample_value("teaclave_rpc_server_handled_total", labels) or 0.0
+
+
+def test_a_closed_watcher_cancels_its_stream(clients: Callable[[str], RemoteStore]) -> None:
+    """Closing a watcher ends its stream at the service (cancelled, not run out)."""
+    store = clients("scheduler")
+    staged = store.commit([], [Write("staged/1", b"")])
+    seen: queue.Queue[Changes] = queue.Queue()
+    watcher = Watcher(store, ["staged/"], max_waiters=1, on_changes=seen.put)
+    cancelled = cancelled_watches()
+    watcher.start()
+    assert seen.get(timeout=60) == Changes(staged, ("staged/1",))
+    watcher.close()
+    watcher.join(60)
+    wait_until(lambda: cancelled_watches() == cancelled + 1, "the stream to end as cancelled")
 
 
 @pytest.fixture
