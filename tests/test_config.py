@@ -60,6 +60,7 @@ def test_values_override_defaults() -> None:
     assert config.execution.file_roots == ("/srv/data",)
     assert config.scheduler.executor_timeout_secs == 2.0
     assert config.endpoints == Config().endpoints
+    assert parse_config("[storage]\nmax_watch_streams = 8").storage.max_watch_streams == 8
 
 
 @pytest.mark.parametrize(
@@ -89,6 +90,8 @@ def test_values_override_defaults() -> None:
         ),
         ("[execution]\nmax_log_bytes = 1048577", "execution.max_log_bytes must not exceed 1048576"),
         ("[execution]\nmax_log_lines = 0", "execution.max_log_lines must be a positive integer"),
+        ("[storage]\nmax_watch_streams = 9", "storage.max_watch_streams must not exceed 8"),
+        ("[storage]\nmax_watch_streams = 0", "storage.max_watch_streams must be a positive"),
     ],
 )
 def test_bad_settings_are_named(text: str, message: str) -> None:

@@ -26,6 +26,9 @@ SERVICES = (
 )
 """Every service of the platform, in start-up order (dependencies first)."""
 
+SERVER_THREADS = 16
+"""Threads of each service's gRPC server: the calls it serves at once."""
+
 ADMIN_PASSWORD_ENV = "TEACLAVE_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
 DEFAULT_DATA_DIR = "~/.local/share/teaclave"
 """Where the database and keys live unless the configuration says otherwise."""
@@ -46,6 +49,17 @@ class Endpoints:
     storage: str = "127.0.0.1:17778"
     access_control: str = "127.0.0.1:17779"
     scheduler: str = "127.0.0.1:17780"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The storage service."""
+
+    # Watch streams open at once (each holds one of the service's 16 server threads;
+    # at most 8, so that reads and commits always find threads). The platform's
+    # services keep three open (authentication, management, scheduler); more are
+    # refused RESOURCE_EXHAUSTED, and their watchers retry.
+    max_watch_streams: int = 6
 
 
 @dataclass(frozen=True)
@@ -214,6 +228,7 @@ class Config:
     # Largest gRPC message, both directions.
     max_message_bytes: int = 4 * 1024 * 1024
     endpoints: Endpoints = field(default_factory=Endpoints)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -248,6 +263,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "endpoints": Endpoints,
+    "storage": StorageConfig,
     "auth": AuthConfig,
     "scheduler": SchedulerConfig,
     "execution": ExecutionConfig,
@@ -312,6 +328,8 @@ def parse_config(text: str) -> Config:
     for name, default in asdict(config.execution.limits()).items():
         if default > getattr(config.execution, f"max_{name}"):
             raise ConfigError(f"execution.{name} must not exceed execution.max_{name}")
+    if config.storage.max_watch_streams > SERVER_THREADS // 2:
+        raise ConfigError(f"storage.max_watch_streams must not exceed {SERVER_THREADS // 2}")
     if config.execution.max_log_bytes > MAX_LOG_BYTES:
         raise ConfigError(f"execution.max_log_bytes must not exceed {MAX_LOG_BYTES}")
     _check_attestation(config.attestation)

@@ -22,12 +22,15 @@ from auth_helpers import (
     refused,
     run_authentication,
 )
+from waiting import wait_until
 
 from teaclave.config import Config
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.observability import metrics
 from teaclave.proto import teaclave_authentication_service_pb2 as pb
 from teaclave.proto import teaclave_authentication_service_pb2_grpc as pb_grpc
 from teaclave.services import authentication, storage
+from teaclave.services.authentication import open_accounts
 from teaclave.services.authentication.accounts import THROTTLED
 from teaclave.services.authentication.throttle import PAIR
 from teaclave.services.authentication.tokens import SIGNING_KEY
@@ -401,6 +404,49 @@ def test_only_the_frontend_may_check_tokens(client: AuthClient, config: Config) 
     finally:
         peer.close()
     assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def storage_reads() -> float:
+    """Reads the storage service answered (in this process: the services run in it)."""
+    labels = {"service": "storage", "method": "TeaclaveStorage/Get", "code": "OK"}
+    return metrics.REGISTRY.get_sample_value("teaclave_rpc_server_handled_total", labels) or 0.0
+
+
+def test_token_checks_read_no_storage_once_the_account_is_known(
+    client: AuthClient, admin: Session
+) -> None:
+    client.authenticate(ADMIN, admin.token)
+    reads = storage_reads()
+    for _ in range(3):
+        assert client.authenticate(ADMIN, admin.token).sub == ADMIN
+        admin("ListUsers", pb.ListUsersRequest(id="x"))  # its caller's token is checked too
+    assert storage_reads() == reads  # (ListUsers scans the accounts: a Scan, not a Get)
+
+
+def test_a_change_by_another_replica_reaches_the_service(
+    client: AuthClient, team: dict[str, Session], config: Config
+) -> None:
+    """A second writer of the accounts (another replica) changes a password: the service
+    learns of it from its watch of ``user/`` and refuses the older tokens."""
+    me = team["owner-a"]
+    assert client.authenticate("owner-a", me.token).sub == "owner-a"  # known to the service
+    peer = ServiceEnv.create(config, "authentication").peer("storage")
+    try:
+        replica = open_accounts(RemoteStore(peer), config)
+        account = replica.authenticate("owner-a", me.token)[0]
+        replica.change_password(account, "pw2")
+    finally:
+        peer.close()
+
+    def old_token_refused() -> bool:
+        try:
+            client.authenticate("owner-a", me.token)
+        except grpc.RpcError as exc:
+            return exc.code() == UNAUTHENTICATED
+        return False
+
+    wait_until(old_token_refused, "the older token to be refused")
+    assert client.authenticate("owner-a", Session(client, "owner-a", "pw2").token).sub
 
 
 # --- restarts and the first admin --------------------------------------------------------------

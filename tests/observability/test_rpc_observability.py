@@ -14,7 +14,8 @@ from teaclave.config import Config, Endpoints
 from teaclave.observability import metrics, tracing
 from teaclave.services.base import ServiceEnv
 from tests.conftest import pick_free_port
-from tests.rpc.rpc_helpers import ask, register_echo
+from tests.rpc.rpc_helpers import STREAMED, ask, register_echo, stream
+from tests.waiting import wait_until
 
 METHOD = "TeaclaveAccessControl/AuthorizeApi"
 SPAN = "teaclave_access_control_service_proto.TeaclaveAccessControl/AuthorizeApi"
@@ -67,6 +68,39 @@ def test_calls_are_counted_and_timed_on_both_sides(caller: ServiceEnv) -> None:
     with pytest.raises(grpc.RpcError):
         call(caller, "fail")
     assert [b - a for a, b in zip(before, counts(), strict=True)] == [1, 1, 2, 1]
+
+
+def test_streams_are_counted_and_timed_on_both_sides_and_their_messages_counted(
+    caller: ServiceEnv,
+) -> None:
+    served = {"service": "access_control", "method": "Streams/Count"}
+    client = {"peer": "access_control", "method": "Streams/Count"}
+
+    def stream_counts() -> list[float]:
+        return [
+            sample("teaclave_rpc_server_handled_total", **served, code="OK"),
+            sample("teaclave_rpc_server_handled_total", **served, code="INVALID_ARGUMENT"),
+            sample("teaclave_rpc_server_handling_seconds_count", **served),
+            sample("teaclave_rpc_server_stream_messages_total", **served),
+            sample("teaclave_rpc_client_handled_total", **client, code="OK"),
+            sample("teaclave_rpc_client_handled_total", **client, code="INVALID_ARGUMENT"),
+        ]
+
+    before = stream_counts()
+    peer = caller.peer("access_control")
+    try:
+        assert len(list(stream(peer))) == STREAMED
+        with pytest.raises(grpc.RpcError):
+            list(stream(peer, "fail"))
+    finally:
+        peer.close()
+
+    def added() -> list[float]:
+        return [b - a for a, b in zip(before, stream_counts(), strict=True)]
+
+    expected = [1, 1, 2, STREAMED + 1, 1, 1]
+    # The client counts a stream in a callback that may run just after its last message.
+    wait_until(lambda: added() == expected, f"the streams counted as {expected}")
 
 
 def test_a_traced_call_carries_its_context_to_the_server(

@@ -1,6 +1,11 @@
-"""Helpers for the RPC tests: a servicer that names its caller, and a call through a Peer."""
+"""Helpers for the RPC tests: servicers that name their caller (unary, server-streaming,
+client-streaming), and calls through a Peer."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_access_control_service_pb2 as pb
@@ -24,8 +29,41 @@ class Echo(pb_grpc.TeaclaveAccessControlServicer):
         return pb.AuthorizeApiResponse(accept=peer_service() == request.user_role)
 
 
-def register_echo(server: object) -> None:
+STREAMS = "/teaclave.test.Streams/"
+STREAMED = 3
+"""Messages a stream of the Count method sends, unless asked to fail."""
+started: list[str] = []
+"""The streaming handlers that began (never one of a refused caller)."""
+
+
+def count(request: pb.AuthorizeApiRequest, context: object) -> Iterator[pb.AuthorizeApiResponse]:
+    """:data:`STREAMED` answers whether the caller is ``user_role`` (the peer is checked at
+    each step); after the first, fails as Echo does when asked."""
+    started.append("Count")
+    for sent in range(STREAMED):
+        if sent == 1 and request.api == "fail":
+            raise TeaclaveError(Status.INVALID_ARGUMENT, "bad api name")
+        if sent == 1 and request.api == "crash":
+            raise RuntimeError("secret detail")
+        yield pb.AuthorizeApiResponse(accept=peer_service() == request.user_role)
+
+
+def collect(requests: Iterator[pb.AuthorizeApiRequest], context: object) -> pb.AuthorizeApiResponse:
+    """A method that takes a request stream (the guard serves none)."""
+    started.append("Collect")
+    return pb.AuthorizeApiResponse(accept=len(list(requests)) > 0)
+
+
+def register_echo(server: grpc.Server) -> None:
     pb_grpc.add_TeaclaveAccessControlServicer_to_server(Echo(), server)
+    decode, encode = pb.AuthorizeApiRequest.FromString, pb.AuthorizeApiResponse.SerializeToString
+    handlers = {
+        "Count": grpc.unary_stream_rpc_method_handler(count, decode, encode),
+        "Collect": grpc.stream_unary_rpc_method_handler(collect, decode, encode),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(STREAMS.strip("/"), handlers),)
+    )
 
 
 def ask(peer: Peer, api: str = "x", role: str = "") -> bool:
@@ -36,3 +74,24 @@ def ask(peer: Peer, api: str = "x", role: str = "") -> bool:
         )
     )
     return bool(reply.accept)
+
+
+def stream(peer: Peer, api: str = "x", role: str = "") -> Iterator[bool]:
+    """The answers of a Count stream behind ``peer``, as they come."""
+    request = pb.AuthorizeApiRequest(api=api, user_role=role)
+    method = peer.channel().unary_stream(
+        STREAMS + "Count",
+        request_serializer=pb.AuthorizeApiRequest.SerializeToString,
+        response_deserializer=pb.AuthorizeApiResponse.FromString,
+    )
+    return (reply.accept for reply in method(request, timeout=5))
+
+
+def stream_in(peer: Peer) -> bool:
+    """The answer of the Collect method (a request stream) behind ``peer``."""
+    method = peer.channel().stream_unary(
+        STREAMS + "Collect",
+        request_serializer=pb.AuthorizeApiRequest.SerializeToString,
+        response_deserializer=pb.AuthorizeApiResponse.FromString,
+    )
+    return bool(method(iter([pb.AuthorizeApiRequest(api="x")]), timeout=5).accept)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from rpc_helpers import Echo, ask, register_echo
+import rpc_helpers
+from rpc_helpers import STREAMED, Echo, ask, register_echo, stream, stream_in
 
 from teaclave.attestation.evidence import AttestationError
 from teaclave.config import Config, Endpoints
@@ -54,6 +55,64 @@ def test_peer_outside_allow_list_is_refused(server: ServiceEnv, config: Config) 
         call(execution, "x")
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "peer is 'execution'" in info.value.details()
+
+
+def streamed(env: ServiceEnv, api: str = "x", role: str = "") -> list[bool]:
+    peer = env.peer("access_control")
+    try:
+        return list(stream(peer, api, role))
+    finally:
+        peer.close()
+
+
+def test_a_stream_names_its_allowed_peer_at_every_step(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    assert streamed(frontend, role="frontend") == [True] * STREAMED
+    assert streamed(frontend, role="management") == [False] * STREAMED
+
+
+def test_a_stream_from_a_peer_outside_the_allow_list_is_refused(
+    server: ServiceEnv, config: Config
+) -> None:
+    """The guard checks the peer before a streaming handler runs, as for unary ones."""
+    execution = ServiceEnv.create(config, "execution")
+    rpc_helpers.started.clear()
+    with pytest.raises(grpc.RpcError) as info:
+        streamed(execution, role="execution")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "peer is 'execution'" in info.value.details()
+    assert rpc_helpers.started == []
+
+
+def test_errors_in_a_stream_are_translated(server: ServiceEnv, config: Config) -> None:
+    frontend = ServiceEnv.create(config, "frontend")
+    peer = frontend.peer("access_control")
+    try:
+        for api, code, details in [
+            ("fail", grpc.StatusCode.INVALID_ARGUMENT, "bad api name"),
+            ("crash", grpc.StatusCode.INTERNAL, "service internal error"),
+        ]:
+            answers = stream(peer, api, role="frontend")
+            assert next(answers)  # what came before the failure
+            with pytest.raises(grpc.RpcError) as info:
+                next(answers)
+            assert (info.value.code(), info.value.details()) == (code, details)
+    finally:
+        peer.close()
+
+
+def test_methods_taking_a_request_stream_are_not_served(server: ServiceEnv, config: Config) -> None:
+    """No handler kind escapes the guard: those it does not wrap are not served at all."""
+    frontend = ServiceEnv.create(config, "frontend")
+    peer = frontend.peer("access_control")
+    rpc_helpers.started.clear()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stream_in(peer)
+    finally:
+        peer.close()
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert rpc_helpers.started == []
 
 
 def test_errors_are_translated(server: ServiceEnv, config: Config) -> None:

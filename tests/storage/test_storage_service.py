@@ -1,20 +1,22 @@
 """The storage service over real gRPC with mutual RA-TLS: round trips and namespaces."""
 
+import queue
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from threading import Event
 
 import pytest
+from waiting import wait_until
 
-from teaclave.config import Config, Endpoints
+from teaclave.config import Config, Endpoints, StorageConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.observability import metrics
 from teaclave.services import storage
 from teaclave.services.base import ServiceEnv
 from teaclave.storage.api import Changes, Conflict, Write
 from teaclave.storage.remote import SCAN_PAGE, RemoteStore
+from teaclave.storage.watch import Watcher
 
 Runner = Callable[..., AbstractContextManager[Event]]
 
@@ -39,6 +41,12 @@ def clients(config: Config, service_runner: Runner) -> Iterator[Callable[[str], 
             return RemoteStore(peer)
 
         yield client
+
+
+def answer(store: RemoteStore, prefixes: list[str], since: int) -> Changes:
+    """The one answer of a watch with no lifetime: the changes after ``since`` now."""
+    [changes] = list(store.watch(prefixes, since, 0))
+    return changes
 
 
 def _refused(call: Callable[[], object], status: Status) -> str:
@@ -115,12 +123,13 @@ def test_namespaces_are_enforced(clients: Callable[[str], RemoteStore]) -> None:
     scheduler = clients("scheduler")
     _refused(lambda: scheduler.get(["user/alice"]), Status.PERMISSION_DENIED)
     assert not scheduler.get(["task/x"])[0].exists
-    _refused(lambda: scheduler.watch(["staged/", "user/"], 0, 0), Status.PERMISSION_DENIED)
+    _refused(lambda: answer(scheduler, ["staged/", "user/"], 0), Status.PERMISSION_DENIED)
 
 
 def test_peer_outside_topology_is_refused(clients: Callable[[str], RemoteStore]) -> None:
     execution = clients("execution")
     _refused(lambda: execution.get(["task/x"]), Status.PERMISSION_DENIED)
+    _refused(lambda: answer(execution, ["task/"], 0), Status.PERMISSION_DENIED)
 
 
 def test_invalid_requests(clients: Callable[[str], RemoteStore]) -> None:
@@ -132,21 +141,26 @@ def test_invalid_requests(clients: Callable[[str], RemoteStore]) -> None:
     too_many = [Write(f"task/{i}", b"") for i in range(1001)]
     _refused(lambda: store.commit([], too_many), Status.INVALID_ARGUMENT)
     _refused(lambda: store.get(["task/" + "x" * 2000]), Status.INVALID_ARGUMENT)
-    assert _refused(lambda: store.watch([], 0, 0), Status.INVALID_ARGUMENT) == "no prefix to watch"
-    _refused(lambda: store.watch(["task/"] * 1001, 0, 0), Status.INVALID_ARGUMENT)
+    assert _refused(lambda: answer(store, [], 0), Status.INVALID_ARGUMENT) == "no prefix to watch"
+    _refused(lambda: answer(store, ["task/"] * 1001, 0), Status.INVALID_ARGUMENT)
 
 
-def test_watch_reports_commits_as_they_are_made(clients: Callable[[str], RemoteStore]) -> None:
-    """A watch answers at once with earlier commits, else when one is made; a scheduler
-    watching the queue learns of a task staged by management."""
+def test_watch_streams_commits_as_they_are_made(clients: Callable[[str], RemoteStore]) -> None:
+    """A watch answers at once with earlier commits, then with each commit under its
+    prefixes; a scheduler watching the queue learns of a task staged by management."""
     management, scheduler = clients("management"), clients("scheduler")
     first = management.commit([], [Write("task/1", b""), Write("staged/1-a", b"")])
-    seen = scheduler.watch(["staged/"], 0, 60)
-    assert (seen.version, seen.keys) == (first, ("staged/1-a",))
-    assert scheduler.watch(["staged/"], first, 0) == Changes(first)  # none since: ran out
-    watching = ThreadPoolExecutor(1).submit(scheduler.watch, ["staged/"], first, 60)
+    assert answer(scheduler, ["staged/"], first) == Changes(first)  # none since: at once
+    watch = scheduler.watch(["staged/"], 0, 60)
+    stream = iter(watch)
+    assert next(stream) == Changes(first, ("staged/1-a",))
+    management.commit([], [Write("task/2", b"")])  # not watched
     second = management.commit([], [Write("staged/2-b", b"")])
-    assert watching.result(timeout=60) == Changes(second, ("staged/2-b",))
+    assert next(stream) == Changes(second, ("staged/2-b",))
+    watch.cancel()
+    with pytest.raises(TeaclaveError) as caught:
+        next(stream)
+    assert caught.value.status is Status.CANCELLED
 
 
 def test_watch_across_a_restart_loses_nothing(config: Config, service_runner: Runner) -> None:
@@ -156,16 +170,106 @@ def test_watch_across_a_restart_loses_nothing(config: Config, service_runner: Ru
         peer = ServiceEnv.create(config, "scheduler").peer("storage")
         store = RemoteStore(peer)
         seen = store.commit([], [Write("staged/1", b"")])
-        assert store.watch(["staged/"], seen, 0) == Changes(seen)
+        assert answer(store, ["staged/"], seen) == Changes(seen)
         peer.close()
     with service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)):
         peer = ServiceEnv.create(config, "scheduler").peer("storage")
         store = RemoteStore(peer)
-        assert store.watch(["staged/"], seen, 0) == Changes(seen)  # nothing committed since
+        assert answer(store, ["staged/"], seen) == Changes(seen)  # nothing committed since
         later = store.commit([], [Write("staged/2", b"")])
-        assert store.watch(["staged/"], seen, 60) == Changes(later, ("staged/2",))
-        assert store.watch(["staged/"], seen - 1, 60) == Changes(later, lost=True)
+        assert answer(store, ["staged/"], seen) == Changes(later, ("staged/2",))
+        assert answer(store, ["staged/"], seen - 1) == Changes(later, lost=True)
         peer.close()
+
+
+def test_a_watcher_follows_the_service_across_its_restart(
+    config: Config, service_runner: Runner
+) -> None:
+    """The watcher's stream breaks when the storage service stops; it reconnects to the
+    restarted service and is told that changes were lost (it had not seen the last
+    commit, to another prefix), then of each later commit."""
+    peer = ServiceEnv.create(config, "scheduler").peer("storage")
+    store = RemoteStore(peer)
+    seen: queue.Queue[Changes] = queue.Queue()
+    watcher = Watcher(store, ["staged/"], max_waiters=1, on_changes=seen.put)
+    try:
+        with service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)):
+            staged = store.commit([], [Write("staged/1", b"")])
+            watcher.start()
+            assert seen.get(timeout=60) == Changes(staged, ("staged/1",))
+            store.commit([], [Write("task/1", b"")])  # not watched: the watcher stays at v1
+        with service_runner(storage.main, ServiceEnv.create(config, "storage"), ("storage",)):
+            after_restart = seen.get(timeout=60)
+            assert after_restart.lost
+            later = store.commit([], [Write("staged/2", b"")])
+            assert seen.get(timeout=60) == Changes(later, ("staged/2",))
+    finally:
+        watcher.close()
+        watcher.join(60)
+        peer.close()
+
+
+def cancelled_watches() -> float:
+    labels = {"service": "storage", "method": "TeaclaveStorage/Watch", "code": "CANCELLED"}
+    return metrics.REGISTRY.get_sample_value("teaclave_rpc_server_handled_total", labels) or 0.0
+
+
+def test_a_closed_watcher_cancels_its_stream(clients: Callable[[str], RemoteStore]) -> None:
+    """Closing a watcher ends its stream at the service (cancelled, not run out)."""
+    store = clients("scheduler")
+    staged = store.commit([], [Write("staged/1", b"")])
+    seen: queue.Queue[Changes] = queue.Queue()
+    watcher = Watcher(store, ["staged/"], max_waiters=1, on_changes=seen.put)
+    cancelled = cancelled_watches()
+    watcher.start()
+    assert seen.get(timeout=60) == Changes(staged, ("staged/1",))
+    watcher.close()
+    watcher.join(60)
+    wait_until(lambda: cancelled_watches() == cancelled + 1, "the stream to end as cancelled")
+
+
+@pytest.fixture
+def few_watches(tmp_path: Path, loopback_endpoints: Endpoints) -> Config:
+    return Config(
+        data_dir=str(tmp_path),
+        endpoints=loopback_endpoints,
+        storage=StorageConfig(max_watch_streams=2),
+    )
+
+
+def test_open_watches_are_bounded(few_watches: Config, service_runner: Runner) -> None:
+    """Beyond ``storage.max_watch_streams`` a watch is refused RESOURCE_EXHAUSTED; one
+    that ends (here: cancelled by its watcher) frees its place; other calls still run."""
+    with (
+        service_runner(storage.main, ServiceEnv.create(few_watches, "storage"), ("storage",)),
+        ExitStack() as stack,
+    ):
+        peer = ServiceEnv.create(few_watches, "scheduler").peer("storage")
+        stack.callback(peer.close)
+        store = RemoteStore(peer)
+        watches = [store.watch(["staged/"], 0, 60) for _ in range(2)]
+        streams = [iter(w) for w in watches]
+        for stream in streams:
+            assert next(stream) == Changes(0)  # open
+        assert _refused(lambda: answer(store, ["task/"], 0), Status.RESOURCE_EXHAUSTED) == (
+            "too many watches open (at most 2); try again later"
+        )
+        assert not store.get(["task/1"])[0].exists
+        watches[0].cancel()
+        wait_until(lambda: opens(store), "a watch to open once one was cancelled")
+        version = store.commit([], [Write("staged/1", b"")])
+        assert next(streams[1]) == Changes(version, ("staged/1",))
+
+
+def opens(store: RemoteStore) -> bool:
+    """Whether a watch opens now (False: RESOURCE_EXHAUSTED)."""
+    try:
+        answer(store, ["task/"], 0)
+    except TeaclaveError as exc:
+        if exc.status is not Status.RESOURCE_EXHAUSTED:
+            raise
+        return False
+    return True
 
 
 def test_data_survives_restart(config: Config, service_runner: Runner) -> None:

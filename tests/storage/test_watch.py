@@ -1,14 +1,14 @@
 """Watching commits: the change log of a store, and the watcher that waits on it."""
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.storage.api import Changes, Write
-from teaclave.storage.changes import ChangeLog
+from teaclave.storage.changes import ChangeLog, Following
 from teaclave.storage.sqlite import SqliteStore
 from teaclave.storage.watch import Watcher
 
@@ -38,47 +38,47 @@ def in_thread(fn, *args):
     return join
 
 
-# --- the change log ------------------------------------------------------------
+# --- the change log: one answer (wait) -------------------------------------------
 
 
 def test_commits_are_reported_by_prefix(store: SqliteStore) -> None:
-    start = store.changes.watch(["task/"], 0, 0)
+    start = store.changes.wait(["task/"], 0, 0)
     assert start == Changes(0)  # a new database: nothing happened yet
     v1 = store.commit([], [Write("task/1", b"a"), Write("staged/1", b"q")])
     v2 = store.commit([], [Write("staged/1", None)])  # deletes are changes too
-    assert store.changes.watch(["task/"], 0, LONG) == Changes(v2, ("task/1",))
-    assert store.changes.watch(["staged/"], v1, LONG) == Changes(v2, ("staged/1",))
-    assert store.changes.watch(["task/", "staged/"], 0, LONG) == Changes(v2, ("staged/1", "task/1"))
-    assert store.changes.watch(["task/"], v1, 0) == Changes(v2)  # none since v1: waits
+    assert store.changes.wait(["task/"], 0, LONG) == Changes(v2, ("task/1",))
+    assert store.changes.wait(["staged/"], v1, LONG) == Changes(v2, ("staged/1",))
+    assert store.changes.wait(["task/", "staged/"], 0, LONG) == Changes(v2, ("staged/1", "task/1"))
+    assert store.changes.wait(["task/"], v1, 0) == Changes(v2)  # none since v1: waits
 
 
-def test_a_watch_waits_for_a_commit_under_its_prefix(store: SqliteStore) -> None:
+def test_a_wait_ends_at_a_commit_under_its_prefix(store: SqliteStore) -> None:
     since = store.commit([], [Write("task/0", b"")])
     watching = threading.Event()
 
     def active() -> bool:
-        watching.set()  # read as the watch starts waiting (and on each wake-up)
+        watching.set()  # read as the wait starts (and on each wake-up)
         return True
 
-    join = in_thread(lambda: store.changes.watch(["task/1"], since, LONG, active=active))
+    join = in_thread(lambda: store.changes.wait(["task/1"], since, LONG, active=active))
     assert watching.wait(LONG)
     store.commit([], [Write("task/2", b"")])  # another key: no answer yet
     version = store.commit([], [Write("task/1", b"")])
     assert join() == Changes(version, ("task/1",))
 
 
-def test_a_watch_ends_when_its_caller_is_gone_or_the_log_closes(store: SqliteStore) -> None:
+def test_a_wait_ends_when_its_caller_is_gone_or_the_log_closes(store: SqliteStore) -> None:
     gone = threading.Event()
     join = in_thread(
-        lambda: store.changes.watch(["task/"], 0, LONG, active=lambda: not gone.is_set())
+        lambda: store.changes.wait(["task/"], 0, LONG, active=lambda: not gone.is_set())
     )
     gone.set()
     store.changes.interrupt()
     assert join() == Changes(0)
-    join = in_thread(lambda: store.changes.watch(["task/"], 0, LONG))
+    join = in_thread(lambda: store.changes.wait(["task/"], 0, LONG))
     store.changes.close()
     assert join() == Changes(0)
-    assert store.changes.watch(["task/"], 0, LONG) == Changes(0)  # at once, once closed
+    assert store.changes.wait(["task/"], 0, LONG) == Changes(0)  # at once, once closed
 
 
 def test_changes_before_the_log_are_lost(tmp_path: Path) -> None:
@@ -86,9 +86,9 @@ def test_changes_before_the_log_are_lost(tmp_path: Path) -> None:
     version = first.commit([], [Write("task/1", b"")])
     first.close()
     reopened = SqliteStore(tmp_path / "db", KEY)  # as after a restart of the storage service
-    assert reopened.changes.watch(["task/"], 0, LONG) == Changes(version, lost=True)
-    assert reopened.changes.watch(["task/"], version, 0) == Changes(version)
-    assert reopened.changes.watch(["task/"], version + 5, LONG).lost  # from elsewhere
+    assert reopened.changes.wait(["task/"], 0, LONG) == Changes(version, lost=True)
+    assert reopened.changes.wait(["task/"], version, 0) == Changes(version)
+    assert reopened.changes.wait(["task/"], version + 5, LONG).lost  # from elsewhere
     reopened.close()
 
 
@@ -96,34 +96,133 @@ def test_only_the_newest_commits_are_kept() -> None:
     log = ChangeLog(10, max_keys=4)
     for version in range(11, 16):
         log.publish(version, [f"task/{version}"])
-    assert log.watch(["task/"], 11, LONG) == Changes(
+    assert log.wait(["task/"], 11, LONG) == Changes(
         15, ("task/12", "task/13", "task/14", "task/15")
     )
-    assert log.watch(["task/"], 10, LONG) == Changes(15, lost=True)  # task/11 forgotten
+    assert log.wait(["task/"], 10, LONG) == Changes(15, lost=True)  # task/11 forgotten
 
 
 def test_too_many_changes_are_reported_as_lost() -> None:
     log = ChangeLog(0)
     log.publish(1, [f"task/{i:04d}" for i in range(1001)])
-    assert log.watch(["task/"], 0, LONG) == Changes(1, lost=True)
+    assert log.wait(["task/"], 0, LONG) == Changes(1, lost=True)
+
+
+# --- the change log: a stream (watch) ----------------------------------------------
+
+
+class Clock:
+    """A clock that stands still until moved on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stream_answers_at_once_then_with_each_batch() -> None:
+    """The first message comes at once (changes after ``since``, or none); commits made
+    while the consumer is busy come as one batch; other prefixes are not reported."""
+    log = ChangeLog(0)
+    log.publish(1, ["task/1"])
+    stream = iter(log.watch(["task/"], 0, LONG))
+    assert next(stream) == Changes(1, ("task/1",))
+    log.publish(2, ["task/2"])
+    log.publish(3, ["staged/3"])
+    log.publish(4, ["task/4", "task/2"])
+    assert next(stream) == Changes(4, ("task/2", "task/4"))
+    join = in_thread(next, stream)
+    log.publish(5, ["staged/5"])
+    log.publish(6, ["task/6"])
+    assert join() == Changes(6, ("task/6",))
+    assert next(iter(log.watch(["task/"], 6, LONG))) == Changes(6)  # none since: at once
+
+
+def test_a_stream_ends_with_its_lifetime_saying_the_version_then() -> None:
+    clock = Clock()
+    log = ChangeLog(0, clock=clock)
+    assert list(log.watch(["task/"], 0, 0)) == [Changes(0)]  # a lifetime of 0: one answer
+    stream = iter(log.watch(["task/"], 0, 0.01))
+    assert next(stream) == Changes(0)
+    log.publish(1, ["staged/1"])  # not watched
+    clock.now = 1.0  # the lifetime is over once the wait in progress ends
+    assert list(stream) == [Changes(1)]
+
+
+def test_a_stream_ends_on_cancel_or_when_the_log_closes() -> None:
+    log = ChangeLog(0)
+    watch = log.watch(["task/"], 0, LONG)
+    stream = iter(watch)
+    assert next(stream) == Changes(0)
+    rest = in_thread(list, stream)
+    watch.cancel()
+    assert rest() == []
+    assert list(watch) == []  # cancelled before it began: nothing at all
+    stream = iter(log.watch(["task/"], 0, LONG))
+    assert next(stream) == Changes(0)
+    rest = in_thread(list, stream)
+    log.close()
+    assert rest() == []
+
+
+def test_a_stream_reports_lost_changes_then_follows_on(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "db", KEY)
+    version = first.commit([], [Write("task/1", b"")])
+    first.close()
+    reopened = SqliteStore(tmp_path / "db", KEY)
+    stream = iter(reopened.changes.watch(["task/"], version - 1, LONG))
+    assert next(stream) == Changes(version, lost=True)
+    later = reopened.commit([], [Write("task/2", b"")])
+    assert next(stream) == Changes(later, ("task/2",))
+    reopened.close()
 
 
 # --- the watcher ----------------------------------------------------------------
 
 
+class Stream:
+    """A stream of a change log that ``fail()`` breaks (as a lost connection does)."""
+
+    def __init__(self, following: Following) -> None:
+        self.following = following
+        self.broken = False
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[Changes]:
+        yield from self.following
+        if self.broken:
+            raise TeaclaveError(Status.UNAVAILABLE, "connection lost")
+
+    def fail(self) -> None:
+        self.broken = True
+        self.following.cancel()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.following.cancel()
+
+
 class Source:
-    """A store's change log, failing the first ``failures`` watches (as if unreachable)."""
+    """A store's change log, failing the first ``failures`` watches (as if unreachable);
+    each watch's ``since`` is in ``opened``."""
 
     def __init__(self, log: ChangeLog, failures: int = 0) -> None:
         self.log = log
         self.failures = failures
-        self.calls = 0
+        self.opened: list[int] = []
+        self.streams: list[Stream] = []
+        self.stream_opened = threading.Semaphore(0)
 
-    def watch(self, prefixes: Sequence[str], since: int, timeout: float) -> Changes:
-        self.calls += 1
-        if self.calls <= self.failures:
+    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> Stream:
+        if len(self.opened) < self.failures:
+            self.opened.append(-1)
             raise TeaclaveError(Status.UNAVAILABLE, "storage unreachable")
-        return self.log.watch(prefixes, since, timeout)
+        self.opened.append(since)
+        stream = Stream(self.log.watch(prefixes, since, lifetime))
+        self.streams.append(stream)
+        self.stream_opened.release()
+        return stream
 
 
 @pytest.fixture
@@ -228,3 +327,71 @@ def test_follow_ends_without_reading_again_once_its_caller_is_gone(watched) -> N
     assert join() == b""
     store.commit([], [Write("task/1", b"changed")])
     assert reads == [b""]
+
+
+def test_close_cancels_the_stream_and_the_watcher_ends() -> None:
+    source = Source(ChangeLog(0))
+    watcher = Watcher(source, ["task/"], max_waiters=1)
+    watcher.start()
+    assert source.stream_opened.acquire(timeout=LONG)
+    watcher.close()
+    watcher.join(LONG)
+    assert source.streams[0].cancelled.is_set()
+    assert not source.log.closed  # it ended by the cancel alone
+    assert len(source.opened) == 1
+
+
+def test_a_broken_stream_is_reopened_from_the_last_version_seen() -> None:
+    """Commits made while no stream was open are reported by the next one."""
+    log = ChangeLog(0)
+    seen: list[Changes] = []
+    batch = threading.Semaphore(0)
+
+    def on_changes(changes: Changes) -> None:
+        seen.append(changes)
+        batch.release()
+
+    source = Source(log)
+    watcher = Watcher(source, ["task/"], max_waiters=1, on_changes=on_changes)
+    watcher.start()
+    try:
+        assert source.stream_opened.acquire(timeout=LONG)
+        log.publish(1, ["task/1"])
+        assert batch.acquire(timeout=LONG)
+        source.streams[0].fail()
+        log.publish(2, ["task/2"])
+        assert source.stream_opened.acquire(timeout=LONG)
+        assert batch.acquire(timeout=LONG)
+        assert source.opened == [0, 1]
+        assert seen == [Changes(1, ("task/1",)), Changes(2, ("task/2",))]
+    finally:
+        watcher.close()
+        watcher.join(LONG)
+
+
+def test_a_restarted_store_wakes_every_waiter() -> None:
+    """The store restarted, and commits were made meanwhile that no log reports: the
+    watcher, back, is told they were lost and wakes its waiters, who read again."""
+    source = Source(ChangeLog(5))
+    batches = threading.Semaphore(0)
+    watcher = Watcher(source, ["task/"], max_waiters=1, on_changes=lambda _: batches.release())
+    watcher.start()
+    state = {"task/1": b"running"}
+    first_read = threading.Event()
+
+    def read() -> bytes:
+        first_read.set()
+        return state["task/1"]
+
+    try:
+        assert batches.acquire(timeout=LONG)  # since 0: lost (the store began at 5)
+        join = in_thread(lambda: watcher.follow("task/1", read, lambda v: v == b"done", LONG))
+        assert first_read.wait(LONG)
+        state["task/1"] = b"done"  # committed while the store was down: never published
+        source.log = ChangeLog(7)  # the store, restarted, knows of nothing before 7
+        source.streams[0].fail()
+        assert join() == b"done"
+        assert source.opened[-1] == 5
+    finally:
+        watcher.close()
+        watcher.join(LONG)

@@ -9,8 +9,9 @@ calls that carry a trace context; a client span only when a span is current
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from teaclave.core.iterators import stepped
 from teaclave.observability import metrics, tracing
 
 
@@ -42,35 +44,93 @@ def _end(span: trace.Span, code: grpc.StatusCode) -> None:
 Handler = Callable[[Any, grpc.ServicerContext], Any]
 
 
+class _Method:
+    """A served method: ``path`` of ``service`` (``public``: a client's calls, which
+    start a trace unless they bring one)."""
+
+    def __init__(self, service: str, path: str, *, public: bool) -> None:
+        self.service = service
+        self.path = path
+        self.public = public
+        self.label = method_label(path)
+        self.seconds = metrics.RPC_SERVER_SECONDS.labels(service, self.label)
+
+
+class _Served:
+    """One call of ``method`` being served: timed from now, counted with its status at
+    :meth:`end`, in a span if traced."""
+
+    def __init__(self, method: _Method, context: grpc.ServicerContext) -> None:
+        self._method = method
+        self._context = context
+        self._started = time.perf_counter()
+        traced = tracing.enabled()
+        parent = tracing.extract(context.invocation_metadata()) if traced else None
+        self._span = None
+        if traced and (method.public or parent is not None):
+            path = method.path
+            self._span = tracing.start_span(
+                path.lstrip("/"), parent, kind=SpanKind.SERVER, attributes=_attributes(path)
+            )
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Within the block, the call's span (if any) is the current one."""
+        if self._span is None:
+            yield
+            return
+        token = otel_context.attach(trace.set_span_in_context(self._span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    def end(self) -> None:
+        """Count the call with the status its handler set (CANCELLED if its caller went)."""
+        code = self._context.code()  # type: ignore[attr-defined]
+        if code is None:
+            code = grpc.StatusCode.OK if self._context.is_active() else grpc.StatusCode.CANCELLED
+        if self._span is not None:
+            _end(self._span, code)
+        method = self._method
+        method.seconds.observe(time.perf_counter() - self._started)
+        metrics.RPC_SERVER_HANDLED.labels(method.service, method.label, code.name).inc()
+
+
 def observing(service: str, path: str, handler: Handler, *, public: bool) -> Handler:
-    """``handler`` (of method ``path`` of ``service``) with each call counted, timed and,
-    if traced, in a span; its status is the one the handler set on the context.
+    """``handler`` (of the unary method ``path`` of ``service``) with each call counted,
+    timed and, if traced, in a span; its status is the one the handler set on the context.
 
     ``public``: a client's call, which starts a trace unless it brings one.
     """
-    label = method_label(path)
-    server_seconds = metrics.RPC_SERVER_SECONDS.labels(service, label)
+
+    method = _Method(service, path, public=public)
 
     def observed(request: Any, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
-        traced = tracing.enabled()
-        parent = tracing.extract(context.invocation_metadata()) if traced else None
-        span = None
-        if traced and (public or parent is not None):
-            span = tracing.start_span(
-                path.lstrip("/"), parent, kind=SpanKind.SERVER, attributes=_attributes(path)
-            )
-        token = otel_context.attach(trace.set_span_in_context(span)) if span else None
+        served = _Served(method, context)
         try:
-            return handler(request, context)
+            with served.current():
+                return handler(request, context)
         finally:
-            code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
-            if token is not None:
-                otel_context.detach(token)
-            if span is not None:
-                _end(span, code)
-            server_seconds.observe(time.perf_counter() - started)
-            metrics.RPC_SERVER_HANDLED.labels(service, label, code.name).inc()
+            served.end()
+
+    return observed
+
+
+def observing_stream(service: str, path: str, handler: Handler, *, public: bool) -> Handler:
+    """:func:`observing` for a server-streaming method: the call is timed from its start
+    to the end of its stream, and each message sent is counted."""
+    method = _Method(service, path, public=public)
+    sent = metrics.RPC_SERVER_STREAM_MESSAGES.labels(service, method.label)
+
+    def observed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        served = _Served(method, context)
+        try:
+            for response in stepped(lambda: handler(request, context), served.current):
+                sent.inc()
+                yield response
+        finally:
+            served.end()
 
     return observed
 
@@ -85,9 +145,23 @@ class _Details(
     pass
 
 
-class _Observer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+class _Observer(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Counts, times and (within a trace) spans each call; a stream from its start to
+    its end."""
+
     def __init__(self, peer: str) -> None:
         self._peer = peer
+
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return self.intercept_unary_unary(continuation, details, request)
 
     def intercept_unary_unary(
         self,
@@ -114,7 +188,7 @@ class _Observer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
         )
         label = method_label(path)
 
-        def done(call: Any) -> None:  # at once for a blocking call; later for a future
+        def done(call: Any) -> None:  # at once for a blocking call; later for a future, a stream
             code = call.code()
             if span is not None:
                 _end(span, code)
@@ -128,5 +202,6 @@ class _Observer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
 
 
 def observed(channel: grpc.Channel, peer: str) -> grpc.Channel:
-    """``channel`` with its unary calls to service ``peer`` counted, timed and traced."""
+    """``channel`` with its calls (unary, server-streaming) to service ``peer`` counted,
+    timed and traced."""
     return grpc.intercept_channel(channel, _Observer(peer))

@@ -28,9 +28,15 @@ RPC_SERVER_HANDLED = Counter(
 )
 RPC_SERVER_SECONDS = Histogram(
     "teaclave_rpc_server_handling_seconds",
-    "Time a service took to answer an RPC, from its arrival to its answer.",
+    "Time a service took to answer an RPC, from its arrival to its answer (a stream: its end).",
     ["service", "method"],
     buckets=_RPC_BUCKETS,
+    registry=REGISTRY,
+)
+RPC_SERVER_STREAM_MESSAGES = Counter(
+    "teaclave_rpc_server_stream_messages",
+    "Messages a service sent on its server-streaming RPCs (storage Watch), by method.",
+    ["service", "method"],
     registry=REGISTRY,
 )
 RPC_CLIENT_HANDLED = Counter(
@@ -41,7 +47,7 @@ RPC_CLIENT_HANDLED = Counter(
 )
 RPC_CLIENT_SECONDS = Histogram(
     "teaclave_rpc_client_handling_seconds",
-    "Time an RPC to another service took, as its caller saw it.",
+    "Time an RPC to another service took, as its caller saw it (a stream: until its end).",
     ["peer", "method"],
     buckets=_RPC_BUCKETS,
     registry=REGISTRY,

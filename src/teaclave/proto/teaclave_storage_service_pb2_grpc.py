@@ -49,7 +49,7 @@ class TeaclaveStorageStub:
                 request_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitResponse.FromString,
                 _registered_method=True)
-        self.Watch = channel.unary_unary(
+        self.Watch = channel.unary_stream(
                 '/teaclave_storage_service_proto.TeaclaveStorage/Watch',
                 request_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchRequest.SerializeToString,
                 response_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchResponse.FromString,
@@ -79,8 +79,11 @@ class TeaclaveStorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Returns as soon as a commit after `since` touched a watched key (at once if
-        one did), or when the wait runs out.
+        """A stream: a first message at once (the changes after `since`, if any), then
+        one for each batch of commits that touched a watched key (the commits made
+        while the previous message was being sent come as one batch), and a last
+        one, possibly empty, when the stream's time runs out. RESOURCE_EXHAUSTED
+        when the service has as many watches open as it allows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +107,7 @@ def add_TeaclaveStorageServicer_to_server(servicer, server):
                     request_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.CommitResponse.SerializeToString,
             ),
-            'Watch': grpc.unary_unary_rpc_method_handler(
+            'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchRequest.FromString,
                     response_serializer=teaclave_dot_proto_dot_teaclave__storage__service__pb2.WatchResponse.SerializeToString,
@@ -212,7 +215,7 @@ class TeaclaveStorage:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/teaclave_storage_service_proto.TeaclaveStorage/Watch',

@@ -190,15 +190,26 @@ class Peer:
         reached the peer, or is ``repeatable`` (changes nothing); otherwise its
         effect is unknown and the error is raised.
         """
+        channel = self.channel()
         try:
-            return fn(self.channel())
+            return fn(channel)
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            self.reset()
-            if not (repeatable or never_sent(exc)):
+            if not (self.failed(exc, channel) and (repeatable or never_sent(exc))):
                 raise
             return fn(self.channel())
+
+    def failed(self, error: grpc.RpcError, channel: grpc.Channel) -> bool:
+        """Note that a call on ``channel`` failed with ``error`` (for calls not made by
+        :meth:`call`, e.g. a stream's): whether the peer was unavailable. Then the
+        channel is dropped, unless another call dropped it first (the next call dials
+        and verifies again)."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            return False
+        with self._lock:
+            if self._channel is channel:
+                channel.close()
+                self._channel = None
+        return True
 
     def _retire(self) -> None:
         """Keep the current channel (if any) until the next replacement; close the one before."""

@@ -1,6 +1,7 @@
 """gRPC servers on RA-TLS, with the peer check and error translation built in.
 
-Every unary handler of a server started here runs behind one guard that
+Every handler (unary or server-streaming; methods that take a request stream
+are not served) of a server started here runs behind one guard that
 (1) on internal endpoints verifies the caller's client-certificate evidence
 against the endpoint's allow-list of peer services, and (2) turns a
 :class:`TeaclaveError` into its gRPC status and message, and anything else
@@ -10,12 +11,13 @@ is also counted, timed and traced (:func:`teaclave.observability.calls.observing
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ipaddress
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +28,9 @@ from cryptography.hazmat.primitives import serialization
 
 from teaclave.attestation.evidence import AttestationError, AttestationPolicy
 from teaclave.attestation.peer import RECHECK_SECS, verify_peer
+from teaclave.config import SERVER_THREADS
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.iterators import stepped
 from teaclave.observability import calls
 from teaclave.rpc.identity import Clock, IdentitySource, ServiceIdentity, utc_now
 
@@ -132,42 +136,73 @@ class _Certificates:
         return self._configuration(current)
 
 
+@contextlib.contextmanager
+def _as_peer(service: str) -> Iterator[None]:
+    """Within the block, :func:`peer_service` is ``service``."""
+    token = _peer_service.set(service)
+    try:
+        yield
+    finally:
+        _peer_service.reset(token)
+
+
 class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Puts every unary and server-streaming handler behind the peer check and the error
+    translation, observed (:mod:`teaclave.observability.calls`). Methods that take a
+    request stream are not served (UNIMPLEMENTED): none may bypass the guard."""
+
     def __init__(self, name: str, check: _PeerCheck | None) -> None:
         self._name = name
         self._check = check
+
+    @contextlib.contextmanager
+    def _guarding(self, method: str, context: grpc.ServicerContext) -> Iterator[str]:
+        """The caller's attested service ('' on a public endpoint), for the block; a
+        refused peer or an error in the block aborts the call with its status."""
+        failure: TeaclaveError
+        try:
+            yield self._check.service_of(context) if self._check else ""
+            return
+        except TeaclaveError as exc:
+            failure = exc
+            if isinstance(exc, AttestationError):
+                log.warning("%s %s: refused peer: %s", self._name, method, exc.reason)
+                failure = TeaclaveError(Status.PERMISSION_DENIED, exc.message)
+        except Exception:
+            log.exception("%s %s: unexpected error", self._name, method)
+            failure = TeaclaveError(Status.INTERNAL, "service internal error")
+        # Messages may echo request fields: keep them well inside gRPC's metadata limit.
+        context.abort(grpc_code(failure.status), failure.message[:MAX_MESSAGE_CHARS])
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
+        if handler is None or handler.request_streaming:
+            return None
         method = details.method
+        public = self._check is None
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                with self._guarding(method, context) as peer:
+                    yield from stepped(lambda: stream(request, context), lambda: _as_peer(peer))
+
+            return grpc.unary_stream_rpc_method_handler(
+                calls.observing_stream(self._name, method, guarded_stream, public=public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        unary = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            failure: TeaclaveError
-            try:
-                token = _peer_service.set(self._check.service_of(context) if self._check else "")
-                try:
-                    return inner(request, context)
-                finally:
-                    _peer_service.reset(token)
-            except TeaclaveError as exc:
-                failure = exc
-                if isinstance(exc, AttestationError):
-                    log.warning("%s %s: refused peer: %s", self._name, method, exc.reason)
-                    failure = TeaclaveError(Status.PERMISSION_DENIED, exc.message)
-            except Exception:
-                log.exception("%s %s: unexpected error", self._name, method)
-                failure = TeaclaveError(Status.INTERNAL, "service internal error")
-            # Messages may echo request fields: keep them well inside gRPC's metadata limit.
-            context.abort(grpc_code(failure.status), failure.message[:MAX_MESSAGE_CHARS])
-            return None
+            with self._guarding(method, context) as peer, _as_peer(peer):
+                return unary(request, context)
+            return None  # aborted
 
         return grpc.unary_unary_rpc_method_handler(
-            calls.observing(self._name, method, guarded, public=self._check is None),
+            calls.observing(self._name, method, guarded, public=public),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -181,7 +216,7 @@ def start_server(
     peers: frozenset[str] | None,
     policy: AttestationPolicy,
     max_message_bytes: int,
-    max_workers: int = 16,
+    max_workers: int = SERVER_THREADS,
     clock: Clock = utc_now,
 ) -> grpc.Server:
     """Start a server on ``bind`` (``host:port``) and return it.

@@ -9,7 +9,7 @@ Key layout (one namespace per record kind; see :mod:`teaclave.storage.keys`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,10 +82,24 @@ class Changes:
         return self.lost or bool(self.keys)
 
 
-class Watchable(Protocol):
-    """Commits, watched by key prefix (long-poll)."""
+class ChangeStream(Protocol):
+    """A watch of some key prefixes: the changes after a version, as they are made."""
 
-    def watch(self, prefixes: Sequence[str], since: int, timeout: float) -> Changes:
-        """The changes under ``prefixes`` after version ``since``, once there are any
-        (at once if there are already), or none after ``timeout`` seconds."""
+    def __iter__(self) -> Iterator[Changes]:
+        """The changes after the watch's ``since`` at once (perhaps none), then each
+        batch as it comes, until the watch's lifetime ends (with the changes then,
+        perhaps none) or it is cancelled, or fails."""
+        ...
+
+    def cancel(self) -> None:
+        """End the watch (from any thread)."""
+        ...
+
+
+class Watchable(Protocol):
+    """Commits, watched by key prefix (a stream)."""
+
+    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> ChangeStream:
+        """The changes under ``prefixes`` after version ``since``, followed for about
+        ``lifetime`` seconds."""
         ...

@@ -1,18 +1,20 @@
 """Recent commits in memory, so that a watcher learns of one the moment it is made.
 
 The store that owns the database publishes each commit (its version and the keys
-it wrote or deleted) in version order. :meth:`ChangeLog.watch` answers with the
+it wrote or deleted) in version order. :meth:`ChangeLog.wait` answers with the
 keys under the watched prefixes that commits after ``since`` touched, waiting for
-such a commit if there is none yet. Only the newest commits are kept: a watcher
-further behind, or one whose ``since`` comes from before this process started, is
-told that its changes were ``lost`` and re-reads what it watches.
+such a commit if there is none yet; :meth:`ChangeLog.watch` follows them as a
+stream of such answers. Only the newest commits are kept: a watcher further
+behind, or one whose ``since`` comes from before this process started, is told
+that its changes were ``lost`` and re-reads what it watches.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from teaclave.storage.api import Changes
 
@@ -25,7 +27,15 @@ MAX_REPORTED = 1000
 class ChangeLog:
     """The commits after ``version`` (the store's version when it opened), newest kept."""
 
-    def __init__(self, version: int, *, max_keys: int = MAX_KEYS) -> None:
+    def __init__(
+        self,
+        version: int,
+        *,
+        max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock``: what the lifetime of a watch is measured by, in seconds."""
+        self._clock = clock
         self._floor = version  # commits up to this version are not known
         self._version = version  # the newest commit published
         self._entries: deque[tuple[int, tuple[str, ...]]] = deque()
@@ -58,7 +68,7 @@ class ChangeLog:
             return Changes(self._version, lost=True)
         return Changes(self._version, tuple(sorted(found)))
 
-    def watch(
+    def wait(
         self,
         prefixes: Sequence[str],
         since: int,
@@ -76,6 +86,15 @@ class ChangeLog:
             )
             return self._after(wanted, since)
 
+    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> Following:
+        """The changes under ``prefixes`` after ``since``, followed for ``lifetime`` seconds."""
+        return Following(self, tuple(prefixes), since, lifetime, self._clock)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
     def interrupt(self) -> None:
         """Have every waiting watcher check whether it is still ``active``."""
         with self._changed:
@@ -86,3 +105,50 @@ class ChangeLog:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+
+class Following:
+    """A stream of the changes under some prefixes (a
+    :class:`~teaclave.storage.api.ChangeStream`). Iterating it yields the changes
+    after ``since`` at once (perhaps none), then each batch of changes as it comes
+    (what piled up while the consumer was busy with the previous one: one batch),
+    and, once ``lifetime`` seconds (by ``clock``) have passed since it was made,
+    the changes then (perhaps none), and ends. It ends early, with nothing more, on
+    :meth:`cancel` or once the log closes. Iterate it once.
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        prefixes: tuple[str, ...],
+        since: int,
+        lifetime: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._log = log
+        self._prefixes = prefixes
+        self._since = since
+        self._clock = clock
+        self._deadline = clock() + lifetime
+        self._cancelled = threading.Event()
+
+    def _active(self) -> bool:
+        return not self._cancelled.is_set()
+
+    def __iter__(self) -> Iterator[Changes]:
+        since, remaining, first = self._since, 0.0, True  # the first answer at once
+        while True:
+            changes = self._log.wait(self._prefixes, since, remaining, active=self._active)
+            if self._log.closed or not self._active():
+                return
+            remaining = max(self._deadline - self._clock(), 0.0)
+            if first or changes.any or not remaining:
+                yield changes
+            if not remaining:
+                return
+            since, first = changes.version, False
+
+    def cancel(self) -> None:
+        """End the stream (a consumer waiting for the next batch gets none)."""
+        self._cancelled.set()
+        self._log.interrupt()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -12,7 +12,7 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.proto import teaclave_storage_service_pb2 as pb
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
 from teaclave.rpc.channel import Peer
-from teaclave.storage.api import Changes, Conflict, Record, Write
+from teaclave.storage.api import Changes, ChangeStream, Conflict, Record, Write
 
 T = TypeVar("T")
 
@@ -106,11 +106,33 @@ class RemoteStore:
         version: int = response.version
         return version
 
-    def watch(self, prefixes: Sequence[str], since: int, timeout: float) -> Changes:
-        """The changes under ``prefixes`` after version ``since``, once there are any (at
-        once if there are already), or none after ``timeout`` seconds."""
-        request = pb.WatchRequest(prefixes=prefixes, since=since, timeout_ms=int(timeout * 1000))
-        response = self._call(
-            lambda stub: stub.Watch(request, timeout=timeout + CALL_TIMEOUT_SECS), repeatable=True
-        )
-        return Changes(response.version, tuple(response.keys), response.lost)
+    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> ChangeStream:
+        """The changes under ``prefixes`` after version ``since``, as the service streams
+        them for about ``lifetime`` seconds (it may end the stream sooner)."""
+        request = pb.WatchRequest(prefixes=prefixes, since=since, timeout_ms=int(lifetime * 1000))
+        channel = self._peer.channel()
+        stub = pb_grpc.TeaclaveStorageStub(channel)  # type: ignore[no-untyped-call]
+        call = stub.Watch(request, timeout=lifetime + CALL_TIMEOUT_SECS)
+        return _Watch(self._peer, channel, call)
+
+
+class _Watch:
+    """A Watch stream of the storage service at ``peer``: the call ``call`` on ``channel``."""
+
+    def __init__(self, peer: Peer, channel: grpc.Channel, call: Any) -> None:
+        self._peer = peer
+        self._channel = channel
+        self._call = call
+
+    def __iter__(self) -> Iterator[Changes]:
+        with _translated():
+            try:
+                for message in self._call:
+                    yield Changes(message.version, tuple(message.keys), message.lost)
+            except grpc.RpcError as exc:
+                self._peer.failed(exc, self._channel)
+                raise
+
+    def cancel(self) -> None:
+        """End the stream (its reader gets CANCELLED)."""
+        self._call.cancel()

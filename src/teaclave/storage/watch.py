@@ -1,13 +1,15 @@
 """Following a store's commits from one thread, for many local waiters (long-polls).
 
-A :class:`Watcher` keeps one watch on its prefixes open against a
-:class:`~teaclave.storage.api.Watchable` (the storage service) and wakes each
-waiter whose key prefix a commit touched (every waiter when changes were lost,
-e.g. across a restart of the storage service). A waiter registers *before* it
-reads what it waits for, so no commit after that read goes unnoticed. At most
-``max_waiters`` wait at once (each holds a server thread of its service); one
-more gets its answer at once if it is ready, else RESOURCE_EXHAUSTED. A waiter
-whose caller is gone stops at once, without reading again.
+A :class:`Watcher` keeps one watch stream of its prefixes open against a
+:class:`~teaclave.storage.api.Watchable` (the storage service), re-opened from
+the last version it saw when it ends or fails, and wakes each waiter whose key
+prefix a commit touched (every waiter when changes were lost, e.g. across a
+restart of the storage service). A waiter registers *before* it reads what it
+waits for, so no commit after that read goes unnoticed. At most ``max_waiters``
+wait at once (each holds a server thread of its service); one more gets its
+answer at once if it is ready, else RESOURCE_EXHAUSTED. A waiter whose caller is
+gone stops at once, without reading again. ``on_changes`` is told of every change
+first (a cache invalidates what it holds).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from typing import TypeVar
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.waiting import Backoff
-from teaclave.storage.api import Changes, Watchable
+from teaclave.storage.api import Changes, ChangeStream, Watchable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-WATCH_SECS = 10.0
-"""How long one watch of the store may wait (then it is renewed)."""
+WATCH_SECS = 60.0
+"""How long one watch stream of the store lasts (then it is renewed)."""
 FIRST_RETRY_SECS = 0.05
 MAX_RETRY_SECS = 2.0
 
@@ -51,11 +53,21 @@ class _Waiter:
 class Watcher:
     """Watches ``prefixes`` of ``source`` for up to ``max_waiters`` local waiters."""
 
-    def __init__(self, source: Watchable, prefixes: Sequence[str], *, max_waiters: int) -> None:
+    def __init__(
+        self,
+        source: Watchable,
+        prefixes: Sequence[str],
+        *,
+        max_waiters: int,
+        on_changes: Callable[[Changes], None] = lambda _: None,
+    ) -> None:
         self._source = source
         self._prefixes = tuple(prefixes)
         self._max_waiters = max_waiters
+        self._on_changes = on_changes
         self._waiters: set[_Waiter] = set()
+        self._stream: ChangeStream | None = None
+        self._since = 0  # everything the store still knows of (or: lost, if it forgot some)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
@@ -65,15 +77,18 @@ class Watcher:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop, and wake every waiter (each answers with what it reads then)."""
+        """Stop (cancelling the watch stream), and wake every waiter (each answers with
+        what it reads then)."""
         self._stop.set()
         with self._lock:
+            stream = self._stream
             for waiter in self._waiters:
                 waiter.changed.set()
+        if stream is not None:
+            stream.cancel()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the following thread to end (after :meth:`close`; the store's watch
-        in flight ends when it runs out or its channel is closed)."""
+        """Wait for the following thread to end (after :meth:`close`)."""
         self._thread.join(timeout)
 
     def follow(
@@ -132,24 +147,39 @@ class Watcher:
                 self._waiters.discard(waiter)
 
     def _wake(self, changes: Changes) -> None:
+        self._on_changes(changes)
         with self._lock:
             for waiter in self._waiters:
                 if changes.lost or any(key.startswith(waiter.prefix) for key in changes.keys):
                     waiter.changed.set()
 
+    def _open(self) -> ChangeStream | None:
+        """A watch stream from the last version seen, unless the watcher stopped."""
+        stream = self._source.watch(self._prefixes, self._since, WATCH_SECS)
+        with self._lock:
+            stopped = self._stop.is_set()
+            self._stream = None if stopped else stream
+        if stopped:
+            stream.cancel()
+            return None
+        return stream
+
     def _run(self) -> None:
-        since = 0  # everything the store still knows of (or: lost, if it forgot some)
         retry = Backoff(FIRST_RETRY_SECS, MAX_RETRY_SECS)
         while not self._stop.is_set():
+            received = failed = False
             try:
-                changes = self._source.watch(self._prefixes, since, WATCH_SECS)
+                for changes in self._open() or ():
+                    received = True
+                    self._since = changes.version
+                    if changes.any:
+                        self._wake(changes)
             except Exception as exc:  # the store is unreachable: nothing is committed either
                 if self._stop.is_set():
                     break
                 log.warning("cannot watch the store (retrying): %s", exc)
+                failed = True
+            if received:
+                retry.reset()
+            if failed or not received:  # a stream that ends at once is retried after a pause
                 self._stop.wait(retry.pause())
-                continue
-            retry.reset()
-            since = changes.version
-            if changes.any:
-                self._wake(changes)

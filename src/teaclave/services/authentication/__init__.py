@@ -2,8 +2,9 @@
 
 Serves the public ``authentication_api`` endpoint and the internal
 ``authentication`` endpoint (for the frontend) over one account table in the
-storage service. The token signing key lives in storage too, so tokens stay
-valid across restarts.
+storage service, whose accounts it keeps in a cache (exact: its own commits
+update it, and a watch of ``user/`` forgets what other writers change). The token
+signing key lives in storage too, so tokens stay valid across restarts.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from teaclave.services.authentication.accounts import Accounts, Bootstrap
 from teaclave.services.authentication.service import register_api, register_internal
 from teaclave.services.authentication.throttle import LoginThrottle
 from teaclave.services.authentication.tokens import TokenSigner, load_signing_key
-from teaclave.services.authentication.users import Users
+from teaclave.services.authentication.users import MAX_CACHED_USERS, User, Users
 from teaclave.services.base import ServiceEnv
+from teaclave.storage import keys
 from teaclave.storage.api import Store
+from teaclave.storage.cache import RecordCache
 from teaclave.storage.remote import RemoteStore
+from teaclave.storage.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +63,16 @@ def _refuse_dev_admin_in_production(accounts: Accounts, config: Config) -> None:
         )
 
 
-def open_accounts(store: Store, config: Config) -> Accounts:
-    """The account logic over ``store``, with the configured first admin in place.
+def open_accounts(store: Store, config: Config, cache: RecordCache[User] | None = None) -> Accounts:
+    """The account logic over ``store`` (accounts kept in ``cache``; default: a new one),
+    with the configured first admin in place.
 
     A bootstrap admin that was deleted stays deleted; the service starts
     anyway and says so in its log. In production mode the service refuses to
     start while ``admin`` has the password ``teaclave`` (FAILED_PRECONDITION).
     """
     signer = TokenSigner(load_signing_key(store), config.auth.token_lifetime_secs)
-    accounts = Accounts(Users(store, config.auth), signer, LoginThrottle())
+    accounts = Accounts(Users(store, config.auth, cache=cache), signer, LoginThrottle())
     password = config.admin_password()
     if password:
         remedy = (
@@ -90,11 +95,11 @@ def open_accounts(store: Store, config: Config) -> Accounts:
 
 
 def _open_when_storage_is_up(
-    store: Store, config: Config, stop: threading.Event
+    store: Store, config: Config, cache: RecordCache[User], stop: threading.Event
 ) -> Accounts | None:
     while True:
         try:
-            return open_accounts(store, config)
+            return open_accounts(store, config, cache)
         except TeaclaveError as exc:
             if exc.status is not Status.UNAVAILABLE:
                 raise
@@ -106,16 +111,24 @@ def _open_when_storage_is_up(
 def main(env: ServiceEnv, stop: threading.Event) -> None:
     """Serve both endpoints until ``stop`` is set."""
     storage = env.peer("storage")
+    store = RemoteStore(storage)
+    cache = RecordCache[User](MAX_CACHED_USERS)
+    users_changes = Watcher(store, [keys.USER], max_waiters=0, on_changes=cache.changed)
     try:
-        accounts = _open_when_storage_is_up(RemoteStore(storage), env.config, stop)
+        accounts = _open_when_storage_is_up(store, env.config, cache, stop)
         if accounts is None:
             return
-        servers = [
-            env.serve("authentication_api", register_api(accounts), public=True),
-            env.serve("authentication", register_internal(accounts)),
-        ]
-        stop.wait()
-        for server in servers:
-            server.stop(STOP_GRACE_SECS).wait()
+        users_changes.start()
+        try:
+            servers = [
+                env.serve("authentication_api", register_api(accounts), public=True),
+                env.serve("authentication", register_internal(accounts)),
+            ]
+            stop.wait()
+            for server in servers:
+                server.stop(STOP_GRACE_SECS).wait()
+        finally:
+            users_changes.close()
+            users_changes.join()
     finally:
         storage.close()

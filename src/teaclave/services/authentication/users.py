@@ -6,6 +6,10 @@ tokens stop working. A new account starts at a random generation.
 
 A deleted account leaves a tombstone: its id is never given to anyone else,
 who would otherwise inherit the files, tasks and functions recorded under it.
+
+Accounts read for a login or a token check come from a
+:class:`~teaclave.storage.cache.RecordCache` when it has them; changes of an
+account always read it from storage, and put what they commit into the cache.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.roles import Role
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Store, Write
+from teaclave.storage.cache import RecordCache
+
+MAX_CACHED_USERS = 10_000
+"""Accounts the cache keeps at most (well under 1 KB each)."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,17 @@ class Users:
     """The account table, over a :class:`Store` with optimistic concurrency."""
 
     def __init__(
-        self, store: Store, config: AuthConfig, hasher: type[PasswordHasher] = PasswordHasher
+        self,
+        store: Store,
+        config: AuthConfig,
+        hasher: type[PasswordHasher] = PasswordHasher,
+        cache: RecordCache[User] | None = None,
     ) -> None:
-        """``hasher``: the argon2id hasher class, given ``config``'s cost (tests count calls)."""
+        """``hasher``: the argon2id hasher class, given ``config``'s cost (tests count
+        calls); ``cache``: of the accounts by key, kept exact by this object's commits and
+        by a watch of ``user/`` (:meth:`RecordCache.changed`) (default: a new one)."""
         self._store = store
+        self._cache = cache if cache is not None else RecordCache[User](MAX_CACHED_USERS)
         self._hasher = hasher(
             time_cost=config.argon2_time_cost,
             memory_cost=config.argon2_memory_kib,
@@ -92,8 +107,14 @@ class Users:
         return user is not None
 
     def get(self, user_id: str) -> User | None:
-        """The account ``user_id``, if any."""
-        user = self._read(user_id)[0]
+        """The account ``user_id``, if any (from the cache when it has it)."""
+        key = keys.USER + user_id
+        user = self._cache.get(key)
+        if user is None:
+            epoch = self._cache.epoch()
+            user = self._read(user_id)[0]
+            if user is not None:
+                self._cache.fill(key, user, epoch)
         return None if user is None or user.deleted else user
 
     def all(self) -> list[User]:
@@ -118,10 +139,15 @@ class Users:
             if stored is not None and stored.deleted:
                 raise RetiredId
             record = updated or _tombstone(stored)
+            epoch = self._cache.epoch()
             try:
                 self._store.commit([(key, version)], [Write(key, codec.encode(record))])
             except Conflict:
                 continue
+            except BaseException:
+                self._cache.forget([key])  # committed or not: unknown
+                raise
+            self._cache.put(key, record, epoch)
             return updated
 
     def _read(self, user_id: str) -> tuple[User | None, int]:

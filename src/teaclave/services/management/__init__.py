@@ -52,8 +52,8 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     try:
         stop.wait()
     finally:
-        task_changes.close()  # waiting calls answer with the task as it stands
+        task_changes.close()  # ends its watch; waiting calls answer with the task as it stands
         server.stop(STOP_GRACE_SECS).wait()
         checkpoints.join()
-        peer.close()  # ends the watch in flight
+        peer.close()
         task_changes.join()

@@ -44,8 +44,8 @@ def main(
     watcher = threading.Thread(target=scheduler.watch, args=(stop,), name="scheduler-liveness")
     watcher.start()
     stop.wait()
-    queue.close()  # waiting executors are answered
+    queue.close()  # ends its watch; waiting executors are answered
     server.stop(STOP_GRACE_SECS).wait()
     watcher.join()
-    storage.close()  # ends the queue's watch in flight
+    storage.close()
     queue.join()

@@ -25,7 +25,10 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     store = SqliteStore(data / DB_FILE, load_or_create_sealing_key(data))
     try:
         servicer = StorageServicer(
-            store, page_bytes=env.config.max_message_bytes // 2, changes=store.changes
+            store,
+            page_bytes=env.config.max_message_bytes // 2,
+            changes=store.changes,
+            max_watches=env.config.storage.max_watch_streams,
         )
 
         def register(server: grpc.Server) -> None:
@@ -34,7 +37,7 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
         with metrics.collecting(RecordCollector(store.count)):
             server = env.serve("storage", register)
             stop.wait()
-            store.changes.close()  # answer the watchers: nothing waits out the grace period
+            store.changes.close()  # end the watch streams: nothing waits out the grace period
             server.stop(STOP_GRACE_SECS).wait()
     finally:
         store.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 
 import grpc
 
-from teaclave.core.errors import invalid_argument, permission_denied
+from teaclave.core.errors import Status, TeaclaveError, invalid_argument, permission_denied
 from teaclave.core.waiting import wait_secs
 from teaclave.proto import teaclave_storage_service_pb2 as pb
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
@@ -19,7 +20,7 @@ MAX_ITEMS = 1000
 """Most keys per Get, checks or writes per Commit, prefixes per Watch, records per Scan page."""
 MAX_KEY_CHARS = 1024
 MAX_WATCH_SECS = 60.0
-"""Longest wait of one Watch."""
+"""Longest life of one Watch stream (the watcher then opens another)."""
 
 
 def _check_count(what: str, count: int) -> None:
@@ -45,12 +46,17 @@ def _message(record: Record) -> pb.Record:
 
 class StorageServicer(pb_grpc.TeaclaveStorageServicer):
     """Serves one :class:`Store` and the log of its ``changes``; pages are cut at
-    ``page_bytes`` of values."""
+    ``page_bytes`` of values; at most ``max_watches`` Watch streams are open at once
+    (each holds one of the server's threads)."""
 
-    def __init__(self, store: Store, page_bytes: int, changes: ChangeLog) -> None:
+    def __init__(
+        self, store: Store, page_bytes: int, changes: ChangeLog, *, max_watches: int
+    ) -> None:
         self._store = store
         self._page_bytes = page_bytes
         self._changes = changes
+        self._max_watches = max_watches
+        self._watches = threading.BoundedSemaphore(max_watches)
 
     def Get(  # noqa: N802
         self, request: pb.GetRequest, context: grpc.ServicerContext
@@ -89,14 +95,24 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
 
     def Watch(  # noqa: N802
         self, request: pb.WatchRequest, context: grpc.ServicerContext
-    ) -> pb.WatchResponse:
+    ) -> Iterator[pb.WatchResponse]:
         if not request.prefixes:
             raise invalid_argument("no prefix to watch")
         _check_count("prefixes", len(request.prefixes))
         _check_keys(request.prefixes, what="prefix")
-        timeout = wait_secs(request.timeout_ms, MAX_WATCH_SECS, context.time_remaining())
-        context.add_callback(self._changes.interrupt)  # a caller gone stops waiting
-        changes = self._changes.watch(
-            list(request.prefixes), request.since, timeout, active=context.is_active
-        )
-        return pb.WatchResponse(version=changes.version, keys=changes.keys, lost=changes.lost)
+        if not self._watches.acquire(blocking=False):
+            raise TeaclaveError(
+                Status.RESOURCE_EXHAUSTED,
+                f"too many watches open (at most {self._max_watches}); try again later",
+            )
+        try:
+            lifetime = wait_secs(request.timeout_ms, MAX_WATCH_SECS, context.time_remaining())
+            watch = self._changes.watch(list(request.prefixes), request.since, lifetime)
+            if not context.add_callback(watch.cancel):  # a caller gone ends the stream
+                return  # gone already
+            for changes in watch:
+                yield pb.WatchResponse(
+                    version=changes.version, keys=changes.keys, lost=changes.lost
+                )
+        finally:
+            self._watches.release()
