@@ -14,6 +14,7 @@ from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
 from teaclave.executor.launcher import Launcher
 from teaclave.executor.sandbox import View
+from teaclave.executor.zygote import ENVIRONMENT
 from teaclave.observability.stages import Report
 from teaclave.proto.teaclave_common_pb2 import TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
@@ -70,7 +71,11 @@ def test_the_working_directory_and_environment_stay_out_of_the_import_path(
         (planted / f"{name}.py").write_text(f"open({str(tmp_path / name)!r}, 'w').close()\n")
     staged = psi_task(tmp_path)
     envelope = worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged)
-    environment = {"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "json.py")}
+    environment = {
+        **ENVIRONMENT,  # the one-thread settings the zygote needs
+        "PYTHONPATH": str(planted),
+        "PYTHONSTARTUP": str(planted / "json.py"),
+    }
     # The zygote even tries to preload the planted module.
     with closing(
         Launcher(("teaclave_marker",), directory=str(planted), environment=environment)

@@ -11,6 +11,7 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
 import json
 import types
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -53,6 +54,35 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+@functools.cache
+def _fields(cls: Any) -> tuple[tuple[str, Any, bool], ...]:
+    """Each field of the dataclass ``cls``: its name, type, and whether it has a default
+    (resolving the type hints is slow: once per class)."""
+    hints = get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
+def resolve(tp: Any, seen: set[Any] | None = None) -> None:
+    """Resolve the field types of the dataclasses in ``tp`` now, not at their first decode
+    (e.g. in a process that forks many that decode them)."""
+    seen = set() if seen is None else seen
+    if tp in seen:
+        return
+    seen.add(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        for _, hint, _ in _fields(tp):
+            resolve(hint, seen)
+    for arg in get_args(tp):
+        resolve(arg, seen)
+
+
 def _from_plain(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -69,20 +99,17 @@ def _from_plain(tp: Any, value: Any, where: str) -> Any:
         raise CodecError(f"{where}: no union member matches")
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise CodecError(f"{where}: expected object")
-        hints = get_type_hints(tp)
         kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name not in value:
-                if f.default is not dataclasses.MISSING or f.default_factory is not (
-                    dataclasses.MISSING
-                ):
+        for name, hint, optional in _fields(tp):
+            if name not in value:
+                if optional:
                     continue
-                raise CodecError(f"{where}.{f.name}: missing")
-            kwargs[f.name] = _from_plain(hints[f.name], value[f.name], f"{where}.{f.name}")
-        return tp(**kwargs)  # type: ignore[operator]
+                raise CodecError(f"{where}.{name}: missing")
+            kwargs[name] = _from_plain(hint, value[name], f"{where}.{name}")
+        return tp(**kwargs)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)

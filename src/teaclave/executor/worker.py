@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import struct
+import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -28,6 +29,7 @@ from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
 from teaclave.executor.sandbox import View
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
+from teaclave.functions import registry
 from teaclave.observability import stages
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
@@ -46,6 +48,16 @@ class Settings:
     """The sandbox to fork before the task is read: "" (none), "python", "wamr" or "wasi"."""
     view: View | None
     """What the sandbox may read (None: the worker works it out)."""
+
+
+def prepare() -> None:
+    """Do once, in the zygote before it forks, what each task process would otherwise do
+    first: import every built-in, resolve the settings' field types and find the
+    temporary directory (the forks inherit all three)."""
+    for name in registry.LOCATIONS:
+        registry.lookup(name)
+    codec.resolve(Settings)
+    tempfile.gettempdir()
 
 
 def encode_envelope(

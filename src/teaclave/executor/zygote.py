@@ -4,7 +4,7 @@
 started by the execution service (:mod:`teaclave.executor.launcher`) isolated: ``-I``,
 working directory :data:`DIRECTORY`, environment :data:`ENVIRONMENT`, a session of
 its own. It dies with its parent (PR_SET_PDEATHSIG), imports the task runtime
-(:mod:`teaclave.executor.worker`), the Wasm executors (wasmtime) and each MODULE (the
+(:mod:`teaclave.executor.worker`, every built-in: :func:`~teaclave.executor.worker.prepare`), the Wasm executors (wasmtime) and each MODULE (the
 allowed Python modules), checks that it is still single-threaded, reports
 :data:`READY` and then serves fork requests on its stdin, a unix ``SOCK_SEQPACKET``
 socket, until the service closes it.
@@ -155,6 +155,7 @@ def main(argv: list[str]) -> None:
         sys.exit(1)
     with contextlib.suppress(TeaclaveError):  # a module that does not import fails its tasks
         preload(tuple(argv[1:]))
+    worker.prepare()
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         sys.exit(f"zygote: {threads} threads run after the imports; sandboxes need one")

@@ -1,8 +1,9 @@
 """Every built-in function by name. Adding one: write its module, add it to ``LOCATIONS``.
 
-A built-in's module is imported when the function is first looked up: a task
-process loads only its own function (numpy, scikit-learn and OpenCV cost a
-task that does not use them a tenth of a second).
+A built-in's module is imported when the function is first looked up (the
+zygote looks up every one before it forks task processes; a process that runs
+one built-in alone loads only its own: scikit-learn and OpenCV, imported inside
+their functions, cost a task that does not use them a tenth of a second).
 """
 
 from __future__ import annotations
