@@ -4,8 +4,9 @@
 started by the execution service (:mod:`teaclave.executor.launcher`) isolated: ``-I``,
 working directory :data:`DIRECTORY`, environment :data:`ENVIRONMENT`, a session of
 its own. It dies with its parent (PR_SET_PDEATHSIG), imports the task runtime
-(:mod:`teaclave.executor.worker`, every built-in: :func:`~teaclave.executor.worker.prepare`), the Wasm executors (wasmtime) and each MODULE (the
-allowed Python modules), checks that it is still single-threaded, reports
+(:mod:`teaclave.executor.worker`, with every built-in:
+:func:`~teaclave.executor.worker.prepare`), the Wasm executors (wasmtime) and each
+MODULE (the allowed Python modules), checks that it is still single-threaded, reports
 :data:`READY` and then serves fork requests on its stdin, a unix ``SOCK_SEQPACKET``
 socket, until the service closes it.
 
