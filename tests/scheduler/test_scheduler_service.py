@@ -25,6 +25,7 @@ from teaclave.core.model import (
     TaskResult,
     TaskStatus,
 )
+from teaclave.observability import metrics
 from teaclave.proto import teaclave_common_pb2 as common_pb
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.proto import teaclave_scheduler_service_pb2_grpc as pb_grpc
@@ -344,6 +345,35 @@ def test_ok_result_finishes_and_writes_cmacs(platform: Platform, executor) -> No
     assert platform.output(output.uuid) == written
     error = rpc_error(lambda: report(executor, "e1", task.uuid, ok({})))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def storage_gets() -> float:
+    """Get calls the storage service answered so far (services run in this process)."""
+    counter = metrics.RPC_SERVER_HANDLED.labels("storage", "TeaclaveStorage/Get", "OK")
+    return float(counter._value.get())
+
+
+def test_the_report_of_a_claimed_task_reads_nothing_first(platform: Platform, executor) -> None:
+    """The scheduler committed the Running task itself: its report starts from that."""
+    task = platform.stage()
+    assert await_task(executor, "e1", 0).task_id == task.uuid
+    before = storage_gets()
+    report(executor, "e1", task.uuid, ok({}))
+    assert storage_gets() == before
+    assert platform.task(task.uuid).status is TaskStatus.FINISHED
+
+
+def test_a_change_after_the_claim_survives_the_report(platform: Platform, executor) -> None:
+    """What the scheduler remembers of its claim is only a first guess: a task changed
+    since (a cancel asked for) fails the report's commit, which reads it again."""
+    task = platform.stage()
+    assert await_task(executor, "e1", 0).task_id == task.uuid
+    platform.put(keys.TASK + task.uuid, replace(platform.task(task.uuid), cancel_requested=True))
+    before = storage_gets()
+    report(executor, "e1", task.uuid, ok({}))
+    assert storage_gets() > before
+    finished = platform.task(task.uuid)
+    assert (finished.status, finished.cancel_requested) == (TaskStatus.FINISHED, True)
 
 
 def test_err_result_is_finished_with_reason(platform: Platform, executor) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from functools import partial
@@ -39,6 +40,9 @@ T = TypeVar("T")
 Checks = list[tuple[str, int]]
 
 MAX_ATTEMPTS = 16
+MAX_REMEMBERED = 4096
+"""Most claimed tasks a scheduler remembers as it committed them (a report of one
+needs no read of storage first)."""
 WATCH_INTERVAL_SECS = 0.5
 CANCELED_REASON = "Task Canceled by the user"
 TIMEOUT_REASON = "Runtime Error: Executor Timeout"
@@ -75,10 +79,35 @@ class Scheduler:
         self._queue = queue
         self._started = liveness.now()
         self._orphans: set[tuple[str, str]] = set()
+        self._claimed: OrderedDict[str, tuple[Task, int]] = OrderedDict()
+        self._claimed_lock = threading.Lock()
 
     def _load(self, task_uuid: str) -> tuple[Task | None, int]:
         record = self._store.get([keys.TASK + task_uuid])[0]
         return (decode(Task, record.value) if record.exists else None), record.version
+
+    def _remember(self, task: Task, version: int | None) -> None:
+        """Keep ``task`` as this scheduler committed it at ``version`` (None: forget it)."""
+        with self._claimed_lock:
+            self._claimed.pop(task.uuid, None)
+            if version is not None:
+                self._claimed[task.uuid] = (task, version)
+                while len(self._claimed) > MAX_REMEMBERED:
+                    self._claimed.popitem(last=False)
+
+    def _reads(self, task_uuid: str) -> Callable[[], tuple[Task | None, int]]:
+        """Reads of ``task_uuid`` for the attempts of one step: the first gives the task as
+        this scheduler claimed it, if it did (the step's commit checks that version: any
+        change since makes it conflict), every later one reads storage."""
+        with self._claimed_lock:
+            first = self._claimed.pop(task_uuid, None)
+
+        def read() -> tuple[Task | None, int]:
+            nonlocal first
+            known, first = first, None
+            return known or self._load(task_uuid)
+
+        return read
 
     def _queue_head(self) -> Record | None:
         head = self._store.scan(keys.STAGED, limit=1)
@@ -154,8 +183,9 @@ class Scheduler:
                 writes.append(Write(task_key, encode(task)))
                 if task.status.ended:
                     self._add_output_writes(task, self._output_records(task), {}, checks, writes)
-            self._store.commit(checks, writes)
-            if handed_out is not None:
+            version = self._store.commit(checks, writes)
+            if handed_out is not None and task is not None:
+                self._remember(task, version)
                 observe.task_pulled(handed_out, entry.key, began)
                 return handed_out
             if task is not None and task.status.ended:
@@ -185,11 +215,18 @@ class Scheduler:
     def report(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
         """Record the outcome ``executor_id`` reports for ``task_uuid``."""
         self._liveness.seen(executor_id)
-        _retrying(lambda: self._report_once(executor_id, task_uuid, result))
+        read = self._reads(task_uuid)
+        _retrying(lambda: self._report_once(executor_id, task_uuid, result, read))
         self._liveness.release(executor_id, task_uuid)
 
-    def _report_once(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
-        task, version = self._load(task_uuid)
+    def _report_once(
+        self,
+        executor_id: str,
+        task_uuid: str,
+        result: TaskResult,
+        read: Callable[[], tuple[Task | None, int]],
+    ) -> None:
+        task, version = read()
         if task is None:
             raise TeaclaveError(Status.NOT_FOUND, f"task {task_uuid} not found")
         if task.status is TaskStatus.CANCELED:
@@ -273,6 +310,7 @@ class Scheduler:
             records = self._output_records(ended)
         self._add_output_writes(ended, records, written or {}, checks, writes)
         self._store.commit(checks, writes)
+        self._remember(ended, None)
         observe.task_ended(ended)
 
     def fail_lost(self, executor_id: str, task_uuid: str, reason: str = TIMEOUT_REASON) -> None:
