@@ -395,3 +395,77 @@ def test_a_restarted_store_wakes_every_waiter() -> None:
     finally:
         watcher.close()
         watcher.join(LONG)
+
+
+class Delivered:
+    """A watcher of ``task/`` over ``store`` that tells when it delivered a version."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.version = 0
+        self._changed = threading.Condition()
+        self.watcher = Watcher(
+            Source(store.changes), ["task/"], max_waiters=2, on_changes=self._seen
+        )
+
+    def _seen(self, changes: Changes) -> None:
+        with self._changed:
+            self.version = changes.version
+            self._changed.notify_all()
+
+    def through(self, version: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.version >= version, LONG)
+
+
+@pytest.fixture
+def delivered(store: SqliteStore):
+    watching = Delivered(store)
+    watching.watcher.start()
+    yield watching
+    watching.watcher.close()
+    store.changes.close()
+    watching.watcher.join(LONG)
+
+
+def test_a_value_read_before_the_wait_stands_until_its_key_changes(
+    store: SqliteStore, delivered: Delivered
+) -> None:
+    watcher = delivered.watcher
+    seen = store.commit([], [Write("task/1", b"0")])
+    delivered.through(store.commit([], [Write("task/2", b"other")]))  # another key
+    reads: list[bytes] = []
+
+    def read() -> bytes:
+        reads.append(value(store, "task/1"))
+        return reads[-1]
+
+    assert watcher.follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"0"
+    assert reads == []  # what the caller read stands: nothing under task/1 changed since
+    delivered.through(store.commit([], [Write("task/1", b"1")]))
+    assert watcher.follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"1"
+    assert reads == [b"1"]
+
+
+def test_a_value_older_than_what_the_watcher_remembers_is_read_again(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("teaclave.storage.watch.HISTORY", 2)
+    seen = store.commit([], [Write("task/1", b"0")])
+    watching = Delivered(store)
+    watching.watcher.start()
+    try:
+        for n in range(3):  # batches about other keys push ``seen`` out of the history
+            watching.through(store.commit([], [Write(f"task/other{n}", b"")]))
+        reads: list[bytes] = []
+
+        def read() -> bytes:
+            reads.append(value(store, "task/1"))
+            return reads[-1]
+
+        follow = watching.watcher.follow
+        assert follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"0"
+        assert reads == [b"0"]  # read again, to be sure
+    finally:
+        watching.watcher.close()
+        store.changes.close()
+        watching.watcher.join(LONG)

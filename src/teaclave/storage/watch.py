@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -33,6 +34,8 @@ WATCH_SECS = 60.0
 """How long one watch stream of the store lasts (then it is renewed)."""
 FIRST_RETRY_SECS = 0.05
 MAX_RETRY_SECS = 2.0
+HISTORY = 1024
+"""Batches of changes remembered (for values read before their waiter registered)."""
 
 
 class _Waiter:
@@ -68,6 +71,8 @@ class Watcher:
         self._waiters: set[_Waiter] = set()
         self._stream: ChangeStream | None = None
         self._since = 0  # everything the store still knows of (or: lost, if it forgot some)
+        # The last batches delivered: (from version, to version, keys; None: lost).
+        self._history: deque[tuple[int, int, tuple[str, ...] | None]] = deque(maxlen=HISTORY)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
@@ -99,6 +104,7 @@ class Watcher:
         timeout: float,
         *,
         on_gone: Callable[[Callable[[], None]], object] | None = None,
+        first: tuple[T, int] | None = None,
     ) -> T:
         """``read()`` again each time something under ``prefix`` changes, until ``done``
         of its value or ``timeout`` seconds passed (or the watcher closed); its last value.
@@ -107,14 +113,17 @@ class Watcher:
         is returned if ``done``, else RESOURCE_EXHAUSTED. ``on_gone``: registers a
         callback to run once the caller is gone (e.g. a gRPC context's ``add_callback``);
         the wait then ends with the last value, not reading again (a read may act on
-        the caller's behalf, e.g. claim a task for it).
+        the caller's behalf, e.g. claim a task for it). ``first``: a value the caller
+        read already and the store's version it read it at: it stands for the first
+        read unless a change under ``prefix`` after that version may have come.
         """
         deadline = time.monotonic() + timeout
-        with self._slot(prefix) as waiter:
+        with self._slot(prefix, first[1] if first else None) as waiter:
             if waiter is not None and on_gone is not None:
                 on_gone(waiter.leave)
+            stale = first is None or (waiter is not None and waiter.changed.is_set())
+            value = read() if stale or first is None else first[0]
             while True:
-                value = read()
                 if done(value):
                     return value
                 if waiter is None:
@@ -128,15 +137,19 @@ class Watcher:
                 if waiter.gone.is_set():
                     return value
                 waiter.changed.clear()  # before reading again: a later change sets it anew
+                value = read()
 
     @contextmanager
-    def _slot(self, prefix: str) -> Iterator[_Waiter | None]:
-        """A registered waiter for ``prefix``, or None when ``max_waiters`` wait already."""
+    def _slot(self, prefix: str, seen: int | None = None) -> Iterator[_Waiter | None]:
+        """A registered waiter for ``prefix``, or None when ``max_waiters`` wait already;
+        already set if something under it may have changed after version ``seen``."""
         waiter = _Waiter(prefix)
         with self._lock:
             full = len(self._waiters) >= self._max_waiters
             if not full:
                 self._waiters.add(waiter)
+                if seen is not None and self._changed_after(prefix, seen):
+                    waiter.changed.set()
         if full:
             yield None
             return
@@ -146,9 +159,25 @@ class Watcher:
             with self._lock:
                 self._waiters.discard(waiter)
 
-    def _wake(self, changes: Changes) -> None:
-        self._on_changes(changes)
+    def _changed_after(self, prefix: str, seen: int) -> bool:
+        """Whether a delivered change under ``prefix`` may be later than version ``seen``
+        (those not delivered yet will wake the waiters then). Under the lock."""
+        delivered = self._history[-1][1] if self._history else 0
+        if seen >= delivered:
+            return False
+        if not self._history or self._history[0][0] > seen:
+            return True  # not remembered that far back
+        return any(
+            keys is None or any(key.startswith(prefix) for key in keys)
+            for _, version, keys in self._history
+            if version > seen
+        )
+
+    def _wake(self, since: int, changes: Changes) -> None:
+        if changes.any:
+            self._on_changes(changes)
         with self._lock:
+            self._history.append((since, changes.version, None if changes.lost else changes.keys))
             for waiter in self._waiters:
                 if changes.lost or any(key.startswith(waiter.prefix) for key in changes.keys):
                     waiter.changed.set()
@@ -171,9 +200,8 @@ class Watcher:
             try:
                 for changes in self._open() or ():
                     received = True
-                    self._since = changes.version
-                    if changes.any:
-                        self._wake(changes)
+                    since, self._since = self._since, changes.version
+                    self._wake(since, changes)
             except Exception as exc:  # the store is unreachable: nothing is committed either
                 if self._stop.is_set():
                     break

@@ -41,6 +41,10 @@ class Txn:
             value = self._reads[key]
         return None if value is None else decode(cls, value)
 
+    def version(self, key: str) -> int:
+        """The version ``key`` was read at (0: absent); KeyError if it was not read."""
+        return self._versions[key]
+
     def prefetch(self, keys: Iterable[str]) -> None:
         """Read those of ``keys`` not read yet, in one round trip (for :meth:`find` to see)."""
         missing = [k for k in dict.fromkeys(keys) if k not in self._reads and k not in self._writes]

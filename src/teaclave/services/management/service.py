@@ -282,11 +282,13 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         most = WAITS_SECS["wait_task"]
         timeout = wait_secs(call.request.timeout_ms, most, call.remaining, REPLY_MARGIN_SECS)
         if not task.status.ended and timeout > 0:
+            key = keys.TASK + task_uuid
             task = self._task_changes.follow(
-                keys.TASK + task_uuid,
+                key,
                 lambda: tasks.load_task(Txn(self._store), task_uuid),
                 _ended,
                 timeout,
+                first=(task, txn.version(key)),
             )
         return task_response(task)
 
