@@ -80,10 +80,22 @@ class ChangeLog:
         after ``timeout`` seconds, when ``active()`` turns false (checked whenever
         :meth:`interrupt` is called) or once the log is closed."""
         wanted = tuple(prefixes)
+        checked = since  # commits up to here touched nothing watched
+
+        def answer_now() -> bool:
+            nonlocal checked
+            if self._closed or not active() or not self._floor <= since <= self._version:
+                return True
+            for version, keys in reversed(self._entries):  # only the commits not checked yet
+                if version <= checked:
+                    break
+                if any(key.startswith(wanted) for key in keys):
+                    return True
+            checked = self._version
+            return False
+
         with self._changed:
-            self._changed.wait_for(
-                lambda: self._closed or not active() or self._after(wanted, since).any, timeout
-            )
+            self._changed.wait_for(answer_now, timeout)
             return self._after(wanted, since)
 
     def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> Following:
