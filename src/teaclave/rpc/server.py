@@ -154,6 +154,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, name: str, check: _PeerCheck | None) -> None:
         self._name = name
         self._check = check
+        self._guarded: dict[str, Any] = {}  # method -> its guarded handler (methods are fixed)
 
     @contextlib.contextmanager
     def _guarding(self, method: str, context: grpc.ServicerContext) -> Iterator[str]:
@@ -177,10 +178,18 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
+        method = details.method
+        if (known := self._guarded.get(method)) is not None:
+            return known
         handler = continuation(details)
         if handler is None or handler.request_streaming:
             return None
-        method = details.method
+        guarded = self._guard(method, handler)
+        self._guarded[method] = guarded
+        return guarded
+
+    def _guard(self, method: str, handler: Any) -> Any:
+        """``handler`` of ``method`` behind the guard."""
         public = self._check is None
         if handler.unary_stream is not None:
             stream = handler.unary_stream
