@@ -159,7 +159,12 @@ def test_single_party_flow_stages_a_complete_task(
     assert usage.current_usage == 1
 
     gcm = common.FileCryptoInfo(schema="aes-gcm-128", key=bytes(16), iv=bytes(12))
-    assert _staged(scheduler_store) == [
+    [entry] = scheduler_store.scan(keys.STAGED)
+    queued = sched.StagedTask.FromString(entry.value)
+    # The entry carries the task record as committed with it, at its version.
+    assert (decode(Task, queued.task_record), entry.version) == _stored(scheduler_store, task_id)
+    queued.ClearField("task_record")
+    assert [queued] == [
         sched.StagedTask(
             task_id=_uuid(task_id),
             function_id=function_id,

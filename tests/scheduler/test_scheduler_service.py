@@ -74,6 +74,24 @@ class LivenessClock:
             assert self._changed.wait_for(lambda: self._reads >= wanted, WAIT_SECS)
 
 
+def new_task(status: TaskStatus, **changes: object) -> Task:
+    return replace(
+        Task(
+            uuid=new_uuid(),
+            creator="alice",
+            function_id=new_uuid(),
+            function_owner="alice",
+            function_arguments='{"k":"v"}',
+            executor=Executor.BUILTIN,
+            inputs_ownership={},
+            outputs_ownership={},
+            participants=frozenset({"alice"}),
+            status=status,
+        ),
+        **changes,
+    )
+
+
 class Platform:
     """Storage (and, once started, the scheduler) running; a management store; an executor."""
 
@@ -116,28 +134,15 @@ class Platform:
         return pb_grpc.TeaclaveSchedulerStub(self._peer("execution", "scheduler").channel())
 
     def put_task(self, status: TaskStatus, **changes: object) -> Task:
-        task = replace(
-            Task(
-                uuid=new_uuid(),
-                creator="alice",
-                function_id=new_uuid(),
-                function_owner="alice",
-                function_arguments='{"k":"v"}',
-                executor=Executor.BUILTIN,
-                inputs_ownership={},
-                outputs_ownership={},
-                participants=frozenset({"alice"}),
-                status=status,
-            ),
-            **changes,
-        )
+        task = new_task(status, **changes)
         self.store.commit([], [Write(keys.TASK + task.uuid, encode(task))])
         return task
 
-    def stage(self, *, reserve: bool = True, **changes: object) -> Task:
-        """A Staged task and its queue record, as InvokeTask writes them (``reserve``: and
-        its outputs reserved for it; without, as staged before reservations existed)."""
-        task = self.put_task(TaskStatus.STAGED, **changes)
+    def stage(self, *, reserve: bool = True, recorded: bool = True, **changes: object) -> Task:
+        """A Staged task and its queue entry, committed together as InvokeTask does
+        (``reserve``: its outputs reserved for it, ``recorded``: the entry carrying the
+        task record; without either, as staged by earlier versions)."""
+        task = new_task(TaskStatus.STAGED, **changes)
         if reserve:
             for output in task.assigned_outputs.values():
                 current = self.output(output.uuid)
@@ -152,9 +157,13 @@ class Platform:
             function_arguments=task.function_arguments,
             outputs=[pb.StagedOutput(name=n, url=o.url) for n, o in task.assigned_outputs.items()],
             user_id=task.creator,
+            task_record=encode(task) if recorded else b"",
         )
         key = keys.staged_key(self._sequence, task.uuid)
-        self.store.commit([], [Write(key, staged.SerializeToString())])
+        self.store.commit(
+            [],
+            [Write(keys.TASK + task.uuid, encode(task)), Write(key, staged.SerializeToString())],
+        )
         return task
 
     def task(self, task_uuid: str) -> Task:
@@ -351,6 +360,26 @@ def storage_gets() -> float:
     """Get calls the storage service answered so far (services run in this process)."""
     counter = metrics.RPC_SERVER_HANDLED.labels("storage", "TeaclaveStorage/Get", "OK")
     return float(counter._value.get())
+
+
+def test_a_claim_takes_the_task_as_its_queue_entry_recorded_it(
+    platform: Platform, executor
+) -> None:
+    task = platform.stage()
+    before = storage_gets()
+    staged = await_task(executor, "e1", 0)
+    assert storage_gets() == before  # the entry's record, committed with the task
+    assert (staged.task_id, staged.task_record) == (task.uuid, b"")  # not sent on
+    running = platform.task(task.uuid)
+    assert running == replace(task, status=TaskStatus.RUNNING, executor_id="e1")
+
+
+def test_a_queue_entry_without_the_task_record_is_claimed_too(platform: Platform, executor) -> None:
+    task = platform.stage(recorded=False)  # queued by an earlier version
+    before = storage_gets()
+    assert await_task(executor, "e1", 0).task_id == task.uuid
+    assert storage_gets() > before
+    assert platform.task(task.uuid).status is TaskStatus.RUNNING
 
 
 def test_the_report_of_a_claimed_task_reads_nothing_first(platform: Platform, executor) -> None:

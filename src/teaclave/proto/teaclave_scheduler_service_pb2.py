@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from teaclave.proto import teaclave_common_pb2 as teaclave_dot_proto_dot_teaclave__common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/teaclave/proto/teaclave_scheduler_service.proto\x12 teaclave_scheduler_service_proto\x1a$teaclave/proto/teaclave_common.proto\"r\n\x0bStagedInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04\x63mac\x18\x03 \x01(\x0c\x12:\n\x0b\x63rypto_info\x18\x04 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"e\n\x0cStagedOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12:\n\x0b\x63rypto_info\x18\x03 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"\xd0\x02\n\nStagedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x15\n\rfunction_name\x18\x03 \x01(\t\x12\x15\n\rexecutor_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\x12\x1a\n\x12\x66unction_arguments\x18\x06 \x01(\t\x12\x18\n\x10\x66unction_payload\x18\x07 \x01(\x0c\x12=\n\x06inputs\x18\x08 \x03(\x0b\x32-.teaclave_scheduler_service_proto.StagedInput\x12?\n\x07outputs\x18\t \x03(\x0b\x32..teaclave_scheduler_service_proto.StagedOutput\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x15\n\rtrace_context\x18\x0b \x01(\t\"9\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\"*\n\x11HeartbeatResponse\x12\x15\n\rstop_task_ids\x18\x01 \x03(\t\"U\n\x10\x41waitTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t\"\\\n\x11\x41waitTaskResponse\x12\x41\n\x0bstaged_task\x18\x02 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTaskJ\x04\x08\x01\x10\x02\"@\n\x0fPullTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\"U\n\x10PullTaskResponse\x12\x41\n\x0bstaged_task\x18\x01 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTask\"O\n\x12StartUploadRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\"\x15\n\x13StartUploadResponse\"r\n\x17UpdateTaskResultRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x31\n\x06result\x18\x03 \x01(\x0b\x32!.teaclave_common_proto.TaskResult\"\x1a\n\x18UpdateTaskResultResponse2\xfa\x04\n\x11TeaclaveScheduler\x12t\n\tHeartbeat\x12\x32.teaclave_scheduler_service_proto.HeartbeatRequest\x1a\x33.teaclave_scheduler_service_proto.HeartbeatResponse\x12t\n\tAwaitTask\x12\x32.teaclave_scheduler_service_proto.AwaitTaskRequest\x1a\x33.teaclave_scheduler_service_proto.AwaitTaskResponse\x12q\n\x08PullTask\x12\x31.teaclave_scheduler_service_proto.PullTaskRequest\x1a\x32.teaclave_scheduler_service_proto.PullTaskResponse\x12z\n\x0bStartUpload\x12\x34.teaclave_scheduler_service_proto.StartUploadRequest\x1a\x35.teaclave_scheduler_service_proto.StartUploadResponse\x12\x89\x01\n\x10UpdateTaskResult\x12\x39.teaclave_scheduler_service_proto.UpdateTaskResultRequest\x1a:.teaclave_scheduler_service_proto.UpdateTaskResultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/teaclave/proto/teaclave_scheduler_service.proto\x12 teaclave_scheduler_service_proto\x1a$teaclave/proto/teaclave_common.proto\"r\n\x0bStagedInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04\x63mac\x18\x03 \x01(\x0c\x12:\n\x0b\x63rypto_info\x18\x04 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"e\n\x0cStagedOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12:\n\x0b\x63rypto_info\x18\x03 \x01(\x0b\x32%.teaclave_common_proto.FileCryptoInfo\"\xe5\x02\n\nStagedTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x15\n\rfunction_name\x18\x03 \x01(\t\x12\x15\n\rexecutor_type\x18\x04 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\x12\x1a\n\x12\x66unction_arguments\x18\x06 \x01(\t\x12\x18\n\x10\x66unction_payload\x18\x07 \x01(\x0c\x12=\n\x06inputs\x18\x08 \x03(\x0b\x32-.teaclave_scheduler_service_proto.StagedInput\x12?\n\x07outputs\x18\t \x03(\x0b\x32..teaclave_scheduler_service_proto.StagedOutput\x12\x0f\n\x07user_id\x18\n \x01(\t\x12\x15\n\rtrace_context\x18\x0b \x01(\t\x12\x13\n\x0btask_record\x18\x0c \x01(\x0c\"9\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\"*\n\x11HeartbeatResponse\x12\x15\n\rstop_task_ids\x18\x01 \x03(\t\"U\n\x10\x41waitTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x18\n\x10running_task_ids\x18\x03 \x03(\t\"\\\n\x11\x41waitTaskResponse\x12\x41\n\x0bstaged_task\x18\x02 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTaskJ\x04\x08\x01\x10\x02\"@\n\x0fPullTaskRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\"U\n\x10PullTaskResponse\x12\x41\n\x0bstaged_task\x18\x01 \x01(\x0b\x32,.teaclave_scheduler_service_proto.StagedTask\"O\n\x12StartUploadRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\"\x15\n\x13StartUploadResponse\"r\n\x17UpdateTaskResultRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x31\n\x06result\x18\x03 \x01(\x0b\x32!.teaclave_common_proto.TaskResult\"\x1a\n\x18UpdateTaskResultResponse2\xfa\x04\n\x11TeaclaveScheduler\x12t\n\tHeartbeat\x12\x32.teaclave_scheduler_service_proto.HeartbeatRequest\x1a\x33.teaclave_scheduler_service_proto.HeartbeatResponse\x12t\n\tAwaitTask\x12\x32.teaclave_scheduler_service_proto.AwaitTaskRequest\x1a\x33.teaclave_scheduler_service_proto.AwaitTaskResponse\x12q\n\x08PullTask\x12\x31.teaclave_scheduler_service_proto.PullTaskRequest\x1a\x32.teaclave_scheduler_service_proto.PullTaskResponse\x12z\n\x0bStartUpload\x12\x34.teaclave_scheduler_service_proto.StartUploadRequest\x1a\x35.teaclave_scheduler_service_proto.StartUploadResponse\x12\x89\x01\n\x10UpdateTaskResult\x12\x39.teaclave_scheduler_service_proto.UpdateTaskResultRequest\x1a:.teaclave_scheduler_service_proto.UpdateTaskResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGEDOUTPUT']._serialized_start=239
   _globals['_STAGEDOUTPUT']._serialized_end=340
   _globals['_STAGEDTASK']._serialized_start=343
-  _globals['_STAGEDTASK']._serialized_end=679
-  _globals['_HEARTBEATREQUEST']._serialized_start=681
-  _globals['_HEARTBEATREQUEST']._serialized_end=738
-  _globals['_HEARTBEATRESPONSE']._serialized_start=740
-  _globals['_HEARTBEATRESPONSE']._serialized_end=782
-  _globals['_AWAITTASKREQUEST']._serialized_start=784
-  _globals['_AWAITTASKREQUEST']._serialized_end=869
-  _globals['_AWAITTASKRESPONSE']._serialized_start=871
-  _globals['_AWAITTASKRESPONSE']._serialized_end=963
-  _globals['_PULLTASKREQUEST']._serialized_start=965
-  _globals['_PULLTASKREQUEST']._serialized_end=1029
-  _globals['_PULLTASKRESPONSE']._serialized_start=1031
-  _globals['_PULLTASKRESPONSE']._serialized_end=1116
-  _globals['_STARTUPLOADREQUEST']._serialized_start=1118
-  _globals['_STARTUPLOADREQUEST']._serialized_end=1197
-  _globals['_STARTUPLOADRESPONSE']._serialized_start=1199
-  _globals['_STARTUPLOADRESPONSE']._serialized_end=1220
-  _globals['_UPDATETASKRESULTREQUEST']._serialized_start=1222
-  _globals['_UPDATETASKRESULTREQUEST']._serialized_end=1336
-  _globals['_UPDATETASKRESULTRESPONSE']._serialized_start=1338
-  _globals['_UPDATETASKRESULTRESPONSE']._serialized_end=1364
-  _globals['_TEACLAVESCHEDULER']._serialized_start=1367
-  _globals['_TEACLAVESCHEDULER']._serialized_end=2001
+  _globals['_STAGEDTASK']._serialized_end=700
+  _globals['_HEARTBEATREQUEST']._serialized_start=702
+  _globals['_HEARTBEATREQUEST']._serialized_end=759
+  _globals['_HEARTBEATRESPONSE']._serialized_start=761
+  _globals['_HEARTBEATRESPONSE']._serialized_end=803
+  _globals['_AWAITTASKREQUEST']._serialized_start=805
+  _globals['_AWAITTASKREQUEST']._serialized_end=890
+  _globals['_AWAITTASKRESPONSE']._serialized_start=892
+  _globals['_AWAITTASKRESPONSE']._serialized_end=984
+  _globals['_PULLTASKREQUEST']._serialized_start=986
+  _globals['_PULLTASKREQUEST']._serialized_end=1050
+  _globals['_PULLTASKRESPONSE']._serialized_start=1052
+  _globals['_PULLTASKRESPONSE']._serialized_end=1137
+  _globals['_STARTUPLOADREQUEST']._serialized_start=1139
+  _globals['_STARTUPLOADREQUEST']._serialized_end=1218
+  _globals['_STARTUPLOADRESPONSE']._serialized_start=1220
+  _globals['_STARTUPLOADRESPONSE']._serialized_end=1241
+  _globals['_UPDATETASKRESULTREQUEST']._serialized_start=1243
+  _globals['_UPDATETASKRESULTREQUEST']._serialized_end=1357
+  _globals['_UPDATETASKRESULTRESPONSE']._serialized_start=1359
+  _globals['_UPDATETASKRESULTRESPONSE']._serialized_end=1385
+  _globals['_TEACLAVESCHEDULER']._serialized_start=1388
+  _globals['_TEACLAVESCHEDULER']._serialized_end=2022
 # @@protoc_insertion_point(module_scope)

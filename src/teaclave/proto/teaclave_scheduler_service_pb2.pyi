@@ -30,7 +30,7 @@ class StagedOutput(_message.Message):
     def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., crypto_info: _Optional[_Union[_teaclave_common_pb2.FileCryptoInfo, _Mapping]] = ...) -> None: ...
 
 class StagedTask(_message.Message):
-    __slots__ = ("task_id", "function_id", "function_name", "executor_type", "executor", "function_arguments", "function_payload", "inputs", "outputs", "user_id", "trace_context")
+    __slots__ = ("task_id", "function_id", "function_name", "executor_type", "executor", "function_arguments", "function_payload", "inputs", "outputs", "user_id", "trace_context", "task_record")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class StagedTask(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    TASK_RECORD_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     function_id: str
     function_name: str
@@ -53,7 +54,8 @@ class StagedTask(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[StagedOutput]
     user_id: str
     trace_context: str
-    def __init__(self, task_id: _Optional[str] = ..., function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., executor_type: _Optional[str] = ..., executor: _Optional[str] = ..., function_arguments: _Optional[str] = ..., function_payload: _Optional[bytes] = ..., inputs: _Optional[_Iterable[_Union[StagedInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[StagedOutput, _Mapping]]] = ..., user_id: _Optional[str] = ..., trace_context: _Optional[str] = ...) -> None: ...
+    task_record: bytes
+    def __init__(self, task_id: _Optional[str] = ..., function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., executor_type: _Optional[str] = ..., executor: _Optional[str] = ..., function_arguments: _Optional[str] = ..., function_payload: _Optional[bytes] = ..., inputs: _Optional[_Iterable[_Union[StagedInput, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[StagedOutput, _Mapping]]] = ..., user_id: _Optional[str] = ..., trace_context: _Optional[str] = ..., task_record: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("executor_id", "task_ids")

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from teaclave.core import tasks as rules
 from teaclave.core.access import Facts, FileFacts, TaskFacts
+from teaclave.core.codec import encode
 from teaclave.core.errors import TeaclaveError, invalid_argument
 from teaclave.core.ids import Kind, external_id, new_uuid
 from teaclave.core.limits import Limits
@@ -150,10 +151,9 @@ def invoke_task(txn: Txn, invoker: str, task_uuid: str) -> None:
     for reserved in rules.reserve_outputs(task, _current_outputs(txn, task)):
         txn.put(file_key(OutputFile, reserved.uuid), reserved)
     txn.put(keys.USAGE + function.uuid, usage)
-    txn.put_bytes(
-        keys.staged_key(time.time_ns(), task.uuid),
-        staged_task(staged, function, invoker).SerializeToString(),
-    )
+    queued = staged_task(staged, function, invoker)
+    queued.task_record = encode(staged)  # committed with the task: at its version
+    txn.put_bytes(keys.staged_key(time.time_ns(), task.uuid), queued.SerializeToString())
     txn.put(keys.TASK + task_uuid, staged)
 
 

@@ -24,7 +24,7 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError
 
 from teaclave.core import tasks as rules
-from teaclave.core.codec import decode, encode
+from teaclave.core.codec import CodecError, decode, encode
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
@@ -67,6 +67,14 @@ def _parse_staged(value: bytes, task_uuid: str) -> pb.StagedTask | None:
     except DecodeError:
         return None
     return staged if staged.task_id == task_uuid else None
+
+
+def _recorded(staged: pb.StagedTask) -> Task | None:
+    """The task record a queue entry carries (None: none, or a malformed one)."""
+    try:
+        return decode(Task, staged.task_record) if staged.task_record else None
+    except CodecError:
+        return None
 
 
 class Scheduler:
@@ -161,13 +169,22 @@ class Scheduler:
         return staged
 
     def _claim_once(self, executor_id: str) -> pb.StagedTask | None:
-        """Dequeue until a task is handed out; queue entries of tasks not Staged are dropped."""
+        """Dequeue until a task is handed out; queue entries of tasks not Staged are dropped.
+
+        The task is taken as its queue entry recorded it (InvokeTask committed both at
+        one version); if it changed since, the commit conflicts and the entry is
+        tried again with the task read from storage.
+        """
+        changed: set[str] = set()  # entries whose recorded task is out of date
         while entry := self._queue_head():
             began = time.time_ns()
             task_uuid = entry.key.removeprefix(keys.STAGED).partition("-")[2]
-            task, version = self._load(task_uuid)
             task_key = keys.TASK + task_uuid
             staged = _parse_staged(entry.value, task_uuid)
+            recorded = None if staged is None or entry.key in changed else _recorded(staged)
+            task, version = (recorded, entry.version) if recorded else self._load(task_uuid)
+            if staged is not None:
+                staged.ClearField("task_record")  # executors never get it
             checks: Checks = [(entry.key, entry.version), (task_key, version)]
             writes = [Write(entry.key, None)]
             handed_out = None
@@ -183,7 +200,13 @@ class Scheduler:
                 writes.append(Write(task_key, encode(task)))
                 if task.status.ended:
                     self._add_output_writes(task, self._output_records(task), {}, checks, writes)
-            version = self._store.commit(checks, writes)
+            try:
+                version = self._store.commit(checks, writes)
+            except Conflict:
+                if recorded is None:
+                    raise
+                changed.add(entry.key)
+                continue
             if handed_out is not None and task is not None:
                 self._remember(task, version)
                 observe.task_pulled(handed_out, entry.key, began)
