@@ -9,12 +9,15 @@ configuration (heartbeat, task slots), simulated TEE, SQLite, all on loopback.
   (CreateTask, InvokeTask, WaitTask), one client, p50 and p90 as ratios to ``rpc``;
 * ``python_echo_task``: the same with an echo written in Python (run in the sandbox);
 * ``throughput_tasks_per_s``: tasks per second with 1, 4 and 8 concurrent clients,
-  each running one task after another, for both echoes.
+  each running one task after another, for both echoes;
+* ``cpu_ms_per_echo_task_8_clients``: the CPU time one builtin echo task costs each
+  process under 8 clients (read from ``/proc``).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import platform as host
 import secrets
 import statistics
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from teaclave.cli.demo import write_config
 from teaclave.client import AuthenticationClient, FrontendClient, FunctionArgument
-from teaclave.config import ADMIN_PASSWORD_ENV, Config, load_config
+from teaclave.config import ADMIN_PASSWORD_ENV, SERVICES, Config, load_config
 from teaclave.services.base import simulation_key
 from teaclave.services.supervisor import Supervisor
 
@@ -54,6 +57,9 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 class Bench:
+    tasks_done = 0
+    """Tasks the last :meth:`throughput` ran."""
+
     def __init__(self, config: Config, password: str) -> None:
         self.frontend = config.endpoints.frontend_api
         self.auth = config.endpoints.authentication_api
@@ -119,7 +125,44 @@ class Bench:
             thread.start()
         for thread in threads:
             thread.join()
-        return sum(done) / (time.monotonic() - start)
+        self.tasks_done = sum(done)
+        return self.tasks_done / (time.monotonic() - start)
+
+    def cpu_per_task(
+        self, supervisor: Supervisor, clients: int, seconds: float
+    ) -> dict[str, float]:
+        """CPU milliseconds per builtin echo task of each service, of the task processes
+        (the zygote with its reaped children) and of this client, with ``clients``
+        clients: where the cores go when they are the limit."""
+        pids = {name: supervisor.pid(name) or 0 for name in SERVICES}
+        zygotes = _children(pids["execution"])
+        before = {name: _cpu_seconds([pid]) for name, pid in pids.items()}
+        before["task processes"] = _cpu_seconds(zygotes)
+        own = os.times()
+        self.throughput(clients, seconds)
+        spent = {name: _cpu_seconds([pid]) - before[name] for name, pid in pids.items()}
+        spent["task processes"] = _cpu_seconds(zygotes) - before["task processes"]
+        now = os.times()
+        spent["client"] = now.user + now.system - own.user - own.system
+        return {name: round(1000 * value / self.tasks_done, 2) for name, value in spent.items()}
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of ``pids`` and of their reaped children (``/proc/PID/stat``)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (any of its threads may have started them)."""
+    return [
+        int(child)
+        for path in Path(f"/proc/{pid}/task").glob("*/children")
+        for child in path.read_text().split()
+    ]
 
 
 def run(quick: bool) -> dict[str, object]:
@@ -132,7 +175,8 @@ def run(quick: bool) -> dict[str, object]:
         config = load_config(config_path)
         password = secrets.token_urlsafe(16)
         log = io.StringIO()
-        with Supervisor(config, config_path, output=log, env={ADMIN_PASSWORD_ENV: password}):
+        env = {ADMIN_PASSWORD_ENV: password}
+        with Supervisor(config, config_path, output=log, env=env) as supervisor:
             bench = Bench(config, password)
             with bench.client() as client:
                 latency = bench.latencies(client, runs)
@@ -140,6 +184,7 @@ def run(quick: bool) -> dict[str, object]:
                 executor: {n: round(bench.throughput(n, seconds, executor), 2) for n in CLIENTS}
                 for executor in EXECUTORS
             }
+            cpu = bench.cpu_per_task(supervisor, CLIENTS[-1], seconds)
     rpc, echo, python = latency["rpc"], latency["builtin_echo"], latency["python_echo"]
     return {
         "machine": f"{host.machine()}, {host.python_implementation()} {host.python_version()}",
@@ -157,6 +202,7 @@ def run(quick: bool) -> dict[str, object]:
             executor: {f"{n}_clients": value for n, value in figures.items()}
             for executor, figures in throughput.items()
         },
+        "cpu_ms_per_echo_task_8_clients": {**cpu, "all": round(sum(cpu.values()), 2)},
         "python_throughput_ratio_to_builtin": {
             f"{n}_clients": round(throughput["python"][n] / throughput["builtin"][n], 2)
             for n in CLIENTS
