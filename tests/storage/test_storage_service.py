@@ -14,7 +14,7 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.observability import metrics
 from teaclave.services import storage
 from teaclave.services.base import ServiceEnv
-from teaclave.storage.api import Changes, Conflict, Write
+from teaclave.storage.api import Changes, Conflict, Record, Write
 from teaclave.storage.remote import SCAN_PAGE, RemoteStore
 from teaclave.storage.watch import Watcher
 
@@ -161,6 +161,24 @@ def test_watch_streams_commits_as_they_are_made(clients: Callable[[str], RemoteS
     with pytest.raises(TeaclaveError) as caught:
         next(stream)
     assert caught.value.status is Status.CANCELLED
+
+
+def test_a_watch_with_values_brings_the_records_of_its_keys(
+    clients: Callable[[str], RemoteStore],
+) -> None:
+    """Each message carries its keys' records as they are when it is sent (absent: version
+    0), so a watcher on a key need not read it again; without ``with_values``, none."""
+    management = clients("management")
+    first = management.commit([], [Write("task/1", b"one"), Write("task/2", b"two")])
+    watch = management.watch(["task/"], 0, 60, with_values=True)
+    stream = iter(watch)
+    one, two = Record("task/1", b"one", first), Record("task/2", b"two", first)
+    assert next(stream).records == (one, two)
+    second = management.commit([], [Write("task/1", None)])
+    assert next(stream) == Changes(second, ("task/1",), records=(Record("task/1", b"", 0),))
+    watch.cancel()
+    plain = iter(management.watch(["task/"], 0, 60))
+    assert next(plain) == Changes(second, ("task/1", "task/2"))
 
 
 def test_watch_across_a_restart_loses_nothing(config: Config, service_runner: Runner) -> None:

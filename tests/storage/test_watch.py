@@ -2,6 +2,7 @@
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,10 @@ class Source:
         self.streams: list[Stream] = []
         self.stream_opened = threading.Semaphore(0)
 
-    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> Stream:
+    def watch(
+        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+    ) -> Stream:
+        assert not with_values  # a change log alone has no records
         if len(self.opened) < self.failures:
             self.opened.append(-1)
             raise TeaclaveError(Status.UNAVAILABLE, "storage unreachable")
@@ -469,3 +473,58 @@ def test_a_value_older_than_what_the_watcher_remembers_is_read_again(
         watching.watcher.close()
         store.changes.close()
         watching.watcher.join(LONG)
+
+
+class Valued:
+    """The store's changes with the records of their keys, as the storage service sends
+    them to a watch ``with_values`` (served here from the store in this process)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    def watch(
+        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+    ) -> "ValuedStream":
+        return ValuedStream(self.store, self.store.changes.watch(prefixes, since, lifetime))
+
+
+class ValuedStream:
+    def __init__(self, store: SqliteStore, following: Following) -> None:
+        self.store, self.following = store, following
+
+    def __iter__(self) -> Iterator[Changes]:
+        for changes in self.following:
+            yield replace(changes, records=tuple(self.store.get(changes.keys)))
+
+    def cancel(self) -> None:
+        self.following.cancel()
+
+
+def test_a_waiter_on_a_key_takes_its_value_from_the_change(store: SqliteStore) -> None:
+    watcher = Watcher(Valued(store), ["task/"], max_waiters=1, with_values=True)
+    watcher.start()
+    try:
+        store.commit([], [Write("task/1", b"0")])
+        reads: list[bytes] = []
+        first_read = threading.Event()
+
+        def read() -> bytes:
+            reads.append(value(store, "task/1"))
+            first_read.set()
+            return reads[-1]
+
+        join = in_thread(
+            lambda: watcher.follow(
+                "task/1", read, lambda v: v == b"2", LONG, from_record=lambda r: r.value
+            )
+        )
+        assert first_read.wait(LONG)
+        store.commit([], [Write("task/1", b"1")])
+        store.commit([], [Write("task/2", b"other")])
+        store.commit([], [Write("task/1", b"2")])
+        assert join() == b"2"
+        assert reads == [b"0"]  # each later value came with its change
+    finally:
+        watcher.close()
+        store.changes.close()
+        watcher.join(LONG)

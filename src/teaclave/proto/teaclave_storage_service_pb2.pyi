@@ -77,21 +77,25 @@ class CommitResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("prefixes", "since", "timeout_ms")
+    __slots__ = ("prefixes", "since", "timeout_ms", "with_values")
     PREFIXES_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    WITH_VALUES_FIELD_NUMBER: _ClassVar[int]
     prefixes: _containers.RepeatedScalarFieldContainer[str]
     since: int
     timeout_ms: int
-    def __init__(self, prefixes: _Optional[_Iterable[str]] = ..., since: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    with_values: bool
+    def __init__(self, prefixes: _Optional[_Iterable[str]] = ..., since: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., with_values: _Optional[bool] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
-    __slots__ = ("version", "keys", "lost")
+    __slots__ = ("version", "keys", "lost", "records")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     LOST_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     keys: _containers.RepeatedScalarFieldContainer[str]
     lost: bool
-    def __init__(self, version: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., lost: _Optional[bool] = ...) -> None: ...
+    records: _containers.RepeatedCompositeFieldContainer[Record]
+    def __init__(self, version: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., lost: _Optional[bool] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...

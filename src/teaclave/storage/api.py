@@ -75,6 +75,9 @@ class Changes:
     keys: tuple[str, ...] = ()
     lost: bool = False
     """Not every commit after ``since`` is known: anything watched may have changed."""
+    records: tuple[Record, ...] = ()
+    """Asked for: the record of each key, as of when the changes were sent (at that
+    key's version or later)."""
 
     @property
     def any(self) -> bool:
@@ -99,7 +102,9 @@ class ChangeStream(Protocol):
 class Watchable(Protocol):
     """Commits, watched by key prefix (a stream)."""
 
-    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> ChangeStream:
+    def watch(
+        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+    ) -> ChangeStream:
         """The changes under ``prefixes`` after version ``since``, followed for about
-        ``lifetime`` seconds."""
+        ``lifetime`` seconds (``with_values``: with their keys' records)."""
         ...

@@ -98,8 +98,13 @@ class ChangeLog:
             self._changed.wait_for(answer_now, timeout)
             return self._after(wanted, since)
 
-    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> Following:
-        """The changes under ``prefixes`` after ``since``, followed for ``lifetime`` seconds."""
+    def watch(
+        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+    ) -> Following:
+        """The changes under ``prefixes`` after ``since``, followed for ``lifetime`` seconds
+        (a log holds no values: ``with_values`` is the storage service's to serve)."""
+        if with_values:
+            raise ValueError("a change log holds no values")
         return Following(self, tuple(prefixes), since, lifetime, self._clock)
 
     @property

@@ -106,10 +106,18 @@ class RemoteStore:
         version: int = response.version
         return version
 
-    def watch(self, prefixes: Sequence[str], since: int, lifetime: float) -> ChangeStream:
+    def watch(
+        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+    ) -> ChangeStream:
         """The changes under ``prefixes`` after version ``since``, as the service streams
-        them for about ``lifetime`` seconds (it may end the stream sooner)."""
-        request = pb.WatchRequest(prefixes=prefixes, since=since, timeout_ms=int(lifetime * 1000))
+        them for about ``lifetime`` seconds (it may end the stream sooner; ``with_values``:
+        with the records of their keys)."""
+        request = pb.WatchRequest(
+            prefixes=prefixes,
+            since=since,
+            timeout_ms=int(lifetime * 1000),
+            with_values=with_values,
+        )
         channel = self._peer.channel()
         stub = pb_grpc.TeaclaveStorageStub(channel)  # type: ignore[no-untyped-call]
         call = stub.Watch(request, timeout=lifetime + CALL_TIMEOUT_SECS)
@@ -128,7 +136,8 @@ class _Watch:
         with _translated():
             try:
                 for message in self._call:
-                    yield Changes(message.version, tuple(message.keys), message.lost)
+                    records = tuple(_record(r) for r in message.records)
+                    yield Changes(message.version, tuple(message.keys), message.lost, records)
             except grpc.RpcError as exc:
                 self._peer.failed(exc, self._channel)
                 raise

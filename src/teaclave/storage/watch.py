@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.waiting import Backoff
-from teaclave.storage.api import Changes, ChangeStream, Watchable
+from teaclave.storage.api import Changes, ChangeStream, Record, Watchable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class _Waiter:
         self.prefix = prefix
         self.changed = threading.Event()
         self.gone = threading.Event()
+        self.record: Record | None = None  # the key's record, if the last change brought it
 
     def leave(self) -> None:
         """The caller is gone: stop waiting."""
@@ -63,8 +64,12 @@ class Watcher:
         *,
         max_waiters: int,
         on_changes: Callable[[Changes], None] = lambda _: None,
+        with_values: bool = False,
     ) -> None:
+        """``with_values``: the store sends the records of the keys that changed, so a
+        waiter on one key (:meth:`follow` with ``from_record``) need not read it again."""
         self._source = source
+        self._with_values = with_values
         self._prefixes = tuple(prefixes)
         self._max_waiters = max_waiters
         self._on_changes = on_changes
@@ -105,6 +110,7 @@ class Watcher:
         *,
         on_gone: Callable[[Callable[[], None]], object] | None = None,
         first: tuple[T, int] | None = None,
+        from_record: Callable[[Record], T] | None = None,
     ) -> T:
         """``read()`` again each time something under ``prefix`` changes, until ``done``
         of its value or ``timeout`` seconds passed (or the watcher closed); its last value.
@@ -116,6 +122,8 @@ class Watcher:
         the caller's behalf, e.g. claim a task for it). ``first``: a value the caller
         read already and the store's version it read it at: it stands for the first
         read unless a change under ``prefix`` after that version may have come.
+        ``from_record``: the value of the record of the key ``prefix`` when a change
+        brought it (the watcher is ``with_values``), instead of reading again.
         """
         deadline = time.monotonic() + timeout
         with self._slot(prefix, first[1] if first else None) as waiter:
@@ -137,7 +145,12 @@ class Watcher:
                 if waiter.gone.is_set():
                     return value
                 waiter.changed.clear()  # before reading again: a later change sets it anew
-                value = read()
+                with self._lock:
+                    record, waiter.record = waiter.record, None
+                if from_record is not None and record is not None and record.exists:
+                    value = from_record(record)
+                else:
+                    value = read()
 
     @contextmanager
     def _slot(self, prefix: str, seen: int | None = None) -> Iterator[_Waiter | None]:
@@ -178,13 +191,17 @@ class Watcher:
             self._on_changes(changes)
         with self._lock:
             self._history.append((since, changes.version, None if changes.lost else changes.keys))
+            records = {record.key: record for record in changes.records}
             for waiter in self._waiters:
                 if changes.lost or any(key.startswith(waiter.prefix) for key in changes.keys):
+                    waiter.record = None if changes.lost else records.get(waiter.prefix)
                     waiter.changed.set()
 
     def _open(self) -> ChangeStream | None:
         """A watch stream from the last version seen, unless the watcher stopped."""
-        stream = self._source.watch(self._prefixes, self._since, WATCH_SECS)
+        stream = self._source.watch(
+            self._prefixes, self._since, WATCH_SECS, with_values=self._with_values
+        )
         with self._lock:
             stopped = self._stop.is_set()
             self._stream = None if stopped else stream

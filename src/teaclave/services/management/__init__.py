@@ -29,7 +29,7 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     """
     peer = env.peer("storage")
     store = RemoteStore(peer)
-    task_changes = Watcher(store, [keys.TASK], max_waiters=MAX_WAITING_CALLS)
+    task_changes = Watcher(store, [keys.TASK], max_waiters=MAX_WAITING_CALLS, with_values=True)
     servicer = ManagementServicer(store, env.config.execution.max_limits(), task_changes)
 
     def signer() -> CheckpointSigner:

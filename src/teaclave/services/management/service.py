@@ -289,6 +289,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
                 _ended,
                 timeout,
                 first=(task, txn.version(key)),
+                from_record=lambda record: tasks.decode_task(record.value),
             )
         return task_response(task)
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from teaclave.core import tasks as rules
 from teaclave.core.access import Facts, FileFacts, TaskFacts
-from teaclave.core.codec import encode
+from teaclave.core.codec import decode, encode
 from teaclave.core.errors import TeaclaveError, invalid_argument
 from teaclave.core.ids import Kind, external_id, new_uuid
 from teaclave.core.limits import Limits
@@ -36,6 +36,11 @@ def load_task(txn: Txn, task_uuid: str) -> Task:
     """A task record, upgraded (:func:`~teaclave.core.tasks.upgrade`); INVALID_ARGUMENT
     "invalid task id" if absent."""
     return rules.upgrade(txn.load(Task, keys.TASK + task_uuid, invalid_task_id()))
+
+
+def decode_task(value: bytes) -> Task:
+    """A stored task record, upgraded (as :func:`load_task` gives it)."""
+    return rules.upgrade(decode(Task, value))
 
 
 def task_facts(txn: Txn, task_uuid: str) -> Facts:

@@ -111,8 +111,12 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
             if not context.add_callback(watch.cancel):  # a caller gone ends the stream
                 return  # gone already
             for changes in watch:
+                records = self._store.get(changes.keys) if request.with_values else []
                 yield pb.WatchResponse(
-                    version=changes.version, keys=changes.keys, lost=changes.lost
+                    version=changes.version,
+                    keys=changes.keys,
+                    lost=changes.lost,
+                    records=[_message(r) for r in records],
                 )
         finally:
             self._watches.release()
