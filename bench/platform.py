@@ -57,9 +57,6 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 class Bench:
-    tasks_done = 0
-    """Tasks the last :meth:`throughput` ran."""
-
     def __init__(self, config: Config, password: str) -> None:
         self.frontend = config.endpoints.frontend_api
         self.auth = config.endpoints.authentication_api
@@ -106,6 +103,12 @@ class Bench:
 
     def throughput(self, clients: int, seconds: float, executor: str = "builtin") -> float:
         """Tasks per second that ``clients`` concurrent clients get, each one task at a time."""
+        tasks, elapsed = self._run_clients(clients, seconds, executor)
+        return tasks / elapsed
+
+    def _run_clients(self, clients: int, seconds: float, executor: str) -> tuple[int, float]:
+        """Echo tasks that ``clients`` clients ran one after another for ``seconds``: how
+        many, and in how many seconds."""
         done = [0] * clients
         # One login after another: the login throttle admits few concurrent attempts
         # on one account from one address.
@@ -125,8 +128,7 @@ class Bench:
             thread.start()
         for thread in threads:
             thread.join()
-        self.tasks_done = sum(done)
-        return self.tasks_done / (time.monotonic() - start)
+        return sum(done), time.monotonic() - start
 
     def cpu_per_task(
         self, supervisor: Supervisor, clients: int, seconds: float
@@ -139,12 +141,12 @@ class Bench:
         before = {name: _cpu_seconds([pid]) for name, pid in pids.items()}
         before["task processes"] = _cpu_seconds(zygotes)
         own = os.times()
-        self.throughput(clients, seconds)
+        tasks, _ = self._run_clients(clients, seconds, "builtin")
         spent = {name: _cpu_seconds([pid]) - before[name] for name, pid in pids.items()}
         spent["task processes"] = _cpu_seconds(zygotes) - before["task processes"]
         now = os.times()
         spent["client"] = now.user + now.system - own.user - own.system
-        return {name: round(1000 * value / self.tasks_done, 2) for name, value in spent.items()}
+        return {name: round(1000 * value / tasks, 2) for name, value in spent.items()}
 
 
 def _cpu_seconds(pids: list[int]) -> float:

@@ -2,6 +2,7 @@
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -233,35 +234,52 @@ class Source:
 def watched(store: SqliteStore):
     """A watcher of ``task/`` over the store (its source fails twice first)."""
     watcher = Watcher(Source(store.changes, failures=2), ["task/"], max_waiters=2)
-    watcher.start()
-    yield store, watcher
-    watcher.close()
-    store.changes.close()
-    watcher.join(LONG)
+    with following(watcher, store):
+        yield store, watcher
 
 
 def value(store: SqliteStore, key: str) -> bytes:
     return store.get([key])[0].value
 
 
+class Reads:
+    """Reads of ``task/1`` in ``store`` for :meth:`Watcher.follow`: each value it read in
+    ``values``; ``first`` is set once it read."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.values: list[bytes] = []
+        self.first = threading.Event()
+
+    def __call__(self) -> bytes:
+        self.values.append(value(self.store, "task/1"))
+        self.first.set()
+        return self.values[-1]
+
+
+@contextmanager
+def following(watcher: Watcher, store: SqliteStore) -> Iterator[Watcher]:
+    """``watcher`` started for the block; then closed, with the store's change log."""
+    watcher.start()
+    try:
+        yield watcher
+    finally:
+        watcher.close()
+        store.changes.close()
+        watcher.join(LONG)
+
+
 def test_follow_reads_again_on_each_change_until_done(watched) -> None:
     store, watcher = watched
     store.commit([], [Write("task/1", b"0")])
-    reads: list[bytes] = []
-    first_read = threading.Event()
-
-    def read() -> bytes:
-        reads.append(value(store, "task/1"))
-        first_read.set()
-        return reads[-1]
-
-    join = in_thread(lambda: watcher.follow("task/1", read, lambda v: v == b"2", LONG))
-    assert first_read.wait(LONG)
+    reads = Reads(store)
+    join = in_thread(lambda: watcher.follow("task/1", reads, lambda v: v == b"2", LONG))
+    assert reads.first.wait(LONG)
     store.commit([], [Write("task/1", b"1")])
     store.commit([], [Write("task/1", b"2")])
     assert join() == b"2"
-    assert reads[0] == b"0"
-    assert set(reads) <= {b"0", b"1", b"2"}
+    assert reads.values[0] == b"0"
+    assert set(reads.values) <= {b"0", b"1", b"2"}
 
 
 def test_follow_returns_what_it_read_when_the_wait_runs_out(watched) -> None:
@@ -313,24 +331,17 @@ def test_close_answers_the_waiters(watched) -> None:
 
 def test_follow_ends_without_reading_again_once_its_caller_is_gone(watched) -> None:
     store, watcher = watched
-    reads: list[bytes] = []
-    first_read = threading.Event()
+    reads = Reads(store)
     callbacks: list[Callable[[], None]] = []
-
-    def read() -> bytes:
-        reads.append(value(store, "task/1"))
-        first_read.set()
-        return reads[-1]
-
     join = in_thread(
-        lambda: watcher.follow("task/1", read, lambda v: False, LONG, on_gone=callbacks.append)
+        lambda: watcher.follow("task/1", reads, lambda v: False, LONG, on_gone=callbacks.append)
     )
-    assert first_read.wait(LONG)
+    assert reads.first.wait(LONG)
     [caller_gone] = callbacks  # registered as the wait began
     caller_gone()
     assert join() == b""
     store.commit([], [Write("task/1", b"changed")])
-    assert reads == [b""]
+    assert reads.values == [b""]
 
 
 def test_close_cancels_the_stream_and_the_watcher_ends() -> None:
@@ -424,11 +435,8 @@ class Delivered:
 @pytest.fixture
 def delivered(store: SqliteStore):
     watching = Delivered(store)
-    watching.watcher.start()
-    yield watching
-    watching.watcher.close()
-    store.changes.close()
-    watching.watcher.join(LONG)
+    with following(watching.watcher, store):
+        yield watching
 
 
 def test_a_value_read_before_the_wait_stands_until_its_key_changes(
@@ -437,17 +445,12 @@ def test_a_value_read_before_the_wait_stands_until_its_key_changes(
     watcher = delivered.watcher
     seen = store.commit([], [Write("task/1", b"0")])
     delivered.through(store.commit([], [Write("task/2", b"other")]))  # another key
-    reads: list[bytes] = []
-
-    def read() -> bytes:
-        reads.append(value(store, "task/1"))
-        return reads[-1]
-
-    assert watcher.follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"0"
-    assert reads == []  # what the caller read stands: nothing under task/1 changed since
+    reads = Reads(store)
+    assert watcher.follow("task/1", reads, lambda v: False, 0, first=(b"0", seen)) == b"0"
+    assert reads.values == []  # what the caller read stands: nothing under task/1 changed
     delivered.through(store.commit([], [Write("task/1", b"1")]))
-    assert watcher.follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"1"
-    assert reads == [b"1"]
+    assert watcher.follow("task/1", reads, lambda v: False, 0, first=(b"0", seen)) == b"1"
+    assert reads.values == [b"1"]
 
 
 def test_a_value_older_than_what_the_watcher_remembers_is_read_again(
@@ -456,23 +459,12 @@ def test_a_value_older_than_what_the_watcher_remembers_is_read_again(
     monkeypatch.setattr("teaclave.storage.watch.HISTORY", 2)
     seen = store.commit([], [Write("task/1", b"0")])
     watching = Delivered(store)
-    watching.watcher.start()
-    try:
+    with following(watching.watcher, store) as watcher:
         for n in range(3):  # batches about other keys push ``seen`` out of the history
             watching.through(store.commit([], [Write(f"task/other{n}", b"")]))
-        reads: list[bytes] = []
-
-        def read() -> bytes:
-            reads.append(value(store, "task/1"))
-            return reads[-1]
-
-        follow = watching.watcher.follow
-        assert follow("task/1", read, lambda v: False, 0, first=(b"0", seen)) == b"0"
-        assert reads == [b"0"]  # read again, to be sure
-    finally:
-        watching.watcher.close()
-        store.changes.close()
-        watching.watcher.join(LONG)
+        reads = Reads(store)
+        assert watcher.follow("task/1", reads, lambda v: False, 0, first=(b"0", seen)) == b"0"
+        assert reads.values == [b"0"]  # read again, to be sure
 
 
 class Valued:
@@ -501,30 +493,18 @@ class ValuedStream:
 
 
 def test_a_waiter_on_a_key_takes_its_value_from_the_change(store: SqliteStore) -> None:
-    watcher = Watcher(Valued(store), ["task/"], max_waiters=1, with_values=True)
-    watcher.start()
-    try:
+    valued = Watcher(Valued(store), ["task/"], max_waiters=1, with_values=True)
+    with following(valued, store) as watcher:
         store.commit([], [Write("task/1", b"0")])
-        reads: list[bytes] = []
-        first_read = threading.Event()
-
-        def read() -> bytes:
-            reads.append(value(store, "task/1"))
-            first_read.set()
-            return reads[-1]
-
+        reads = Reads(store)
         join = in_thread(
             lambda: watcher.follow(
-                "task/1", read, lambda v: v == b"2", LONG, from_record=lambda r: r.value
+                "task/1", reads, lambda v: v == b"2", LONG, from_record=lambda r: r.value
             )
         )
-        assert first_read.wait(LONG)
+        assert reads.first.wait(LONG)
         store.commit([], [Write("task/1", b"1")])
         store.commit([], [Write("task/2", b"other")])
         store.commit([], [Write("task/1", b"2")])
         assert join() == b"2"
-        assert reads == [b"0"]  # each later value came with its change
-    finally:
-        watcher.close()
-        store.changes.close()
-        watcher.join(LONG)
+        assert reads.values == [b"0"]  # each later value came with its change
