@@ -138,10 +138,12 @@ class Platform:
         self.store.commit([], [Write(keys.TASK + task.uuid, encode(task))])
         return task
 
-    def stage(self, *, reserve: bool = True, recorded: bool = True, **changes: object) -> Task:
+    def stage(
+        self, *, reserve: bool = True, record: bytes | None = None, **changes: object
+    ) -> Task:
         """A Staged task and its queue entry, committed together as InvokeTask does
-        (``reserve``: its outputs reserved for it, ``recorded``: the entry carrying the
-        task record; without either, as staged by earlier versions)."""
+        (``reserve``: its outputs reserved for it, as staged by earlier versions without;
+        ``record``: what the entry carries as the task record, None: the task's)."""
         task = new_task(TaskStatus.STAGED, **changes)
         if reserve:
             for output in task.assigned_outputs.values():
@@ -157,7 +159,7 @@ class Platform:
             function_arguments=task.function_arguments,
             outputs=[pb.StagedOutput(name=n, url=o.url) for n, o in task.assigned_outputs.items()],
             user_id=task.creator,
-            task_record=encode(task) if recorded else b"",
+            task_record=encode(task) if record is None else record,
         )
         key = keys.staged_key(self._sequence, task.uuid)
         self.store.commit(
@@ -374,8 +376,13 @@ def test_a_claim_takes_the_task_as_its_queue_entry_recorded_it(
     assert running == replace(task, status=TaskStatus.RUNNING, executor_id="e1")
 
 
-def test_a_queue_entry_without_the_task_record_is_claimed_too(platform: Platform, executor) -> None:
-    task = platform.stage(recorded=False)  # queued by an earlier version
+@pytest.mark.parametrize(
+    "record", [b"", b"{not json"], ids=["none (queued by an earlier version)", "malformed"]
+)
+def test_a_queue_entry_without_a_usable_task_record_is_claimed_too(
+    platform: Platform, executor, record: bytes
+) -> None:
+    task = platform.stage(record=record)
     before = storage_gets()
     assert await_task(executor, "e1", 0).task_id == task.uuid
     assert storage_gets() > before
