@@ -31,3 +31,14 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return state in ("Z", "X")
+
+
+def has_read(pid: int) -> bool:
+    """Whether process ``pid`` read anything since it was forked (True if it is gone).
+
+    A zygote's spare task process has not: it waits for its envelope.
+    """
+    try:
+        return not Path(f"/proc/{pid}/io").read_text().startswith("rchar: 0\n")
+    except OSError:
+        return True

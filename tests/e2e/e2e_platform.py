@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from processes import children, gone
+from processes import children, gone, has_read
 from waiting import wait_until
 
 from teaclave.cli.demo import write_config
@@ -77,33 +77,39 @@ class Platform:
                 return pid
         return None
 
-    def task_processes(self) -> list[int]:
-        """Pids of the task processes of the execution service (children of its zygote)."""
-        zygote = self.zygote()
-        return [pid for pid in children(zygote) if alive(pid)] if zygote else []
+    def spare(self) -> int:
+        """The zygote's spare: the process the next task will take, forked ahead, that
+        has read nothing yet (waiting for its envelope)."""
+        found: list[int] = []
+
+        def one() -> bool:
+            zygote = self.zygote()
+            found[:] = [c for c in children(zygote) if not has_read(c)] if zygote else []
+            return len(found) == 1
+
+        wait_for(one, what="the zygote's spare task process")
+        return found[0]
 
     def on_next_task(self, action: Callable[[int], None]) -> Callable[[], int]:
-        """Call ``action(pid)`` as soon as the next task process starts.
+        """Call ``action(pid)`` on the next task's process once the task took it.
 
         Returns a function that waits for that to have happened and gives the pid.
-        A task process starts with a fork of the zygote, and a built-in task may end
-        a few milliseconds later: the watcher reads only the zygote's list of children,
-        as often as it can.
+        The next task takes the spare (:meth:`spare`); the zygote then forks the next
+        spare: that is when the watcher, reading the zygote's children as often as it
+        can, acts.
         """
-        seen = set(self.task_processes())
+        spare = self.spare()
         caught: list[int] = []
 
         def watch() -> None:
             deadline = time.monotonic() + 30
-            zygote = None
             while time.monotonic() < deadline:
-                if zygote is None or not alive(zygote):
-                    zygote = self.zygote()
-                    time.sleep(0.001)
-                    continue
-                for pid in set(children(zygote)) - seen:
-                    action(pid)
-                    caught.append(pid)
+                zygote = self.zygote()
+                if zygote is not None and any(
+                    c != spare and not has_read(c) for c in children(zygote)
+                ):
+                    action(spare)
+                    caught.append(spare)
                     return
                 time.sleep(0)
 
@@ -118,8 +124,11 @@ class Platform:
         return wait
 
     def hold_next_task(self) -> Callable[[], int]:
-        """Freeze (SIGSTOP) the next task process: its task stays Running until canceled."""
-        return self.on_next_task(lambda pid: os.kill(pid, signal.SIGSTOP))
+        """Freeze (SIGSTOP) the next task's process now, before the task takes it: its
+        task stays Running until canceled. Returns a function that waits for the task to
+        take it and gives its pid."""
+        os.kill(self.spare(), signal.SIGSTOP)
+        return self.on_next_task(lambda _: None)
 
 
 def alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from processes import children, gone, parent
+from processes import children, gone, has_read, parent
 from teaclave_fixtures import PSI_DIR
 from waiting import wait_until
 
@@ -107,8 +107,9 @@ def zygotes(pid: int) -> list[int]:
 
 
 def task_processes(pid: int) -> list[int]:
-    """The live task processes of the zygotes of process ``pid``."""
-    return [c for z in zygotes(pid) for c in children(z) if not gone(c)]
+    """The live task processes of the zygotes of process ``pid`` that took a task (not
+    the spare, which waits for one)."""
+    return [c for z in zygotes(pid) for c in children(z) if not gone(c) and has_read(c)]
 
 
 def descendants(pid: int) -> list[int]:

@@ -89,6 +89,8 @@ def test_task_processes_are_fresh_children_of_the_zygote(
     assert os.readlink(f"/proc/{zygote}/cwd") == "/"
     environ = Path(f"/proc/{zygote}/environ").read_bytes().split(b"\0")
     assert dict(v.decode().split("=", 1) for v in environ if v) == ENVIRONMENT
+    with launcher.start() as early:  # the spare, forked before the key was read
+        early.kill()
     with first, launcher.start() as second:  # blocked: its envelope never comes
         assert parent(second.pid) == zygote
         assert second.pid != first.pid
@@ -104,7 +106,21 @@ def test_task_processes_are_fresh_children_of_the_zygote(
     again = [run(launcher, echo("again")) for _ in range(2)]
     assert [(forked_by, summary) for _, forked_by, summary in again] == [(zygote, b"again")] * 2
     assert len({first.pid, second.pid, *(pid for pid, _, _ in again)}) == 4
-    wait_until(lambda: children(zygote) == [], "the zygote to reap every task process")
+    wait_until(lambda: len(children(zygote)) == 1, "the zygote to reap all but the spare")
+
+
+def test_a_task_takes_the_process_the_zygote_forked_ahead(launcher: Launcher) -> None:
+    """Starting a task waits for no fork: it takes the spare, and the zygote forks the next."""
+    with launcher.start() as first:  # blocked: its envelope never comes
+        zygote = parent(first.pid)
+        wait_until(lambda: len(children(zygote)) == 2, "the zygote to fork a spare")
+        (spare,) = set(children(zygote)) - {first.pid}
+        with launcher.start() as second:
+            assert second.pid == spare
+            wait_until(lambda: len(children(zygote)) == 3, "the zygote to fork the next spare")
+            second.kill()
+        first.kill()
+    assert first.wait().returncode == second.wait().returncode == -signal.SIGKILL
 
 
 def test_killing_a_task_process_kills_only_that_task(launcher: Launcher, tmp_path: Path) -> None:

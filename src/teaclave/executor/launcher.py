@@ -6,7 +6,9 @@ as long as the launcher), reads its messages and, when it dies, fails the task
 processes whose end it had not reported (they died with it) and starts another.
 :meth:`Launcher.start` asks it for a task process: a :class:`TaskProcess`, which a
 pidfd kills without any pid-reuse race and whose :meth:`~TaskProcess.wait` gives its
-end as the zygote reported it.
+end as the zygote reported it. The zygote keeps one task process forked ahead (the
+spare, waiting for its envelope, untouched by any task): a task takes it and the
+zygote forks the next, so starting a task costs no fork.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class TaskProcess:
             if self._pidfd >= 0:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def failed(self) -> bool:
+        """Whether it could not be forked (as far as is known yet)."""
+        return self._started.is_set() and self._failure is not None
 
     def wait(self) -> Exit:
         """Its end, once the zygote reaped it (LauncherError if it was lost with the zygote)."""
@@ -152,11 +158,44 @@ class _Zygote:
         self._lock = threading.Lock()
         self._requests = 0
         self._children: dict[int, TaskProcess] = {}
+        self._spare: TaskProcess | None = None  # forked ahead of the next task
         self._how = ""  # set once it is gone: how it ended
         self._gone = threading.Event()
 
     def fork(self) -> TaskProcess:
-        """A new task process (_Died if the zygote died first, LauncherError otherwise)."""
+        """A started task process: the spare forked ahead of time, unless it could not
+        fork; then a new one. Either way the zygote forks the next spare at once, so a
+        task waits for no fork (_Died if the zygote died first, LauncherError otherwise)."""
+        with self._lock:
+            process, self._spare = self._spare, None
+        if process is None or process.failed():
+            if process is not None:
+                process.close()
+            process = self._request()
+        if process is None:
+            self._gone.wait()  # it died: the reader finds out at once
+            raise _Died(f"cannot start executor process: the zygote {self._how}")
+        self.fork_spare()
+        process._started.wait()
+        if process._failure is not None:
+            process.close()
+            raise process._failure
+        return process
+
+    def fork_spare(self) -> None:
+        """Have the zygote fork the next spare (if it cannot, the next fork asks again)."""
+        try:
+            spare = self._request()
+        except LauncherError:
+            return
+        with self._lock:
+            spare, self._spare = self._spare, spare
+        if spare is not None:  # raced with another fork
+            spare.kill()
+            spare.close()
+
+    def _request(self) -> TaskProcess | None:
+        """Ask the zygote for a task process, not waiting for the fork; None if it is gone."""
         try:
             theirs_in, stdin = os.pipe()  # the task process reads its stdin from theirs_in
             stdout, theirs_out = os.pipe()
@@ -164,36 +203,34 @@ class _Zygote:
             raise LauncherError(f"cannot start executor process: {exc.strerror or exc}") from None
         process = TaskProcess(os.fdopen(stdin, "wb"), os.fdopen(stdout, "rb"))
         try:
-            self._ask(process, theirs_in, theirs_out)
+            if self._ask(process, theirs_in, theirs_out):
+                return process
         except BaseException:
             process.close()
             raise
         finally:
             os.close(theirs_in)
             os.close(theirs_out)
-        process._started.wait()
-        if process._failure is not None:
-            process.close()
-            raise process._failure
-        return process
+        process.close()
+        return None
 
-    def _ask(self, process: TaskProcess, stdin: int, stdout: int) -> None:
-        """Ask the zygote to fork ``process`` on ``stdin`` and ``stdout``."""
+    def _ask(self, process: TaskProcess, stdin: int, stdout: int) -> bool:
+        """Ask the zygote to fork ``process`` on ``stdin`` and ``stdout``: False if it is gone."""
         with self._lock:
-            if not self._how:
-                self._requests += 1
-                request = self._requests
-                try:
-                    protocol.send(self._control, protocol.FORK, request, fds=(stdin, stdout))
-                    self._children[request] = process
-                    return
-                except OSError as exc:
-                    if exc.errno not in _GONE:
-                        raise LauncherError(
-                            f"cannot start executor process: {exc.strerror or exc}"
-                        ) from None
-        self._gone.wait()  # it died: the reader finds out at once
-        raise _Died(f"cannot start executor process: the zygote {self._how}")
+            if self._how:
+                return False
+            self._requests += 1
+            request = self._requests
+            try:
+                protocol.send(self._control, protocol.FORK, request, fds=(stdin, stdout))
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    return False
+                raise LauncherError(
+                    f"cannot start executor process: {exc.strerror or exc}"
+                ) from None
+            self._children[request] = process
+            return True
 
     def serve(self, on_ready: Callable[[], None]) -> bool:
         """Dispatch the zygote's messages until it ends (or closes its end, or breaks the
@@ -265,6 +302,7 @@ class _Zygote:
         with self._lock:
             self._how = how
             children, self._children = self._children, {}
+            spare, self._spare = self._spare, None
         self._control.close()
         os.close(self._pidfd)
         for child in children.values():
@@ -272,6 +310,8 @@ class _Zygote:
                 child._on_failure(LauncherError(f"executor process lost: the zygote {how}"))
             else:
                 child._on_failure(_Died(f"cannot start executor process: the zygote {how}"))
+        if spare is not None:
+            spare.close()
         self._gone.set()
         return how
 
@@ -366,6 +406,7 @@ class Launcher:
         """Serve ``zygote`` until it ends: whether it was ready."""
 
         def publish() -> None:
+            zygote.fork_spare()
             with self._state:
                 self._ready, self._failure = zygote, ""
                 self._state.notify_all()
