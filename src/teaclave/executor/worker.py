@@ -134,6 +134,21 @@ def _failure(reason: str) -> TaskResult:
     return TaskResult(Err=TaskFailure(reason=reason))
 
 
+def reported(stdout: bytes | None) -> TaskResult | None:
+    """The task result in a worker's result frame; None if it sent none that parses.
+
+    The frame is the worker's last word: how its process ends after it changes nothing.
+    """
+    if not stdout:
+        return None
+    result = TaskResult()
+    try:
+        result.ParseFromString(stdout)
+    except DecodeError:
+        return None
+    return result if result.WhichOneof("result") is not None else None
+
+
 def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
     """The task result a worker reported, or a failure naming how it ended.
 
@@ -141,14 +156,11 @@ def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
     """
     if stdout is None:
         return _failure(_MALFORMED)
+    if (result := reported(stdout)) is not None:
+        return result
     if returncode != 0:
         return _failure(f"executor process exited with code {returncode}")
-    result = TaskResult()
-    try:
-        result.ParseFromString(stdout)
-    except DecodeError:
-        return _failure(_MALFORMED)
-    return result if result.WhichOneof("result") is not None else _failure(_MALFORMED)
+    return _failure(_MALFORMED)
 
 
 def main() -> None:

@@ -85,17 +85,19 @@ class _Task:
         envelope: bytes,
         process: TaskProcess,
         *,
-        on_done: Callable[[_Task, TaskResult], None],
+        report: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
+        on_end: Callable[[_Task], None],
         run: TaskRun,
     ) -> None:
         self.task_id = task_id
         self.run = run
         self.canceled = threading.Event()
         self._process = process
+        self._on_end = on_end
         self._thread = threading.Thread(
             target=self._wait,
-            args=(envelope, on_done, start_upload),
+            args=(envelope, report, start_upload),
             name=f"task-{self.task_id}",
             daemon=True,
         )
@@ -107,9 +109,11 @@ class _Task:
     def _wait(
         self,
         envelope: bytes,
-        on_done: Callable[[_Task, TaskResult], None],
+        report: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
+        """Feed the task process; ``report`` its result as soon as it sent one (how the
+        process ends changes nothing after that), else once it ended."""
         with self.run.active():  # the result's report belongs to the task's trace too
             with self._process as process:
                 output = uploads.serve(
@@ -121,12 +125,16 @@ class _Task:
                 )
                 if output is None:  # it broke the protocol
                     process.kill()
+                reported = worker.reported(output)
+                if reported is not None and not self.canceled.is_set():
+                    report(self, reported)
                 try:
                     result = worker.read_result(process.wait().returncode, output)
                 except LauncherError as exc:  # lost with the zygote
                     result = TaskResult(Err=TaskFailure(reason=str(exc)))
-            if not self.canceled.is_set():
-                on_done(self, result)
+            if reported is None and not self.canceled.is_set():
+                report(self, result)
+        self._on_end(self)
 
     def kill(self) -> None:
         """Kill the task process and wait until the task is over."""
@@ -275,8 +283,9 @@ class _Executor:
             staged.task_id,
             envelope,
             process,
-            on_done=self._finish,
+            report=self._finish,
             start_upload=self._start_upload,
+            on_end=self._clear,
             run=run,
         )
         with self._lock:
@@ -320,11 +329,10 @@ class _Executor:
         return refused
 
     def _finish(self, task: _Task, result: TaskResult) -> None:
-        """Report ``task``'s result (retrying while the scheduler is unreachable), then idle."""
+        """Report ``task``'s result (retrying while the scheduler is unreachable)."""
         if refused := self._persist(task, "report", lambda: self._report(task.task_id, result)):
             log.warning("result of task %s not recorded: %s", task.task_id, refused)
         task.run.end(result.WhichOneof("result") or "Err")
-        self._clear(task)
 
     def _report(self, task_id: str, result: TaskResult) -> None:
         request = UpdateTaskResultRequest(
@@ -334,7 +342,7 @@ class _Executor:
         log.info("task %s reported (%s)", task_id, result.WhichOneof("result"))
 
     def _clear(self, task: _Task) -> None:
-        """``task`` is over: its slot is free."""
+        """``task``'s process ended: its slot is free."""
         with self._changed:
             if self._tasks.get(task.task_id) is task:
                 del self._tasks[task.task_id]
