@@ -12,10 +12,11 @@ from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.services.scheduler.liveness import Liveness
+from teaclave.services.scheduler.queue import StagedQueue
 from teaclave.services.scheduler.tasks import Scheduler
 from teaclave.storage import keys
 from teaclave.storage.api import Store
-from teaclave.storage.watch import Watcher
+from teaclave.storage.remote import RemoteStore
 
 RESERVED = "is reserved by a staged or running task"
 USED = "was used by an upload that has not completed"
@@ -70,10 +71,10 @@ def files(owner: User, alice: User) -> Owner:
 
 
 @pytest.fixture
-def scheduler(scheduler_store: Store) -> Scheduler:
+def scheduler(scheduler_store: RemoteStore) -> Scheduler:
     """The scheduler's logic over the same storage (called directly, as its servicer does;
     its queue watcher is never started: nothing here waits for a task)."""
-    queue = Watcher(scheduler_store, [keys.STAGED], max_waiters=1)
+    queue = StagedQueue(scheduler_store, scheduler_store, max_waiters=1)
     return Scheduler(scheduler_store, Liveness(timeout=3600.0), queue)
 
 

@@ -11,11 +11,10 @@ import grpc
 from teaclave.proto import teaclave_scheduler_service_pb2_grpc as pb_grpc
 from teaclave.services.base import ServiceEnv
 from teaclave.services.scheduler.liveness import Liveness
+from teaclave.services.scheduler.queue import StagedQueue
 from teaclave.services.scheduler.service import SchedulerServicer
 from teaclave.services.scheduler.tasks import Scheduler
-from teaclave.storage import keys
 from teaclave.storage.remote import RemoteStore
-from teaclave.storage.watch import Watcher
 
 STOP_GRACE_SECS = 5.0
 MAX_WAITING_EXECUTORS = 8
@@ -31,7 +30,7 @@ def main(
     """
     storage = env.peer("storage")
     store = RemoteStore(storage)
-    queue = Watcher(store, [keys.STAGED], max_waiters=MAX_WAITING_EXECUTORS)
+    queue = StagedQueue(store, store, max_waiters=MAX_WAITING_EXECUTORS)
     timeout = env.config.scheduler.executor_timeout_secs
     scheduler = Scheduler(store, Liveness(timeout, clock), queue)
     servicer = SchedulerServicer(scheduler)
@@ -39,13 +38,13 @@ def main(
     def register(server: grpc.Server) -> None:
         pb_grpc.add_TeaclaveSchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
-    queue.start()
+    queue.watcher.start()
     server = env.serve("scheduler", register)
     watcher = threading.Thread(target=scheduler.watch, args=(stop,), name="scheduler-liveness")
     watcher.start()
     stop.wait()
-    queue.close()  # ends its watch; waiting executors are answered
+    queue.watcher.close()  # ends its watch; waiting executors are answered
     server.stop(STOP_GRACE_SECS).wait()
     watcher.join()
     storage.close()
-    queue.join()
+    queue.watcher.join()

@@ -30,9 +30,9 @@ from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.services.scheduler import observe
 from teaclave.services.scheduler.liveness import Liveness
+from teaclave.services.scheduler.queue import StagedQueue
 from teaclave.storage import keys
 from teaclave.storage.api import Conflict, Record, Store, Write
-from teaclave.storage.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def _recorded(staged: pb.StagedTask) -> Task | None:
 class Scheduler:
     """Hands staged tasks to executors and records their outcomes."""
 
-    def __init__(self, store: Store, liveness: Liveness, queue: Watcher) -> None:
-        """``queue``: a watcher of :data:`~teaclave.storage.keys.STAGED` in ``store``."""
+    def __init__(self, store: Store, liveness: Liveness, queue: StagedQueue) -> None:
+        """``queue``: the staged queue in ``store``."""
         self._store = store
         self._liveness = liveness
         self._queue = queue
@@ -117,10 +117,6 @@ class Scheduler:
 
         return read
 
-    def _queue_head(self) -> Record | None:
-        head = self._store.scan(keys.STAGED, limit=1)
-        return head[0] if head else None
-
     def await_task(
         self,
         executor_id: str,
@@ -142,7 +138,7 @@ class Scheduler:
         :meth:`Watcher.follow`: a caller gone (e.g. canceled its call) claims nothing more.
         """
         self._check_in(executor_id, running)
-        return self._queue.follow(
+        return self._queue.watcher.follow(
             keys.STAGED,
             partial(self._claim, executor_id),
             lambda staged: staged is not None,
@@ -176,7 +172,7 @@ class Scheduler:
         tried again with the task read from storage.
         """
         changed: set[str] = set()  # entries whose recorded task is out of date
-        while entry := self._queue_head():
+        while entry := self._queue.head():
             began = time.time_ns()
             task_uuid = entry.key.removeprefix(keys.STAGED).partition("-")[2]
             task_key = keys.TASK + task_uuid
@@ -203,10 +199,12 @@ class Scheduler:
             try:
                 version = self._store.commit(checks, writes)
             except Conflict:
-                if recorded is None:
+                if recorded is None:  # the entry may be gone: read the queue again
+                    self._queue.forget()
                     raise
                 changed.add(entry.key)
                 continue
+            self._queue.taken(entry.key)
             if handed_out is not None and task is not None:
                 self._remember(task, version)
                 observe.task_pulled(handed_out, entry.key, began)

@@ -1,0 +1,109 @@
+"""The staged queue as the scheduler follows it, so finding its oldest entry needs no
+read of storage.
+
+A :class:`StagedQueue` keeps the entries under :data:`~teaclave.storage.keys.STAGED`:
+read once, then kept current by the changes its watcher brings with their records
+(the same watcher wakes the executors waiting for a task). It is trusted only
+while that watch delivers: before its first batch, after a batch that lost changes,
+or once :meth:`StagedQueue.forget` was called, the next :meth:`StagedQueue.head`
+reads the queue again. What it holds may lag behind storage, never more than the
+watch does: every claim is a commit that checks the entry's version, and the
+scheduler forgets what it holds when one conflicts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+
+from teaclave.storage import keys
+from teaclave.storage.api import Changes, Record, Store, Watchable
+from teaclave.storage.watch import Watcher
+
+
+class StagedQueue:
+    """The queue's entries, read from ``store`` and followed by a watch of ``source``
+    (:attr:`watcher`, for up to ``max_waiters`` waiting executors; to start and close)."""
+
+    def __init__(self, store: Store, source: Watchable, *, max_waiters: int) -> None:
+        self._store = store
+        self.watcher = Watcher(
+            source,
+            [keys.STAGED],
+            max_waiters=max_waiters,
+            on_changes=self.changed,
+            with_values=True,
+        )
+        self._lock = threading.Lock()
+        self._reading = threading.Lock()  # one read of the whole queue at a time
+        self._entries: dict[str, Record] = {}
+        self._order: list[str] = []  # a heap of the keys (some maybe gone already)
+        self._following = False  # a watch batch came: the changes from now on come too
+        self._known = False  # the entries are storage's, as far as the watch brought
+        self._during: list[Changes] | None = None  # the batches that came during a read
+
+    def changed(self, changes: Changes) -> None:
+        """Apply a batch of the watch."""
+        with self._lock:
+            self._following = True
+            if self._during is not None:
+                self._during.append(changes)
+            self._apply(changes)
+
+    def _apply(self, changes: Changes) -> None:
+        """Under the lock: a batch lacking a record of a key it names loses what is known."""
+        records = {record.key: record for record in changes.records}
+        if changes.lost or not records.keys() >= set(changes.keys):
+            self._known = False
+            return
+        for key in changes.keys:
+            self._put(records[key])
+
+    def _put(self, record: Record) -> None:
+        if not record.exists:
+            self._entries.pop(record.key, None)
+            return
+        if record.key not in self._entries:
+            heapq.heappush(self._order, record.key)
+        self._entries[record.key] = record
+
+    def head(self) -> Record | None:
+        """The oldest entry (None: the queue is empty)."""
+        with self._lock:
+            known = self._known
+        if not known:
+            self._read()
+        with self._lock:
+            while self._order and self._order[0] not in self._entries:
+                heapq.heappop(self._order)
+            return self._entries[self._order[0]] if self._order else None
+
+    def taken(self, key: str) -> None:
+        """A commit of this scheduler removed the entry ``key``."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def forget(self) -> None:
+        """What is kept may be out of date: the next :meth:`head` reads the queue."""
+        with self._lock:
+            self._known = False
+
+    def _read(self) -> None:
+        """Read the whole queue; batches that came meanwhile are applied again after it."""
+        with self._reading:
+            with self._lock:
+                if self._known:
+                    return
+                self._during, following = [], self._following
+            try:
+                records = self._store.scan(keys.STAGED)
+            finally:
+                with self._lock:
+                    during, self._during = self._during, None
+            with self._lock:
+                self._entries, self._order = {}, []
+                for record in records:
+                    self._put(record)
+                self._known = following
+                for changes in during or ():
+                    self._apply(changes)
