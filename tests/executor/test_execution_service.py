@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executor_helpers import IV, KEY, decrypt_file, descendants, psi_task, task_processes
-from processes import gone, parent
+from executor_helpers import (
+    IV,
+    KEY,
+    decrypt_file,
+    descendants,
+    psi_task,
+    task_processes,
+    zygotes,
+)
+from processes import children, gone, has_read, parent
 from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, ExecutionConfig, SchedulerConfig
@@ -173,6 +181,20 @@ def test_runs_a_staged_task(tmp_path: Path, store: RemoteStore) -> None:
     assert output.cmac == task.result.tags["output_result1"]
     assert (output.reserved_by, output.upload_started) == (task_uuid, True)
     assert decrypt_file(files / "out1.enc", output.cmac) == b"0101010"
+
+
+def test_a_result_is_recorded_before_its_process_ends(tmp_path: Path, store: RemoteStore) -> None:
+    """The result frame is the worker's last word: the task is Finished even while the
+    zygote, stopped, cannot report the process's end (its slot stays busy till then)."""
+    (zygote,) = wait_for(lambda: zygotes(os.getpid()))
+    wait_for(lambda: [c for c in children(zygote) if not has_read(c)])  # the spare
+    os.kill(zygote, signal.SIGSTOP)
+    try:
+        task = wait_for(ended(store, stage(store, psi_task(tmp_path / "files"), 1)))
+        assert task.status is TaskStatus.FINISHED, task.result
+        assert task.result.return_value == b"3 common items"
+    finally:
+        os.kill(zygote, signal.SIGCONT)
 
 
 def test_failures_are_reported(tmp_path: Path, store: RemoteStore) -> None:
