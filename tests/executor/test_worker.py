@@ -216,10 +216,19 @@ def test_the_worker_uploads_only_on_a_grant(answers: bytes, reason: str) -> None
 def test_read_result() -> None:
     ok = TaskResult(Ok={"return_value": b"x"})
     assert worker.read_result(0, ok.SerializeToString()) == ok
+    assert worker.read_result(-9, ok.SerializeToString()) == ok  # sent: its end changes nothing
     malformed = "executor process returned a malformed result"
     assert worker.read_result(0, b"").Err.reason == malformed
     assert worker.read_result(0, b"\xff\xff").Err.reason == malformed
     assert worker.read_result(-9, b"").Err.reason == "executor process exited with code -9"
+
+
+def test_a_rehearsal_runs_the_whole_task_path_in_memory() -> None:
+    """What a spare task process runs while it waits for its task: an echo of nothing,
+    through the header, the task, the function and both frames (no descriptor used)."""
+    result = worker.rehearse()
+    assert result.WhichOneof("result") == "Ok", result
+    assert result.Ok.return_value == b""
 
 
 def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Path) -> None:
