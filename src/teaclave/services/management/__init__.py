@@ -10,6 +10,7 @@ from teaclave.core.auditlog import CheckpointSigner
 from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
 from teaclave.services.base import ServiceEnv
 from teaclave.services.management.audit import Checkpointer
+from teaclave.services.management.common import Remembered
 from teaclave.services.management.service import ManagementServicer
 from teaclave.storage import keys
 from teaclave.storage.remote import RemoteStore
@@ -29,8 +30,17 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     """
     peer = env.peer("storage")
     store = RemoteStore(peer)
-    task_changes = Watcher(store, [keys.TASK], max_waiters=MAX_WAITING_CALLS, with_values=True)
-    servicer = ManagementServicer(store, env.config.execution.max_limits(), task_changes)
+    remembered = Remembered()
+    task_changes = Watcher(
+        store,
+        [keys.TASK],
+        max_waiters=MAX_WAITING_CALLS,
+        on_changes=remembered.changed,
+        with_values=True,
+    )
+    servicer = ManagementServicer(
+        store, env.config.execution.max_limits(), task_changes, remembered
+    )
 
     def signer() -> CheckpointSigner:
         identity = env.identity

@@ -2,29 +2,85 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from teaclave.core.access import Subject
 from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
-from teaclave.storage.api import Conflict, Store, Write
+from teaclave.storage import keys
+from teaclave.storage.api import Changes, Conflict, Store, Write
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 COMMIT_ATTEMPTS = 16
+MAX_REMEMBERED = 4096
+"""Most task records a management service remembers (:class:`Remembered`)."""
 
 
 Caller = Subject
 """The authenticated user of a call, as the frontend names them."""
 
 
-class Txn:
-    """Reads (remembering each key's version) and buffered writes for one commit."""
+class Remembered:
+    """Task records as this service last saw them: written by its own commits, or
+    brought by its watch of :data:`~teaclave.storage.keys.TASK` (``changed``).
 
-    def __init__(self, store: Store) -> None:
+    A transaction may take its first reads from here instead of storage
+    (:func:`transact` with ``optimistic``): its commit checks each version read, and a
+    failure it decides on them is decided again on storage, so a record out of date
+    costs a second attempt, never a wrong answer.
+    """
+
+    def __init__(self, size: int = MAX_REMEMBERED) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, tuple[bytes | None, int]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[bytes | None, int] | None:
+        """The value (None: absent) and version last seen of ``key``, if remembered."""
+        with self._lock:
+            return self._records.get(key)
+
+    def saw(self, records: Mapping[str, bytes | None], version: int) -> None:
+        """``records`` were at ``version`` (only task records are kept)."""
+        with self._lock:
+            for key, value in records.items():
+                known = self._records.get(key)
+                if key.startswith(keys.TASK) and (known is None or known[1] <= version):
+                    self._records[key] = (value, version)
+                    self._records.move_to_end(key)
+            while len(self._records) > self._size:
+                self._records.popitem(last=False)
+
+    def changed(self, changes: Changes) -> None:
+        """A batch of the watch (with values): its records as they were sent."""
+        if changes.lost:
+            with self._lock:
+                self._records.clear()
+            return
+        for record in changes.records:
+            self.saw({record.key: record.value if record.exists else None}, record.version)
+
+
+class Txn:
+    """Reads (remembering each key's version) and buffered writes for one commit.
+
+    ``remembered``: records this commit leaves are remembered there; ``optimistic``:
+    reads take what it remembers first.
+    """
+
+    def __init__(
+        self, store: Store, remembered: Remembered | None = None, *, optimistic: bool = False
+    ) -> None:
         self.store = store
+        self._remembered = remembered
+        self._optimistic = optimistic and remembered is not None
+        self.read_remembered = False
+        """Whether a read took a remembered record."""
         self._versions: dict[str, int] = {}
         self._reads: dict[str, bytes | None] = {}
         self._writes: dict[str, bytes | None] = {}
@@ -48,6 +104,12 @@ class Txn:
     def prefetch(self, keys: Iterable[str]) -> None:
         """Read those of ``keys`` not read yet, in one round trip (for :meth:`find` to see)."""
         missing = [k for k in dict.fromkeys(keys) if k not in self._reads and k not in self._writes]
+        if self._optimistic and self._remembered is not None:
+            for key in list(missing):
+                if (found := self._remembered.get(key)) is not None:
+                    self._reads[key], self._versions[key] = found
+                    self.read_remembered = True
+                    missing.remove(key)
         for record in self.store.get(missing) if missing else ():
             self._versions[record.key] = record.version
             self._reads[record.key] = record.value if record.exists else None
@@ -74,17 +136,34 @@ class Txn:
     def commit(self) -> None:
         """Commit the writes if nothing read has changed (:class:`Conflict` otherwise)."""
         if self._writes:
-            self.store.commit(
+            version = self.store.commit(
                 list(self._versions.items()),
                 [Write(key, value) for key, value in self._writes.items()],
             )
+            if self._remembered is not None:
+                self._remembered.saw(self._writes, version)
 
 
-def transact(store: Store, body: Callable[[Txn], R]) -> R:
-    """Run ``body`` in a fresh :class:`Txn` and commit, re-running it on conflicts."""
-    for _ in range(COMMIT_ATTEMPTS):
-        txn = Txn(store)
-        result = body(txn)
+def transact(
+    store: Store,
+    body: Callable[[Txn], R],
+    remembered: Remembered | None = None,
+    *,
+    optimistic: bool = False,
+) -> R:
+    """Run ``body`` in a fresh :class:`Txn` and commit, re-running it on conflicts.
+
+    ``optimistic``: the first attempt reads what ``remembered`` holds; if ``body`` fails
+    on what it read there, it runs again on storage.
+    """
+    for attempt in range(COMMIT_ATTEMPTS):
+        txn = Txn(store, remembered, optimistic=optimistic and attempt == 0)
+        try:
+            result = body(txn)
+        except TeaclaveError:
+            if txn.read_remembered:
+                continue
+            raise
         try:
             txn.commit()
         except Conflict:

@@ -18,7 +18,7 @@ import grpc
 from teaclave.core.access import RULES, Decision, Facts, Subject, check_role, decide
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.roles import Role
-from teaclave.services.management.common import Txn, transact
+from teaclave.services.management.common import Remembered, Txn, transact
 from teaclave.storage.api import Store
 
 Req = TypeVar("Req")
@@ -30,10 +30,13 @@ API_ATTRIBUTE = "__teaclave_api__"
 
 
 class HasStore(Protocol):
-    """A servicer over a store."""
+    """A servicer over a store, remembering the task records it saw."""
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def remembered(self) -> Remembered: ...
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,14 @@ def no_facts(_txn: Txn, _request: Any) -> Facts:
 
 
 def guarded(
-    api: str, facts: FactsLoader = no_facts
+    api: str, facts: FactsLoader = no_facts, *, optimistic: bool = False
 ) -> Callable[[Body[S, Req, Resp]], Method[S, Req, Resp]]:
-    """The gRPC method for ``api`` whose ``body`` runs only if the rule allows the call."""
+    """The gRPC method for ``api`` whose ``body`` runs only if the rule allows the call.
+
+    ``optimistic``: the transaction reads remembered task records first (see
+    :func:`~teaclave.services.management.common.transact`); only for a ``body`` that
+    commits what it read, or whose answer stands whatever changed after the version
+    it read."""
     rule = RULES[api]
 
     def wrap(body: Body[S, Req, Resp]) -> Method[S, Req, Resp]:
@@ -96,7 +104,7 @@ def guarded(
                 call = Call(request, subject, decision, context.time_remaining())
                 return body(servicer, txn, call)
 
-            return transact(servicer.store, run)
+            return transact(servicer.store, run, servicer.remembered, optimistic=optimistic)
 
         method.__name__ = body.__name__
         method.__doc__ = body.__doc__

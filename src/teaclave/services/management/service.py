@@ -20,7 +20,7 @@ from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_management_service_pb2 as mgmt
 from teaclave.proto import teaclave_management_service_pb2_grpc as mgmt_grpc
 from teaclave.services.management import audit, files, functions, tasks
-from teaclave.services.management.common import Txn
+from teaclave.services.management.common import Remembered, Txn
 from teaclave.services.management.convert import (
     data_maps,
     function_from_request,
@@ -98,15 +98,28 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
     """TeaclaveManagement over one :class:`Store`; limits may be set up to ``max_limits``;
     ``task_changes`` watches the store's :data:`~teaclave.storage.keys.TASK` records."""
 
-    def __init__(self, store: Store, max_limits: limits.Limits, task_changes: Watcher) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_limits: limits.Limits,
+        task_changes: Watcher,
+        remembered: Remembered | None = None,
+    ) -> None:
+        """``remembered``: kept current by ``task_changes`` (its ``on_changes``)."""
         self._store = store
         self._max_limits = max_limits
         self._task_changes = task_changes
+        self._remembered = remembered or Remembered()
 
     @property
     def store(self) -> Store:
         """The store every call runs a transaction on."""
         return self._store
+
+    @property
+    def remembered(self) -> Remembered:
+        """The task records this service saw last."""
+        return self._remembered
 
     # --- files ---------------------------------------------------------------
 
@@ -270,7 +283,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
     def GetTask(self, txn: Txn, call: Call[fe.GetTaskRequest]) -> fe.GetTaskResponse:  # noqa: N802
         return task_response(tasks.load_task(txn, _task(call.request)))
 
-    @guarded("wait_task", _task_facts)
+    @guarded("wait_task", _task_facts, optimistic=True)
     def WaitTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.WaitTaskRequest]
     ) -> fe.GetTaskResponse:
@@ -293,7 +306,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
             )
         return task_response(task)
 
-    @guarded("assign_data", _assignment_facts)
+    @guarded("assign_data", _assignment_facts, optimistic=True)
     @task_operation("task.assign_data")
     def AssignData(  # noqa: N802
         self, txn: Txn, call: Call[fe.AssignDataRequest]
@@ -307,7 +320,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         )
         return fe.AssignDataResponse()
 
-    @guarded("approve_task", _task_facts)
+    @guarded("approve_task", _task_facts, optimistic=True)
     @task_operation("task.approve")
     def ApproveTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.ApproveTaskRequest]
@@ -316,7 +329,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         digest = tasks.approve_task(txn, call.caller.user_id, _task(request), request.digest)
         return fe.ApproveTaskResponse(digest=digest)
 
-    @guarded("revoke_task_approval", _task_facts)
+    @guarded("revoke_task_approval", _task_facts, optimistic=True)
     @task_operation("task.revoke_approval")
     def RevokeTaskApproval(  # noqa: N802
         self, txn: Txn, call: Call[fe.RevokeTaskApprovalRequest]
@@ -324,7 +337,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         tasks.revoke_approval(txn, call.caller.user_id, _task(call.request))
         return fe.RevokeTaskApprovalResponse()
 
-    @guarded("invoke_task", _task_facts)
+    @guarded("invoke_task", _task_facts, optimistic=True)
     @task_operation("task.invoke")
     def InvokeTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.InvokeTaskRequest]
@@ -332,7 +345,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
         tasks.invoke_task(txn, call.caller.user_id, _task(call.request))
         return fe.InvokeTaskResponse()
 
-    @guarded("cancel_task", _task_facts)
+    @guarded("cancel_task", _task_facts, optimistic=True)
     @task_operation("task.cancel")
     def CancelTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.CancelTaskRequest]
