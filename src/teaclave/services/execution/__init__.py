@@ -94,21 +94,23 @@ class _Task:
         self.run = run
         self.canceled = threading.Event()
         self._process = process
+        self._envelope = envelope
         self._on_end = on_end
         self._thread = threading.Thread(
             target=self._wait,
-            args=(envelope, report, start_upload),
+            args=(report, start_upload),
             name=f"task-{self.task_id}",
             daemon=True,
         )
 
     def start(self) -> None:
-        """Hand the task to its process and wait for it in the background."""
+        """Hand the task to its process (at once: its process starts on it while the
+        thread that waits for it starts) and wait for it in the background."""
+        uploads.send_envelope(self._process.stdin, self._envelope)
         self._thread.start()
 
     def _wait(
         self,
-        envelope: bytes,
         report: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
@@ -116,10 +118,9 @@ class _Task:
         process ends changes nothing after that), else once it ended."""
         with self.run.active():  # the result's report belongs to the task's trace too
             with self._process as process:
-                output = uploads.serve(
+                output = uploads.answer(
                     process.stdin,
                     process.stdout,
-                    envelope,
                     lambda name: start_upload(self, name),
                     self.run.stages,
                 )
@@ -151,6 +152,7 @@ class _Executor:
         self.executor_id = str(uuid.uuid4())
         self._config = env.config
         self._slots = env.config.execution.max_concurrent_tasks
+        self._settings = env.config.execution_settings()
         self._scheduler: Peer = env.peer("scheduler")
         self._stop = stop
         self._lock = threading.Lock()
@@ -269,9 +271,8 @@ class _Executor:
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         run = TaskRun(staged.task_id, staged.trace_context)
         try:
-            settings = self._config.execution_settings()
-            view = sandbox_view(sandbox_kind(staged), settings)
-            envelope = worker.encode_envelope(settings, staged, self._module(staged), view)
+            view = sandbox_view(sandbox_kind(staged), self._settings)
+            envelope = worker.encode_envelope(self._settings, staged, self._module(staged), view)
             process = self._launcher.start()
         except (TeaclaveError, LauncherError) as exc:
             reason = exc.message if isinstance(exc, TeaclaveError) else str(exc)
