@@ -1,4 +1,4 @@
-"""Optimistic transactions: first reads from the task records the service remembers."""
+"""Optimistic transactions: first reads from the records the management service remembers."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,14 +64,19 @@ def increment(txn: Txn) -> int:
     return found
 
 
-def test_a_commit_remembers_the_task_records_it_wrote(reads: Reads) -> None:
+def test_a_transaction_remembers_the_records_of_the_task_path_it_read_or_wrote(
+    reads: Reads,
+) -> None:
     remembered = Remembered()
+    function_version = reads.store.commit([], [Write("function/f", b"a function")])
     txn = Txn(reads, remembered)  # type: ignore[arg-type]
+    txn.prefetch(["function/f"])
     txn.put_bytes(KEY, usage(1))
-    txn.put_bytes("function/f", b"not a task")
+    txn.put_bytes("input/i", b"not on the task path")
     txn.commit()
     assert remembered.get(KEY) == (usage(1), reads.store.get([KEY])[0].version)
-    assert remembered.get("function/f") is None
+    assert remembered.get("function/f") == (b"a function", function_version)
+    assert remembered.get("input/i") is None
 
 
 def test_an_optimistic_transaction_reads_nothing_it_remembers(reads: Reads) -> None:
@@ -100,9 +105,10 @@ def test_a_failure_decided_on_a_remembered_record_is_decided_again_on_storage(
     remembered.saw({KEY: usage(0)}, put(reads.store, 0))
     put(reads.store, 1)  # approved, by another service
 
-    def invoke(txn: Txn) -> str:  # refuses an unapproved task; commits nothing
-        if number(txn) == 0:
+    def invoke(txn: Txn) -> str:  # refuses an unapproved task, else stages it
+        if (found := number(txn)) == 0:
             raise TeaclaveError(Status.FAILED_PRECONDITION, "not approved")
+        txn.put(KEY, FunctionUsage("f", found))
         return "invoked"
 
     assert transact(reads, invoke, remembered, optimistic=True) == "invoked"  # type: ignore[arg-type]

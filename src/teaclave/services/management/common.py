@@ -18,7 +18,9 @@ R = TypeVar("R")
 
 COMMIT_ATTEMPTS = 16
 MAX_REMEMBERED = 4096
-"""Most task records a management service remembers (:class:`Remembered`)."""
+"""Most records a management service remembers (:class:`Remembered`)."""
+REMEMBERED = (keys.TASK, keys.FUNCTION, keys.USAGE)
+"""What it remembers: the records a task's way from creation to result reads."""
 
 
 Caller = Subject
@@ -26,8 +28,9 @@ Caller = Subject
 
 
 class Remembered:
-    """Task records as this service last saw them: written by its own commits, or
-    brought by its watch of :data:`~teaclave.storage.keys.TASK` (``changed``).
+    """Records of tasks, functions and their usage (:data:`REMEMBERED`) as this service
+    last saw them: read or written by its own transactions, or brought by its watch of
+    :data:`~teaclave.storage.keys.TASK` (``changed``).
 
     A transaction may take its first reads from here instead of storage
     (:func:`transact` with ``optimistic``): its commit checks each version read, and a
@@ -46,11 +49,11 @@ class Remembered:
             return self._records.get(key)
 
     def saw(self, records: Mapping[str, bytes | None], version: int) -> None:
-        """``records`` were at ``version`` (only task records are kept)."""
+        """``records`` were at ``version`` (only those :data:`REMEMBERED` are kept)."""
         with self._lock:
             for key, value in records.items():
                 known = self._records.get(key)
-                if key.startswith(keys.TASK) and (known is None or known[1] <= version):
+                if key.startswith(REMEMBERED) and (known is None or known[1] <= version):
                     self._records[key] = (value, version)
                     self._records.move_to_end(key)
             while len(self._records) > self._size:
@@ -113,6 +116,8 @@ class Txn:
         for record in self.store.get(missing) if missing else ():
             self._versions[record.key] = record.version
             self._reads[record.key] = record.value if record.exists else None
+            if self._remembered is not None and record.exists:
+                self._remembered.saw({record.key: record.value}, record.version)
 
     def load(self, cls: type[T], key: str, missing: TeaclaveError) -> T:
         """The record at ``key``; raises ``missing`` if absent."""

@@ -30,7 +30,7 @@ API_ATTRIBUTE = "__teaclave_api__"
 
 
 class HasStore(Protocol):
-    """A servicer over a store, remembering the task records it saw."""
+    """A servicer over a store, remembering records it saw."""
 
     @property
     def store(self) -> Store: ...
@@ -86,7 +86,7 @@ def guarded(
 ) -> Callable[[Body[S, Req, Resp]], Method[S, Req, Resp]]:
     """The gRPC method for ``api`` whose ``body`` runs only if the rule allows the call.
 
-    ``optimistic``: the transaction reads remembered task records first (see
+    ``optimistic``: the transaction reads remembered records first (see
     :func:`~teaclave.services.management.common.transact`); only for a ``body`` that
     commits what it read, or whose answer stands whatever changed after the version
     it read."""

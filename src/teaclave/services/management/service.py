@@ -118,7 +118,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
 
     @property
     def remembered(self) -> Remembered:
-        """The task records this service saw last."""
+        """The records of tasks, functions and usage this service saw last."""
         return self._remembered
 
     # --- files ---------------------------------------------------------------
@@ -259,7 +259,7 @@ class ManagementServicer(mgmt_grpc.TeaclaveManagementServicer):
 
     # --- tasks ---------------------------------------------------------------
 
-    @guarded("create_task", _function_facts)
+    @guarded("create_task", _function_facts, optimistic=True)
     def CreateTask(  # noqa: N802
         self, txn: Txn, call: Call[fe.CreateTaskRequest]
     ) -> fe.CreateTaskResponse:
