@@ -90,16 +90,15 @@ class Platform:
         wait_for(one, what="the zygote's spare task process")
         return found[0]
 
-    def on_next_task(self, action: Callable[[int], None]) -> Callable[[], int]:
-        """Call ``action(pid)`` on the next task's process once the task took it.
+    def next_task(self) -> Callable[[], int]:
+        """A function that waits until the next task took its process and gives its pid.
 
-        Returns a function that waits for that to have happened and gives the pid.
         The next task takes the spare (:meth:`spare`); the zygote then forks the next
-        spare: that is when the watcher, reading the zygote's children as often as it
-        can, acts.
+        spare: that is what a thread, reading the zygote's children as often as it
+        can, waits for.
         """
         spare = self.spare()
-        caught: list[int] = []
+        taken = threading.Event()
 
         def watch() -> None:
             deadline = time.monotonic() + 30
@@ -108,8 +107,7 @@ class Platform:
                 if zygote is not None and any(
                     c != spare and not has_read(c) for c in children(zygote)
                 ):
-                    action(spare)
-                    caught.append(spare)
+                    taken.set()
                     return
                 time.sleep(0)
 
@@ -118,17 +116,16 @@ class Platform:
 
         def wait() -> int:
             thread.join(35)
-            assert caught, "no task process started"
-            return caught[0]
+            assert taken.is_set(), "no task took the spare task process"
+            return spare
 
         return wait
 
     def hold_next_task(self) -> Callable[[], int]:
         """Freeze (SIGSTOP) the next task's process now, before the task takes it: its
-        task stays Running until canceled. Returns a function that waits for the task to
-        take it and gives its pid."""
+        task stays Running until canceled. Returns :meth:`next_task`'s function."""
         os.kill(self.spare(), signal.SIGSTOP)
-        return self.on_next_task(lambda _: None)
+        return self.next_task()
 
 
 def alive(pid: int) -> bool:

@@ -587,10 +587,11 @@ class World:
         assert state == "Failed", state
         executor = self.platform.supervisor.pid("execution")
         assert executor is not None
-        # kill -9 the executor as it starts the task: the scheduler fails the task.
-        started = self.platform.on_next_task(lambda _: os.kill(executor, signal.SIGKILL))
+        # kill -9 the executor mid-task (its process frozen): the scheduler fails the task.
+        held = self.platform.hold_next_task()
         self.invoke(task)
-        started()
+        held()
+        os.kill(executor, signal.SIGKILL)
         self.wait_status(task.id, TaskStatus.FAILED)
         wait_for(lambda: self.platform.supervisor.pid("execution") not in (None, executor))
         return task

@@ -61,10 +61,11 @@ def test_killed_executor_fails_its_task(platform: Platform) -> None:
     zygote = platform.zygote()
     assert executor is not None
     assert zygote is not None
-    # kill -9 the executor the moment it has started the task (so: mid-task).
-    started = platform.on_next_task(lambda _: os.kill(executor, signal.SIGKILL))
+    # kill -9 the executor mid-task: its task process is frozen before the task comes.
+    held = platform.hold_next_task()
     user.invoke_task(task_id)
-    worker = started()
+    worker = held()
+    os.kill(executor, signal.SIGKILL)
     with pytest.raises(TaskFailed, match="Runtime Error: Executor Timeout"):
         user.get_task_result(task_id, timeout=EXECUTOR_TIMEOUT * 5)
     wait_for(lambda: not alive(worker), what="orphaned task process exit")
@@ -85,7 +86,7 @@ def test_killed_zygote_fails_its_task_and_another_takes_over(platform: Platform)
     task_id = user.create_task(function_id, {}, "python")
     executor, zygote = platform.supervisor.pid("execution"), platform.zygote()
     assert zygote is not None
-    started = platform.on_next_task(lambda _: None)
+    started = platform.next_task()
     user.invoke_task(task_id)
     task_process = started()
     # Once it read its task (and forked the function's sandbox): before, the executor would
