@@ -205,3 +205,29 @@ def test_pinned_channel_survives_many_threads(server: ServiceEnv, config: Config
         t.join()
     peer.close()
     assert results == [True] * 80
+
+
+class _Unavailable(grpc.RpcError):
+    """What another call on the channel ended with: the peer was unavailable."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_channel_dropped_as_unavailable_lets_its_calls_in_flight_end(
+    server: ServiceEnv, config: Config
+) -> None:
+    """Another call found the peer unavailable: the next call dials again, and a call
+    still in flight on the old channel ends as the peer answers it, not CANCELLED."""
+    frontend = ServiceEnv.create(config, "frontend")
+    peer = frontend.peer("access_control")
+    try:
+        dropped = peer.channel()
+        answers = stream(peer, role="frontend")
+        assert next(answers)
+        assert peer.failed(_Unavailable(), dropped)
+        assert ask(peer, "x", "frontend")  # on a new channel
+        assert peer.channel() is not dropped
+        assert list(answers) == [True] * (STREAMED - 1)
+    finally:
+        peer.close()

@@ -202,27 +202,27 @@ class Peer:
         """Note that a call on ``channel`` failed with ``error`` (for calls not made by
         :meth:`call`, e.g. a stream's): whether the peer was unavailable. Then the
         channel is dropped, unless another call dropped it first (the next call dials
-        and verifies again)."""
+        and verifies again); calls in flight on it go on."""
         if error.code() != grpc.StatusCode.UNAVAILABLE:
             return False
         with self._lock:
             if self._channel is channel:
-                channel.close()
-                self._channel = None
+                self._retire()
         return True
 
     def _retire(self) -> None:
-        """Keep the current channel (if any) until the next replacement; close the one before."""
+        """Keep the current channel (if any) until the next replacement, so the calls in
+        flight on it end as the peer answers them; close the one retired before."""
+        if self._channel is None:
+            return
         if self._retired is not None:
             self._retired.close()
         self._retired, self._channel = self._channel, None
 
     def reset(self) -> None:
-        """Drop the channel; the next call dials again."""
+        """Drop the channel (retired, as above); the next call dials again."""
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel = None
+            self._retire()
 
     def close(self) -> None:
         """Close the channels."""
