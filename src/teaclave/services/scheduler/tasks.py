@@ -147,8 +147,11 @@ class Scheduler:
         )
 
     def pull(self, executor_id: str, running: Collection[str]) -> pb.StagedTask | None:
-        """:meth:`await_task` without the wait: the oldest staged task, or None."""
+        """:meth:`await_task` without the wait: the oldest staged task, or None. The
+        queue is read from storage: a caller that polls finds what was staged before
+        its call, whether or not the watch brought it yet."""
         self._check_in(executor_id, running)
+        self._queue.forget()
         return self._claim(executor_id)
 
     def _check_in(self, executor_id: str, running: Collection[str]) -> None:
