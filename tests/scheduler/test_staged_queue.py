@@ -126,3 +126,19 @@ def test_changes_that_come_during_a_read_are_applied_after_it(
     reads.during = meanwhile
     assert head(queue) == "staged/2"
     assert reads.count == 1
+
+
+def test_a_forget_during_a_read_leaves_the_queue_to_be_read_again(
+    queue: StagedQueue, reads: Reads, store: SqliteStore
+) -> None:
+    queue.changed(Changes(1, lost=True))
+
+    def meanwhile() -> None:  # e.g. a PullTask: it must find what was staged before it
+        reads.during = lambda: None
+        put(store, "staged/1")
+        queue.forget()
+
+    reads.during = meanwhile
+    assert head(queue) is None  # read before staged/1 was
+    assert head(queue) == "staged/1"
+    assert reads.count == 2

@@ -89,13 +89,6 @@ class ServiceGate:
         raise _refused("cannot start the upload: malformed answer from the execution service")
 
 
-def send_envelope(to_worker: IO[bytes], envelope: bytes) -> None:
-    """Hand the worker its envelope (nothing if it is gone: its exit code tells)."""
-    with contextlib.suppress(BrokenPipeError):
-        to_worker.write(envelope)
-        to_worker.flush()
-
-
 def serve(
     to_worker: IO[bytes],
     from_worker: IO[bytes],
@@ -103,26 +96,18 @@ def serve(
     start_upload: Callable[[str], str],
     on_stages: Callable[[bytes], None] = lambda _: None,
 ) -> bytes | None:
-    """The service's side: :func:`send_envelope`, then :func:`answer`."""
-    send_envelope(to_worker, envelope)
-    return answer(to_worker, from_worker, start_upload, on_stages)
-
-
-def answer(
-    to_worker: IO[bytes],
-    from_worker: IO[bytes],
-    start_upload: Callable[[str], str],
-    on_stages: Callable[[bytes], None] = lambda _: None,
-) -> bytes | None:
-    """Answer each upload request of a worker that has its envelope with
-    ``start_upload(name)`` ('' grants, else the reason) until its result; hand its stage
-    timings to ``on_stages``.
+    """The service's side: send ``envelope``, then answer each upload request with
+    ``start_upload(name)`` ('' grants, else the reason) until the worker's result;
+    hand its stage timings to ``on_stages``.
 
     Returns the result's bytes (b"" if the worker ended without one), or None if
     the worker broke the protocol (it may still be running: kill it). Closes
     ``to_worker``.
     """
     try:
+        with contextlib.suppress(BrokenPipeError):  # a dead worker: its exit code tells
+            to_worker.write(envelope)
+            to_worker.flush()
         while True:
             try:
                 frame = read_frame(from_worker)

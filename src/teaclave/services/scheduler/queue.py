@@ -41,6 +41,7 @@ class StagedQueue:
         self._following = False  # a watch batch came: the changes from now on come too
         self._known = False  # the entries are storage's, as far as the watch brought
         self._during: list[Changes] | None = None  # the batches that came during a read
+        self._forgotten = 0  # calls of forget(): one during a read leaves the read unknown
 
     def changed(self, changes: Changes) -> None:
         """Apply a batch of the watch."""
@@ -87,23 +88,27 @@ class StagedQueue:
         """What is kept may be out of date: the next :meth:`head` reads the queue."""
         with self._lock:
             self._known = False
+            self._forgotten += 1
 
     def _read(self) -> None:
-        """Read the whole queue; batches that came meanwhile are applied again after it."""
+        """Read the whole queue; batches that came meanwhile are applied again after it,
+        in the same step that takes the read in (so none is lost between the two)."""
         with self._reading:
             with self._lock:
                 if self._known:
                     return
-                self._during, following = [], self._following
+                self._during, following, forgotten = [], self._following, self._forgotten
             try:
                 records = self._store.scan(keys.STAGED)
-            finally:
+            except BaseException:
                 with self._lock:
-                    during, self._during = self._during, None
+                    self._during = None
+                raise
             with self._lock:
+                during, self._during = self._during or [], None
                 self._entries, self._order = {}, []
                 for record in records:
                     self._put(record)
-                self._known = following
-                for changes in during or ():
+                self._known = following and forgotten == self._forgotten  # none forgot since
+                for changes in during:
                     self._apply(changes)
