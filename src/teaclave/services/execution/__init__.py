@@ -55,6 +55,8 @@ T = TypeVar("T")
 _RPC_TIMEOUT_SECS = 10.0
 AWAIT_MS = 30_000
 """How long one wait for a staged task may last (then it is renewed)."""
+EXIT_GRACE_SECS = 10.0
+"""How long a task process that sent its result has to end before it is killed."""
 FIRST_RETRY_SECS = 0.05
 MAX_RETRY_SECS = 2.0
 """Pauses between attempts while the scheduler is unreachable."""
@@ -94,48 +96,53 @@ class _Task:
         self.run = run
         self.canceled = threading.Event()
         self._process = process
-        self._envelope = envelope
         self._on_end = on_end
         self._thread = threading.Thread(
             target=self._wait,
-            args=(report, start_upload),
+            args=(envelope, report, start_upload),
             name=f"task-{self.task_id}",
             daemon=True,
         )
 
     def start(self) -> None:
-        """Hand the task to its process (at once: its process starts on it while the
-        thread that waits for it starts) and wait for it in the background."""
-        uploads.send_envelope(self._process.stdin, self._envelope)
+        """Hand the task to its process and wait for it in the background."""
         self._thread.start()
 
     def _wait(
         self,
+        envelope: bytes,
         report: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
         """Feed the task process; ``report`` its result as soon as it sent one (how the
-        process ends changes nothing after that), else once it ended."""
-        with self.run.active():  # the result's report belongs to the task's trace too
-            with self._process as process:
-                output = uploads.answer(
-                    process.stdin,
-                    process.stdout,
-                    lambda name: start_upload(self, name),
-                    self.run.stages,
-                )
-                if output is None:  # it broke the protocol
-                    process.kill()
-                reported = worker.reported(output)
-                if reported is not None and not self.canceled.is_set():
-                    report(self, reported)
-                try:
-                    result = worker.read_result(process.wait().returncode, output)
-                except LauncherError as exc:  # lost with the zygote
-                    result = TaskResult(Err=TaskFailure(reason=str(exc)))
-            if reported is None and not self.canceled.is_set():
-                report(self, result)
-        self._on_end(self)
+        process ends changes nothing after that: one that does not end within
+        :data:`EXIT_GRACE_SECS` is killed, no cancel could reach it), else once it ended."""
+        try:
+            with self.run.active():  # the result's report belongs to the task's trace too
+                with self._process as process:
+                    output = uploads.serve(
+                        process.stdin,
+                        process.stdout,
+                        envelope,
+                        lambda name: start_upload(self, name),
+                        self.run.stages,
+                    )
+                    if output is None:  # it broke the protocol
+                        process.kill()
+                    reported = worker.reported(output)
+                    if reported is not None:
+                        if not self.canceled.is_set():
+                            report(self, reported)
+                        if not process.ended(EXIT_GRACE_SECS):
+                            process.kill()
+                    try:
+                        result = worker.read_result(process.wait().returncode, output)
+                    except LauncherError as exc:  # lost with the zygote
+                        result = TaskResult(Err=TaskFailure(reason=str(exc)))
+                if reported is None and not self.canceled.is_set():
+                    report(self, result)
+        finally:
+            self._on_end(self)
 
     def kill(self) -> None:
         """Kill the task process and wait until the task is over."""
