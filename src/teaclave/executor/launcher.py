@@ -81,9 +81,9 @@ class TaskProcess:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
-    def failed(self) -> bool:
-        """Whether it could not be forked (as far as is known yet)."""
-        return self._started.is_set() and self._failure is not None
+    def ended(self, timeout: float = 0.0) -> bool:
+        """Whether it ended, or could not be forked, within ``timeout`` seconds."""
+        return self._ended.wait(timeout)
 
     def wait(self) -> Exit:
         """Its end, once the zygote reaped it (LauncherError if it was lost with the zygote)."""
@@ -164,11 +164,11 @@ class _Zygote:
 
     def fork(self) -> TaskProcess:
         """A started task process: the spare forked ahead of time, unless it could not
-        fork; then a new one. Either way the zygote forks the next spare at once, so a
+        fork or died since; then a new one. Either way the zygote forks the next spare at once, so a
         task waits for no fork (_Died if the zygote died first, LauncherError otherwise)."""
         with self._lock:
             process, self._spare = self._spare, None
-        if process is None or process.failed():
+        if process is None or process.ended():  # a spare may have died while it waited
             if process is not None:
                 process.close()
             process = self._request()
@@ -189,8 +189,9 @@ class _Zygote:
         except LauncherError:
             return
         with self._lock:
-            spare, self._spare = self._spare, spare
-        if spare is not None:  # raced with another fork
+            if not self._how:  # else end() has failed it already
+                spare, self._spare = self._spare, spare
+        if spare is not None:  # raced with another fork, or the zygote's end
             spare.kill()
             spare.close()
 
