@@ -124,6 +124,9 @@ def test_the_watch_keeps_the_newest_version_and_a_loss_forgets_all() -> None:
     assert remembered.get(KEY) == (b"v5", 5)
     remembered.changed(Changes(9, (KEY,), records=(Record(KEY, b"v7", 7),)))
     assert remembered.get(KEY) == (b"v7", 7)
+    remembered.changed(Changes(9, (KEY,), records=(Record(KEY, b"", 0),)))  # deleted
+    assert remembered.get(KEY) is None  # (storage reads it at version 0: nothing to keep)
+    remembered.saw({KEY: b"v8"}, 8)
     remembered.changed(Changes(10, lost=True))
     assert remembered.get(KEY) is None
 

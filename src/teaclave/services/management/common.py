@@ -49,11 +49,14 @@ class Remembered:
             return self._records.get(key)
 
     def saw(self, records: Mapping[str, bytes | None], version: int) -> None:
-        """``records`` were at ``version`` (only those :data:`REMEMBERED` are kept)."""
+        """``records`` were at ``version`` (None: deleted, forgotten; only those
+        :data:`REMEMBERED` are kept)."""
         with self._lock:
             for key, value in records.items():
                 known = self._records.get(key)
-                if key.startswith(REMEMBERED) and (known is None or known[1] <= version):
+                if value is None:  # storage reads an absent key at version 0: not worth it
+                    self._records.pop(key, None)
+                elif key.startswith(REMEMBERED) and (known is None or known[1] <= version):
                     self._records[key] = (value, version)
                     self._records.move_to_end(key)
             while len(self._records) > self._size:
