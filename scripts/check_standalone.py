@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCOPE = ("src", "tests", "bench", "scripts", "Makefile")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-NAME = "shared"  # spelled in two pieces: this file names the directory, never refers to it
+NAME = "".join(("sha", "red"))  # in pieces: this file names the directory, never refers to it
 _SEP = r"[/\\]"
 REFERENCE = re.compile(
     rf"(?<![\w.-]){NAME}(?={_SEP})"  # NAME/…, ../NAME/…
