@@ -3,8 +3,8 @@
 The platform runs as shipped: every service its own process, the default
 configuration (heartbeat, task slots), simulated TEE, SQLite, all on loopback.
 
-* ``rpc``: one authenticated frontend call (GetFunction: frontend → authentication
-  → access control → management → storage) — the baseline;
+* ``rpc``: one authenticated frontend call (GetFunction: frontend → authentication,
+  frontend → management → storage; access control's answer is kept) — the baseline;
 * ``echo_task``: a ``builtin-echo`` task from CreateTask to its result
   (CreateTask, InvokeTask, WaitTask), one client, p50 and p90 as ratios to ``rpc``;
 * ``python_echo_task``: the same with an echo written in Python (run in the sandbox);

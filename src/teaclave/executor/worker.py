@@ -14,6 +14,7 @@ the task's keys.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import struct
@@ -59,12 +60,13 @@ class Settings:
 
 def prepare() -> None:
     """Do once, in the zygote before it forks, what each task process would otherwise do
-    first: import every built-in, resolve the settings' field types and find the
-    temporary directory (the forks inherit all three)."""
+    first: import every built-in, resolve the settings' field types, find the
+    temporary directory and encode the rehearsal's envelope (the forks inherit all)."""
     for name in registry.LOCATIONS:
         registry.lookup(name)
     codec.resolve(Settings)
     tempfile.gettempdir()
+    _rehearsal_envelope()
 
 
 def encode_envelope(
@@ -190,13 +192,18 @@ def rehearse() -> TaskResult:
     copy-on-write page faults and cold caches; after a rehearsal the task's own run
     finds its pages private and warm. The rehearsal holds nothing of anyone's.
     """
-    envelope, out = io.BytesIO(encode_envelope(ExecutionConfig(), _REHEARSAL)), io.BytesIO()
+    envelope, out = io.BytesIO(_rehearsal_envelope()), io.BytesIO()
     _serve(envelope, envelope, out)
     frames = io.BytesIO(out.getvalue())
     while frame := uploads.read_frame(frames):
         if frame[0] == uploads.RESULT:
             return read_result(0, frame[1])
     return read_result(0, None)
+
+
+@functools.cache
+def _rehearsal_envelope() -> bytes:
+    return encode_envelope(ExecutionConfig(), _REHEARSAL)
 
 
 def _serve(stdin: BinaryIO, answers: BinaryIO, result_out: BinaryIO) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -73,17 +72,9 @@ class _Served:
                 path.lstrip("/"), parent, kind=SpanKind.SERVER, attributes=_attributes(path)
             )
 
-    @contextlib.contextmanager
-    def current(self) -> Iterator[None]:
+    def current(self) -> contextlib.AbstractContextManager[None]:
         """Within the block, the call's span (if any) is the current one."""
-        if self._span is None:
-            yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(self._span))
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
+        return contextlib.nullcontext() if self._span is None else tracing.current(self._span)
 
     def end(self) -> None:
         """Count the call with the status its handler set (CANCELLED if its caller went)."""

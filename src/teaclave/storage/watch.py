@@ -180,11 +180,12 @@ class Watcher:
             return False
         if not self._history or self._history[0][0] > seen:
             return True  # not remembered that far back
-        return any(
-            keys is None or any(key.startswith(prefix) for key in keys)
-            for _, version, keys in self._history
-            if version > seen
-        )
+        for _, version, keys in reversed(self._history):  # newest first: stop at ``seen``
+            if version <= seen:
+                return False
+            if keys is None or any(key.startswith(prefix) for key in keys):
+                return True
+        return False
 
     def _wake(self, since: int, changes: Changes) -> None:
         if changes.any:

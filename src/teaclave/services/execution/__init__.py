@@ -19,6 +19,7 @@ process is killed (its sandbox dies with it) and nothing is reported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -115,34 +116,46 @@ class _Task:
         start_upload: Callable[[_Task, str], str],
     ) -> None:
         """Feed the task process; ``report`` its result as soon as it sent one (how the
-        process ends changes nothing after that: one that does not end within
-        :data:`EXIT_GRACE_SECS` is killed, no cancel could reach it), else once it ended."""
+        process ends changes nothing after that), else once it ended."""
         try:
-            with self.run.active():  # the result's report belongs to the task's trace too
-                with self._process as process:
-                    output = uploads.serve(
-                        process.stdin,
-                        process.stdout,
-                        envelope,
-                        lambda name: start_upload(self, name),
-                        self.run.stages,
-                    )
-                    if output is None:  # it broke the protocol
-                        process.kill()
-                    reported = worker.reported(output)
-                    if reported is not None:
-                        if not self.canceled.is_set():
-                            report(self, reported)
-                        if not process.ended(EXIT_GRACE_SECS):
-                            process.kill()
-                    try:
-                        result = worker.read_result(process.wait().returncode, output)
-                    except LauncherError as exc:  # lost with the zygote
-                        result = TaskResult(Err=TaskFailure(reason=str(exc)))
-                if reported is None and not self.canceled.is_set():
-                    report(self, result)
+            with self.run.active(), self._process as process:  # the report is in the trace too
+                output = uploads.serve(
+                    process.stdin,
+                    process.stdout,
+                    envelope,
+                    lambda name: start_upload(self, name),
+                    self.run.stages,
+                )
+                if output is None:  # it broke the protocol
+                    process.kill()
+                result = worker.reported(output)
+                if result is not None:
+                    self._report(report, result)
+                    self._reap(process)
+                else:
+                    self._report(report, self._ended(process, output))
         finally:
             self._on_end(self)
+
+    def _report(self, report: Callable[[_Task, TaskResult], None], result: TaskResult) -> None:
+        if not self.canceled.is_set():
+            report(self, result)
+
+    @staticmethod
+    def _reap(process: TaskProcess) -> None:
+        """Let a process that sent its result end; kill it after :data:`EXIT_GRACE_SECS`."""
+        if not process.ended(EXIT_GRACE_SECS):
+            process.kill()
+        with contextlib.suppress(LauncherError):  # lost with the zygote: it is over anyway
+            process.wait()
+
+    @staticmethod
+    def _ended(process: TaskProcess, output: bytes | None) -> TaskResult:
+        """The result of a process that sent none: how it ended."""
+        try:
+            return worker.read_result(process.wait().returncode, output)
+        except LauncherError as exc:  # lost with the zygote
+            return TaskResult(Err=TaskFailure(reason=str(exc)))
 
     def kill(self) -> None:
         """Kill the task process and wait until the task is over."""
@@ -244,8 +257,7 @@ class _Executor:
                 task = self._tasks.get(task_id)
             if task is not None:
                 log.info("task %s canceled: killing its process", task_id)
-                task.kill()
-                self._clear(task)
+                task.kill()  # its thread frees the slot as it ends
 
     def _await_task(self) -> StagedTask | None:
         """The task the scheduler claims for this executor, once one is staged; None if

@@ -111,7 +111,9 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
             if not context.add_callback(watch.cancel):  # a caller gone ends the stream
                 return  # gone already
             for changes in watch:
-                records = self._store.get(changes.keys) if request.with_values else []
+                records = (
+                    self._store.get(changes.keys) if request.with_values and changes.keys else []
+                )
                 yield pb.WatchResponse(
                     version=changes.version,
                     keys=changes.keys,
