@@ -25,6 +25,7 @@ and the ratio sandboxed / in-process. 10⁵ items per side (10⁴ with ``--quick
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import json
@@ -48,6 +49,7 @@ from teaclave.crypto import aesgcm
 from teaclave.executor.files import FileTable
 from teaclave.executor.python.payload import flatten
 from teaclave.executor.task import run_staged_task
+from teaclave.executor.tasklog import TaskLog
 from teaclave.executor.wasm import WasmFunction, compile_module
 from teaclave.executor.wasm import engine as platform_engine
 from teaclave.functions.runtime import Runtime
@@ -227,7 +229,7 @@ class _InProcess:
     def load(self, staged: StagedTask) -> None:
         self._argv = flatten(staged.function_arguments)
 
-    def run(self, runtime: Runtime) -> bytes:
+    def run(self, runtime: Runtime, log: TaskLog | None = None) -> bytes:
         files = FileTable(runtime, max_file_bytes=self._config.max_file_bytes)
         return self._function.run(files, self._argv)
 
@@ -249,15 +251,16 @@ def _task_times(mode: str, directory: Path, runs: int) -> list[float]:
         staged.CopyFrom(template)
         for output in staged.outputs:
             output.url = output.url.format(f"{mode}-{run_number}")
-        sandbox = _InProcess(config, artifact) if mode == "in-process" else None
         start = time.perf_counter()
-        result = run_staged_task(
-            staged,
-            config,
-            sandbox,
-            module=artifact,
-            start_upload=_granted,  # type: ignore[arg-type]
-        )
+        in_process = _InProcess(config, artifact) if mode == "in-process" else None
+        with in_process or contextlib.nullcontext():
+            result = run_staged_task(
+                staged,
+                config,
+                in_process,
+                module=artifact,
+                start_upload=_granted,  # type: ignore[arg-type]
+            )
         times.append(time.perf_counter() - start)
         if result.WhichOneof("result") != "Ok":
             raise SystemExit(f"{mode}: {result.Err.reason}")

@@ -162,8 +162,7 @@ class SandboxedFunction:
         timer.start()
         try:
             protocol.send(self._channel, "go", self._task, **wanted)
-            summary = server.serve()
-            self._wait()
+            summary = server.serve()  # the function's last word: its end is left to __exit__
         except FunctionFailed as exc:
             error = exc.error
             if error.startswith("MemoryError"):

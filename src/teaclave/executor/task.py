@@ -120,25 +120,27 @@ def _function(
     """The task's function, ready to run.
 
     A Python or Wasm function runs in ``sandbox``, forked by the caller before it
-    read the task; otherwise the sandbox is forked here, so this must come
-    before anything that may start threads (fetching inputs). A Wasm function
-    runs ``module`` if given (compiled by the trusted caller), else its payload
-    compiled here.
+    read the task (the caller ends it); otherwise the sandbox is forked here (and
+    ends here), so this must come before anything that may start threads
+    (fetching inputs). A Wasm function runs ``module`` if given (compiled by the
+    trusted caller), else its payload compiled here.
     """
     kind = sandbox_kind(staged)
     if kind:
-        if sandbox is None:
-            if kind in _WASM_EXECUTORS and not module:
-                from teaclave.executor import wasm  # see _WASM_EXECUTORS
+        with contextlib.ExitStack() as forked_here:
+            if sandbox is None:
+                if kind in _WASM_EXECUTORS and not module:
+                    from teaclave.executor import wasm  # see _WASM_EXECUTORS
 
-                module = wasm.compile_module(staged.function_payload, kind)
-            sandbox = fork_sandbox(kind, config, module)
-        if sandbox is None or sandbox.kind != kind:
-            raise TeaclaveError(Status.INTERNAL, "the task's sandbox is not for its executor")
-        with sandbox as function:
+                    module = wasm.compile_module(staged.function_payload, kind)
+                sandbox = fork_sandbox(kind, config, module)
+                if sandbox is not None:
+                    forked_here.enter_context(sandbox)
+            if sandbox is None or sandbox.kind != kind:
+                raise TeaclaveError(Status.INTERNAL, "the task's sandbox is not for its executor")
             with stage("load_function"):
-                function.load(staged)
-            yield function.run
+                sandbox.load(staged)
+            yield sandbox.run
     elif (staged.executor_type, staged.executor) == ("builtin", "builtin"):
         builtin = registry.lookup(staged.function_name)
         arguments = builtin.parse_arguments(staged.function_arguments)
@@ -361,9 +363,10 @@ def run_staged_task(
     uploaded only once the function succeeded, all of them or none, each only
     once ``start_upload`` granted it (the scheduler recorded it). ``sandbox``:
     a Python or Wasm task's sandbox (:func:`fork_sandbox`), forked before the
-    task and its file keys were read (the worker does so); otherwise it is
-    forked here. ``module``: a Wasm task's module, compiled by the execution
-    service; otherwise it is compiled here.
+    task and its file keys were read and ended by the caller (the worker does
+    both: it ends it after the result); otherwise it is forked and ended here.
+    ``module``: a Wasm task's module, compiled by the execution service;
+    otherwise it is compiled here.
     """
     try:
         return TaskResult(Ok=_run(staged, config, sandbox, module, start_upload))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from teaclave.config import ExecutionConfig
@@ -38,7 +39,8 @@ class PythonFunction(SandboxedFunction):
 
     def __init__(self, config: ExecutionConfig, task_view: sandbox.View | None = None) -> None:
         preload(config.python_modules)
-        super().__init__("python", config, guest.main, task_view or view(config), limits(config))
+        target = functools.partial(guest.main, config.python_modules)
+        super().__init__("python", config, target, task_view or view(config), limits(config))
 
     def load(self, staged: StagedTask) -> None:
         """The task's payload and arguments, sent to the sandbox by :meth:`run`.
@@ -49,7 +51,6 @@ class PythonFunction(SandboxedFunction):
         self._go(
             payload=payload.source(staged.function_payload),
             argv=payload.flatten(staged.function_arguments),
-            modules=list(config.python_modules),
             max_summary_bytes=config.max_summary_bytes,
             profile=mesapy.PROFILE if staged.executor == mesapy.PROFILE else "python",
         )

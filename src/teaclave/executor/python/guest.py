@@ -1,11 +1,12 @@
 """The sandboxed end of the channel: runs the payload's ``entrypoint(argv)``.
 
-Everything here runs inside the sandbox, after the trusted side sent the
-``go`` frame (a JSON body: payload, argv, allowed modules, summary limit,
-profile). The function's files are requests over the channel. Its prints and
-log records go to the task's log if the task asked for it (sent with the
-result), else nowhere. Tasks of executor ``mesapy`` get the MesaPy profile
-(:mod:`.mesapy`).
+Everything here runs inside the sandbox. Before the trusted side sends the
+``go`` frame (a JSON body: payload, argv, summary limit, profile), the guest
+confines its imports to the allowed modules it was forked with: a sandbox
+forked ahead of its task has done so by the time the task comes. The function's
+files are requests over the channel. Its prints and log records go to the
+task's log if the task asked for it (sent with the result), else nowhere. Tasks
+of executor ``mesapy`` get the MesaPy profile (:mod:`.mesapy`).
 """
 
 from __future__ import annotations
@@ -202,35 +203,38 @@ def _confine_imports(modules: frozenset[str]) -> None:
     sys.meta_path.insert(0, _Refuse(modules))
 
 
-def _summary(value: object, profile: str) -> bytes:
+def _summary(value: object, *, mesapy_profile: bool) -> bytes:
     """A return value as the summary: None is empty, bytes as they are, else its str
     (in the MesaPy profile, a str read from a file gives back its bytes)."""
     if value is None:
         return b""
     if isinstance(value, bytes):
         return value
-    return mesapy.raw(str(value)) if profile == mesapy.PROFILE else str(value).encode()
+    return mesapy.raw(str(value)) if mesapy_profile else str(value).encode()
 
 
 def _run(
-    source: str, argv: list[str], modules: frozenset[str], profile: str, files: ChannelFiles
+    source: str,
+    argv: list[str],
+    modules: frozenset[str],
+    profile: Mapping[str, types.ModuleType] | None,
+    files: ChannelFiles,
 ) -> bytes:
+    """Run the payload ``source``'s entrypoint on ``argv``: its summary. ``profile``: the
+    MesaPy profile's modules, if the task has it."""
     linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
     code = compile(source, FILENAME, "exec", dont_inherit=True)
-    client = _Client(files, byte_strings=profile == mesapy.PROFILE)
+    client = _Client(files, byte_strings=profile is not None)
     shim = types.ModuleType("teaclave", "The platform's file API for functions.")
     shim.open = client.open  # type: ignore[attr-defined]
-    shims = {"teaclave": shim}
-    if profile == mesapy.PROFILE:
-        shims |= mesapy.modules(modules)
+    shims = {"teaclave": shim, **(profile or {})}
     names = dict(vars(builtins), __import__=_importer(modules, shims), teaclave_open=client.open)
     namespace: dict[str, Any] = {"__name__": "teaclave_function", "__builtins__": names}
-    _confine_imports(modules)
     exec(code, namespace)  # noqa: S102 (running the function is the point, in the sandbox)
     entrypoint = namespace.get(ENTRYPOINT)
     if not callable(entrypoint):
         raise NameError(f"the function defines no callable {ENTRYPOINT!r}")
-    summary = _summary(entrypoint(argv), profile)
+    summary = _summary(entrypoint(argv), mesapy_profile=profile is not None)
     client.close_all()
     return summary
 
@@ -254,17 +258,21 @@ def _report(exc: BaseException) -> tuple[str, bytes]:
     return error[:MAX_ERROR], trace.encode()[-MAX_TRACEBACK:]
 
 
-def main(channel: socket.socket) -> int:
-    """The sandbox's target: wait for the go frame, run the function, report."""
+def main(modules: tuple[str, ...], channel: socket.socket) -> int:
+    """The sandbox's target, allowed to import ``modules`` (beyond the standard
+    library): confine imports, wait for the go frame, run the function, report."""
     sys.stdout = sys.stderr = _Discard()
+    allowed = frozenset(modules)
+    profile = mesapy.modules(allowed)  # built while the platform's modules still import
+    _confine_imports(allowed)
     task, log = receive_task(channel)
     streams = _capture(log)
     argv: list[str] = task["argv"]
-    modules = frozenset[str](task["modules"])
     limit: int = task["max_summary_bytes"]
     files = ChannelFiles(channel)
     try:
-        summary = _run(task["payload"], argv, modules, task["profile"], files)
+        mesapy_profile = profile if task["profile"] == mesapy.PROFILE else None
+        summary = _run(task["payload"], argv, allowed, mesapy_profile, files)
         for stream in streams:
             stream.lines.flush()  # a last line without a newline
     except BaseException as exc:  # every failure of the function is reported
