@@ -61,7 +61,7 @@ def run_worker(config: ExecutionConfig, staged: StagedTask) -> tuple[TaskResult,
 
     Every upload is granted at once (there is no scheduler to record it).
     """
-    envelope = worker.encode_envelope(config, staged)
+    envelope = bytes(worker.encode_envelope(config, staged))
     with contextlib.closing(Launcher(config.python_modules)) as launcher:
         started(launcher)  # once the zygote is ready
         start = time.perf_counter()

@@ -10,7 +10,9 @@ Figures (medians):
   exit — what starting a task process cost before the zygote (the baseline);
 * ``builtin_echo`` and ``python_echo``: one ``builtin-echo`` task and one Python
   echo (in its sandbox), from starting the task process to its result: in a fork
-  of the zygote, and in a fresh interpreter running the same worker
+  of the zygote (as the execution service runs tasks: each task's header goes
+  ahead to the next spare, which forks its sandbox while it waits), and in a
+  fresh interpreter running the same worker
   (``python -I -c "from teaclave.executor import worker; worker.main()"``, as
   task processes started before).
 """
@@ -61,13 +63,13 @@ def _check(returncode: int, output: bytes | None) -> None:
         raise SystemExit(f"echo task failed: {result}")
 
 
-def _forked(launcher: Launcher, envelope: bytes) -> None:
-    with launcher.start() as process:
-        output = uploads.serve(process.stdin, process.stdout, envelope, _grant)
+def _forked(launcher: Launcher, envelope: worker.Envelope) -> None:
+    with launcher.start(envelope.ahead()) as process:  # as the execution service does
+        output = uploads.serve(process.stdin, process.stdout, envelope.after(process.ahead), _grant)
         _check(process.wait().returncode, output)
 
 
-def _fresh(envelope: bytes) -> None:
+def _fresh(envelope: worker.Envelope) -> None:
     process = subprocess.Popen(
         [sys.executable, "-I", "-c", _FRESH],
         stdin=subprocess.PIPE,
@@ -78,7 +80,7 @@ def _fresh(envelope: bytes) -> None:
     assert process.stdin is not None
     assert process.stdout is not None
     with process.stdout:
-        output = uploads.serve(process.stdin, process.stdout, envelope, _grant)
+        output = uploads.serve(process.stdin, process.stdout, bytes(envelope), _grant)
     _check(process.wait(), output)
 
 

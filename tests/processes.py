@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from teaclave.executor.worker import SPARE, TAKEN
+
 
 def children(pid: int) -> list[int]:
     """The children of process ``pid`` (forked by any of its threads); none if it is gone."""
@@ -33,12 +35,19 @@ def gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def has_read(pid: int) -> bool:
-    """Whether process ``pid`` read anything since it was forked (True if it is gone).
+def is_spare(pid: int) -> bool:
+    """Whether process ``pid`` is a zygote's spare task process, waiting for its task
+    (its name says so, :data:`~teaclave.executor.worker.SPARE`)."""
+    return _name(pid) == SPARE
 
-    A zygote's spare task process has not: it waits for its envelope.
-    """
+
+def took_task(pid: int) -> bool:
+    """Whether process ``pid`` is a task process that has read its task."""
+    return _name(pid) == TAKEN
+
+
+def _name(pid: int) -> str:
     try:
-        return not Path(f"/proc/{pid}/io").read_text().startswith("rchar: 0\n")
+        return Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
     except OSError:
-        return True
+        return ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from processes import children, gone, has_read
+from processes import children, gone, is_spare
 from waiting import wait_until
 
 from teaclave.cli.demo import write_config
@@ -78,13 +78,13 @@ class Platform:
         return None
 
     def spare(self) -> int:
-        """The zygote's spare: the process the next task will take, forked ahead, that
-        has read nothing yet (waiting for its envelope)."""
+        """The zygote's spare: the process the next task will take, forked ahead and
+        waiting for its task."""
         found: list[int] = []
 
         def one() -> bool:
             zygote = self.zygote()
-            found[:] = [c for c in children(zygote) if not has_read(c)] if zygote else []
+            found[:] = [c for c in children(zygote) if is_spare(c)] if zygote else []
             return len(found) == 1
 
         wait_for(one, what="the zygote's spare task process")
@@ -97,16 +97,14 @@ class Platform:
         spare: that is what a thread, reading the zygote's children as often as it
         can, waits for.
         """
-        spare = self.spare()
+        taker = self.spare()
         taken = threading.Event()
 
         def watch() -> None:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 zygote = self.zygote()
-                if zygote is not None and any(
-                    c != spare and not has_read(c) for c in children(zygote)
-                ):
+                if zygote is not None and any(c != taker and is_spare(c) for c in children(zygote)):
                     taken.set()
                     return
                 time.sleep(0)
@@ -117,7 +115,7 @@ class Platform:
         def wait() -> int:
             thread.join(35)
             assert taken.is_set(), "no task took the spare task process"
-            return spare
+            return taker
 
         return wait
 

@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from processes import children, gone, has_read, parent
+from processes import children, gone, parent, took_task
 from teaclave_fixtures import PSI_DIR
 from waiting import wait_until
 
@@ -109,7 +109,7 @@ def zygotes(pid: int) -> list[int]:
 def task_processes(pid: int) -> list[int]:
     """The live task processes of the zygotes of process ``pid`` that took a task (not
     the spare, which waits for one)."""
-    return [c for z in zygotes(pid) for c in children(z) if not gone(c) and has_read(c)]
+    return [c for z in zygotes(pid) for c in children(z) if took_task(c)]
 
 
 def descendants(pid: int) -> list[int]:
@@ -185,7 +185,7 @@ def assert_sandbox_never_holds_the_key(
     key = encrypt_first_input(staged, input_path)
     kind = sandbox_kind(staged)
     module = compile_module(staged.function_payload, kind) if kind in ABIS else b""
-    with started_task(worker.encode_envelope(config, staged, module)) as process:
+    with started_task(bytes(worker.encode_envelope(config, staged, module))) as process:
         # The task process has read the task (so the search works) and forked the sandbox.
         wait_until(lambda: memory_holds(process.pid, key), "the task process to read the task")
         sandboxed = wait_for_sandbox(process)

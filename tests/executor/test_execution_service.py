@@ -19,7 +19,7 @@ from executor_helpers import (
     task_processes,
     zygotes,
 )
-from processes import children, gone, has_read, parent
+from processes import children, gone, is_spare, parent
 from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, ExecutionConfig, SchedulerConfig
@@ -187,7 +187,7 @@ def test_a_result_is_recorded_before_its_process_ends(tmp_path: Path, store: Rem
     """The result frame is the worker's last word: the task is Finished even while the
     zygote, stopped, cannot report the process's end (its slot stays busy till then)."""
     (zygote,) = wait_for(lambda: zygotes(os.getpid()))
-    wait_for(lambda: [c for c in children(zygote) if not has_read(c)])  # the spare
+    wait_for(lambda: [c for c in children(zygote) if is_spare(c)])  # the spare
     os.kill(zygote, signal.SIGSTOP)
     try:
         task = wait_for(ended(store, stage(store, psi_task(tmp_path / "files"), 1)))
@@ -195,6 +195,21 @@ def test_a_result_is_recorded_before_its_process_ends(tmp_path: Path, store: Rem
         assert task.result.return_value == b"3 common items"
     finally:
         os.kill(zygote, signal.SIGCONT)
+
+
+def test_the_next_spare_forks_the_sandbox_the_last_task_needed(store: RemoteStore) -> None:
+    """Each task's header goes ahead to the next spare: after a Python task, the spare
+    waits with a Python sandbox forked for the next one."""
+    (zygote,) = wait_for(lambda: zygotes(os.getpid()))
+    echo = StagedTask(
+        function_name="echo",
+        executor_type="python",
+        executor="python",
+        function_payload=b"def entrypoint(argv):\n    return argv[1]\n",
+        function_arguments='{"message":"hi"}',
+    )
+    assert wait_for(ended(store, stage(store, echo, 1))).result.return_value == b"hi"
+    wait_for(lambda: [c for c in children(zygote) if is_spare(c) and descendants(c)])
 
 
 def test_failures_are_reported(tmp_path: Path, store: RemoteStore) -> None:

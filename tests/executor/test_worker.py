@@ -6,14 +6,16 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from executor_helpers import decrypt_file, psi_task
+from executor_helpers import decrypt_file, descendants, psi_task
+from waiting import wait_until
 
 from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
-from teaclave.executor.launcher import Launcher
+from teaclave.executor.launcher import Launcher, TaskProcess
 from teaclave.executor.sandbox import View
+from teaclave.executor.task import sandbox_view
 from teaclave.executor.zygote import ENVIRONMENT
 from teaclave.observability.stages import Report
 from teaclave.proto.teaclave_common_pb2 import TaskResult
@@ -23,7 +25,9 @@ from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 def decode_envelope(data: bytes) -> tuple[worker.Header, StagedTask]:
     """The header and task of an envelope, read as the worker reads them."""
     stream = io.BytesIO(data)
+    assert worker.read_kind(stream) == worker.HEADER
     header = worker.read_header(stream)
+    assert worker.read_kind(stream) == worker.TASK
     return header, worker.read_task(stream)
 
 
@@ -52,10 +56,12 @@ def test_round_trip(tmp_path: Path, launcher: Launcher) -> None:
     config = ExecutionConfig(file_roots=(str(tmp_path),), max_summary_bytes=100)
     staged = psi_task(tmp_path)
     view = View(("/lib",), ("/lib/hidden",), (("/a", "b"),))
-    envelope = worker.encode_envelope(config, staged, b"module", view)
+    envelope = bytes(worker.encode_envelope(config, staged, b"module", view))
     header, task = decode_envelope(envelope)
     assert (header, task) == (worker.Header(worker.Settings(config, "", view), b"module"), staged)
-    result = worker.read_result(*run_worker(launcher, worker.encode_envelope(config, staged)))
+    result = worker.read_result(
+        *run_worker(launcher, bytes(worker.encode_envelope(config, staged)))
+    )
     assert result.Ok.return_value == b"3 common items"
     assert decrypt_file(tmp_path / "out1.enc", result.Ok.tags_map["output_result1"]) == b"0101010"
 
@@ -70,7 +76,7 @@ def test_the_working_directory_and_environment_stay_out_of_the_import_path(
     for name in ("json", "struct", "teaclave_marker"):
         (planted / f"{name}.py").write_text(f"open({str(tmp_path / name)!r}, 'w').close()\n")
     staged = psi_task(tmp_path)
-    envelope = worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged)
+    envelope = bytes(worker.encode_envelope(ExecutionConfig(file_roots=(str(tmp_path),)), staged))
     environment = {
         **ENVIRONMENT,  # the one-thread settings the zygote needs
         "PYTHONPATH": str(planted),
@@ -86,7 +92,7 @@ def test_the_working_directory_and_environment_stay_out_of_the_import_path(
 
 
 def test_failures_become_results(tmp_path: Path, launcher: Launcher) -> None:
-    denied = worker.encode_envelope(ExecutionConfig(), psi_task(tmp_path))
+    denied = bytes(worker.encode_envelope(ExecutionConfig(), psi_task(tmp_path)))
     result = worker.read_result(*run_worker(launcher, denied))
     assert "file_roots is empty" in result.Err.reason
     returncode, stdout = run_worker(launcher, bytes(9) + b"garbage")  # no settings, then junk
@@ -105,7 +111,9 @@ def test_each_upload_waits_for_the_services_grant(tmp_path: Path, launcher: Laun
         return "cannot start the upload: no" if name == "output_result2" else ""
 
     result = worker.read_result(
-        *run_worker(launcher, worker.encode_envelope(config, psi_task(tmp_path)), refuse_second)
+        *run_worker(
+            launcher, bytes(worker.encode_envelope(config, psi_task(tmp_path))), refuse_second
+        )
     )
     assert result.Err.reason == "output 'output_result2': cannot start the upload: no"
     assert asked == [("output_result1", False), ("output_result2", True)]
@@ -117,7 +125,7 @@ def test_without_an_answer_nothing_is_uploaded(tmp_path: Path, launcher: Launche
     """A worker whose stdin ends after the envelope (no service answering) uploads nothing."""
     config = ExecutionConfig(file_roots=(str(tmp_path),))
     with launcher.start() as process:
-        process.stdin.write(worker.encode_envelope(config, psi_task(tmp_path)))
+        process.stdin.write(bytes(worker.encode_envelope(config, psi_task(tmp_path))))
         process.stdin.close()
         stdout = io.BytesIO(process.stdout.read())
         assert process.wait().returncode == 0
@@ -235,7 +243,7 @@ def test_the_tasks_limits_move_from_its_arguments_into_the_settings(tmp_path: Pa
     staged = psi_task(tmp_path)
     staged.executor_type = staged.executor = "python"
     staged.function_arguments = '{"k":"v","teaclave.cpu_secs":2,"teaclave.memory_mb":"64"}'
-    header, task = decode_envelope(worker.encode_envelope(ExecutionConfig(), staged))
+    header, task = decode_envelope(bytes(worker.encode_envelope(ExecutionConfig(), staged)))
     assert header.settings.sandbox == "python"
     assert header.settings.config.limits() == Limits(cpu_secs=2.0, wall_secs=60.0, memory_mb=64)
     assert task.function_arguments == '{"k":"v"}'
@@ -246,4 +254,87 @@ def test_limits_above_the_executors_maxima_are_refused(tmp_path: Path) -> None:
     staged.executor_type = "python"
     staged.function_arguments = '{"teaclave.wall_secs":100}'
     with pytest.raises(TeaclaveError, match=r"'teaclave.wall_secs' must be .* \(0, 50\]"):
-        worker.encode_envelope(ExecutionConfig(wall_secs=50.0, max_wall_secs=50.0), staged)
+        bytes(worker.encode_envelope(ExecutionConfig(wall_secs=50.0, max_wall_secs=50.0), staged))
+
+
+# --- the header sent ahead ---------------------------------------------------------------
+
+
+def python_echo(arguments: str = '{"message":"hi"}') -> StagedTask:
+    return StagedTask(
+        function_name="echo",
+        executor_type="python",
+        executor="python",
+        function_payload=b"def entrypoint(argv):\n    return argv[1]\n",
+        function_arguments=arguments,
+    )
+
+
+def serve(process: TaskProcess, envelope: worker.Envelope) -> tuple[TaskResult, Report]:
+    """Feed ``process`` as the execution service does: its result and stage report."""
+    reports: list[bytes] = []
+    output = uploads.serve(
+        process.stdin, process.stdout, envelope.after(process.ahead), grant, reports.append
+    )
+    result = worker.read_result(process.wait().returncode, output)
+    return result, Report.decode(reports[0]) if reports else Report(0, [])
+
+
+def prime(launcher: Launcher, envelope: worker.Envelope) -> None:
+    """Run ``envelope``'s task: the next spare gets its header ahead."""
+    with launcher.start(envelope.ahead()) as process:
+        assert serve(process, envelope)[0].WhichOneof("result") == "Ok"
+
+
+def forked_ahead(report: Report) -> object:
+    (sandbox,) = [s for s in report.stages if s.name == "sandbox"]
+    return sandbox.attributes["ahead"]
+
+
+def test_a_spare_forks_the_sandbox_of_the_header_sent_ahead() -> None:
+    """The next spare gets the header ahead and forks its sandbox while it waits; the
+    task then comes without a header and runs in that sandbox."""
+    config = ExecutionConfig()
+    envelope = worker.encode_envelope(config, python_echo(), view=sandbox_view("python", config))
+    with closing(Launcher()) as launcher:
+        prime(launcher, envelope)
+        with launcher.start() as second:
+            assert second.ahead == envelope.ahead()
+            wait_until(lambda: descendants(second.pid), "the spare to fork the sandbox")
+            result, report = serve(second, envelope)
+        assert (result.Ok.return_value, forked_ahead(report)) == (b"hi", True)
+        assert envelope.after(second.ahead) == envelope.task
+
+
+def test_a_task_unlike_the_header_sent_ahead_runs_in_a_sandbox_of_its_own() -> None:
+    """A task whose settings differ from the header sent ahead (here, its memory limit)
+    brings its header; its sandbox is forked for it, with its limits."""
+    config = ExecutionConfig()
+    view = sandbox_view("python", config)
+    expected = worker.encode_envelope(config, python_echo(), view=view)
+    hungry = python_echo('{"teaclave.memory_mb":64}')
+    hungry.function_payload = b"def entrypoint(argv):\n    return len(bytearray(128 << 20))\n"
+    envelope = worker.encode_envelope(config, hungry, view=view)
+    with closing(Launcher()) as launcher:
+        prime(launcher, expected)
+        with launcher.start() as process:
+            assert process.ahead == expected.ahead()
+            wait_until(lambda: descendants(process.pid), "the spare to fork the sandbox")
+            assert envelope.after(process.ahead) == bytes(envelope)
+            result, report = serve(process, envelope)
+    assert result.Err.reason.startswith("memory limit (64 MiB) exceeded"), result
+    assert forked_ahead(report) is False
+
+
+def test_a_header_the_pipe_cannot_hold_is_not_sent_ahead() -> None:
+    """Ahead of its reader, a pipe holds at most ``fs.pipe-max-size``: a larger header
+    stays with its task (writing it ahead would block)."""
+    largest = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    config = ExecutionConfig()
+    envelope = worker.encode_envelope(config, python_echo(), module=bytes(largest))
+    with closing(Launcher()) as launcher:
+        prime(launcher, envelope)
+        with launcher.start() as process:
+            assert process.ahead == b""
+            result, _ = serve(process, envelope)
+    assert result.Ok.return_value == b"hi"

@@ -52,7 +52,10 @@ def run(launcher: Launcher, staged: StagedTask) -> tuple[int, int, bytes]:
     with launcher.start() as process:
         forked_by = parent(process.pid)
         output = uploads.serve(
-            process.stdin, process.stdout, worker.encode_envelope(ExecutionConfig(), staged), grant
+            process.stdin,
+            process.stdout,
+            bytes(worker.encode_envelope(ExecutionConfig(), staged)),
+            grant,
         )
         result = worker.read_result(process.wait().returncode, output)
     assert result.WhichOneof("result") == "Ok", result
@@ -71,7 +74,7 @@ def endless_task(launcher: Launcher, tmp_path: Path, name: str) -> tuple[TaskPro
     key = encrypt_first_input(staged, directory / "psi0.enc")
     config = ExecutionConfig(file_roots=(str(tmp_path),), work_dir=str(tmp_path / "work"))
     process = launcher.start()
-    process.stdin.write(worker.encode_envelope(config, staged))
+    process.stdin.write(bytes(worker.encode_envelope(config, staged)))
     process.stdin.close()
     wait_until(lambda: memory_holds(process.pid, key), "the task process to read its task")
     wait_for_sandbox(process)

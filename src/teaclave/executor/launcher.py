@@ -8,13 +8,16 @@ processes whose end it had not reported (they died with it) and starts another.
 pidfd kills without any pid-reuse race and whose :meth:`~TaskProcess.wait` gives its
 end as the zygote reported it. The zygote keeps one task process forked ahead (the
 spare, waiting for its envelope, untouched by any task): a task takes it and the
-zygote forks the next, so starting a task costs no fork.
+zygote forks the next, so starting a task costs no fork. Each spare may be given
+a header ahead (:meth:`Launcher.start`'s ``ahead``): it forks that header's sandbox
+while it waits (:mod:`teaclave.executor.worker`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import select
@@ -63,9 +66,11 @@ class TaskProcess:
     A context manager: leaving it closes the pipes and the pidfd.
     """
 
-    def __init__(self, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    def __init__(self, stdin: BinaryIO, stdout: BinaryIO, ahead: bytes = b"") -> None:
         self.stdin = stdin
         self.stdout = stdout
+        self.ahead = ahead
+        """What it was given ahead on its stdin, before its envelope (b"" if nothing)."""
         self.pid = 0
         self._pidfd = -1
         self._lock = threading.Lock()  # the pidfd is closed once, never signalled after
@@ -129,6 +134,16 @@ class TaskProcess:
         self._ended.set()
 
 
+def _holds(pipe: int, size: int) -> bool:
+    """Whether ``pipe`` holds ``size`` bytes unread (its capacity raised if need be)."""
+    try:
+        if fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= size:
+            return True
+        return fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, size) >= size
+    except OSError:  # above the user's limit (fs.pipe-max-size, pipe-user-pages-soft)
+        return False
+
+
 def _how(returncode: int) -> str:
     """How a process ended, in words."""
     if returncode < 0:
@@ -162,10 +177,11 @@ class _Zygote:
         self._how = ""  # set once it is gone: how it ended
         self._gone = threading.Event()
 
-    def fork(self) -> TaskProcess:
+    def fork(self, ahead: bytes = b"") -> TaskProcess:
         """A started task process: the spare forked ahead of time, unless it could not
-        fork or died since; then a new one. Either way the zygote forks the next spare at once, so a
-        task waits for no fork (_Died if the zygote died first, LauncherError otherwise)."""
+        fork or died since; then a new one. Either way the zygote forks the next spare at
+        once, given ``ahead``, so a task waits for no fork (_Died if the zygote died first,
+        LauncherError otherwise)."""
         with self._lock:
             process, self._spare = self._spare, None
         if process is None or process.ended():  # a spare may have died while it waited
@@ -175,17 +191,18 @@ class _Zygote:
         if process is None:
             self._gone.wait()  # it died: the reader finds out at once
             raise _Died(f"cannot start executor process: the zygote {self._how}")
-        self.fork_spare()
+        self.fork_spare(ahead)
         process._started.wait()
         if process._failure is not None:
             process.close()
             raise process._failure
         return process
 
-    def fork_spare(self) -> None:
-        """Have the zygote fork the next spare (if it cannot, the next fork asks again)."""
+    def fork_spare(self, ahead: bytes) -> None:
+        """Have the zygote fork the next spare, given ``ahead`` (if it cannot, the next
+        fork asks again)."""
         try:
-            spare = self._request()
+            spare = self._request(ahead)
         except LauncherError:
             return
         with self._lock:
@@ -195,15 +212,19 @@ class _Zygote:
             spare.kill()
             spare.close()
 
-    def _request(self) -> TaskProcess | None:
-        """Ask the zygote for a task process, not waiting for the fork; None if it is gone."""
+    def _request(self, ahead: bytes = b"") -> TaskProcess | None:
+        """Ask the zygote for a task process, given ``ahead`` if its stdin holds it without a
+        reader, not waiting for the fork; None if the zygote is gone."""
         try:
             theirs_in, stdin = os.pipe()  # the task process reads its stdin from theirs_in
             stdout, theirs_out = os.pipe()
         except OSError as exc:
             raise LauncherError(f"cannot start executor process: {exc.strerror or exc}") from None
-        process = TaskProcess(os.fdopen(stdin, "wb"), os.fdopen(stdout, "rb"))
+        ahead = ahead if _holds(stdin, len(ahead)) else b""
+        process = TaskProcess(os.fdopen(stdin, "wb"), os.fdopen(stdout, "rb"), ahead)
         try:
+            process.stdin.write(ahead)
+            process.stdin.flush()
             if self._ask(process, theirs_in, theirs_out):
                 return process
         except BaseException:
@@ -339,19 +360,22 @@ class Launcher:
         self._current: _Zygote | None = None  # started, maybe not ready yet
         self._ready: _Zygote | None = None
         self._failure = ""  # why the last zygote died before it was ready
+        self._ahead = b""  # what spares are given ahead
         self._closed = False
         self._thread = threading.Thread(target=self._keep, name="zygote", daemon=True)
         self._thread.start()
 
-    def start(self) -> TaskProcess:
+    def start(self, ahead: bytes = b"") -> TaskProcess:
         """A new task process, forked by the zygote (LauncherError if there can be none).
 
         Waits for the zygote to be ready; if it dies before it answers, asks its successor.
+        ``ahead``: what the spares forked from now on read first, before their envelope.
         """
+        self._ahead = ahead
         try:
-            return self._zygote().fork()
+            return self._zygote().fork(ahead)
         except _Died:
-            return self._zygote().fork()
+            return self._zygote().fork(ahead)
 
     def _zygote(self) -> _Zygote:
         with self._state:
@@ -407,7 +431,7 @@ class Launcher:
         """Serve ``zygote`` until it ends: whether it was ready."""
 
         def publish() -> None:
-            zygote.fork_spare()
+            zygote.fork_spare(self._ahead)
             with self._state:
                 self._ready, self._failure = zygote, ""
                 self._state.notify_all()

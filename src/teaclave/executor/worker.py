@@ -1,8 +1,12 @@
 """What a task process runs: :func:`main`, forked by the zygote (:mod:`.zygote`).
 
-stdin carries an envelope: a header (:data:`_HEADER`), JSON settings (the
-execution settings, the sandbox to fork and what it may read), a compiled Wasm
-module (if any), then the serialized ``StagedTask`` after its length. Then
+stdin carries an envelope in frames, each after a kind byte: the header
+(:data:`HEADER`: its lengths, JSON settings with the execution settings, the
+sandbox to fork and what it may read, then the compiled Wasm module, if any),
+then the task (:data:`TASK`: the serialized ``StagedTask`` after its length).
+A spare process may get a header ahead (:data:`AHEAD`), the one the execution
+service expects its task to have: it forks that sandbox while it waits, and its
+task then comes without a header of its own (with one if it differs). Then
 stdout and stdin carry the upload handshake and, last, the serialized
 ``TaskResult`` (:mod:`teaclave.executor.uploads`, whose
 :func:`~teaclave.executor.uploads.serve` is the execution service's side). It
@@ -19,6 +23,7 @@ import io
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -26,17 +31,24 @@ from google.protobuf.message import DecodeError
 
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
+from teaclave.core.errors import TeaclaveError
 from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
-from teaclave.executor.sandbox import View
+from teaclave.executor.sandbox import SandboxError, View
+from teaclave.executor.sandboxed import SandboxedFunction
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.functions import registry
 from teaclave.observability import stages
 from teaclave.proto.teaclave_common_pb2 import TaskFailure, TaskResult
 from teaclave.proto.teaclave_scheduler_service_pb2 import StagedTask
 
+AHEAD, HEADER, TASK = b"A", b"H", b"T"
+"""The kinds of the envelope's frames: a header sent ahead, a header, the task."""
 _HEADER = struct.Struct(">II")  # settings length, module length
 _TASK_LENGTH = struct.Struct(">I")
+SPARE, TAKEN = "teaclave-spare", "teaclave-task"
+"""A task process's name (``comm``, as ``ps`` shows it) while it waits for its task, and
+once it has read it."""
 _MALFORMED = "executor process returned a malformed result"
 _REHEARSAL = StagedTask(
     function_name="builtin-echo",
@@ -69,17 +81,38 @@ def prepare() -> None:
     _rehearsal_envelope()
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """A task's envelope: its header frame and its task frame."""
+
+    header: bytes
+    """:data:`HEADER`, then the settings and module: no secret."""
+    task: bytes
+    """:data:`TASK`, then the task."""
+
+    def __bytes__(self) -> bytes:
+        return self.header + self.task
+
+    def ahead(self) -> bytes:
+        """The header as a spare process gets it ahead of its task."""
+        return AHEAD + self.header[len(HEADER) :]
+
+    def after(self, ahead: bytes) -> bytes:
+        """What a task process that got ``ahead`` (:meth:`ahead`, or b"") still needs."""
+        return self.task if ahead == self.ahead() else bytes(self)
+
+
 def encode_envelope(
     config: ExecutionConfig, staged: StagedTask, module: bytes = b"", view: View | None = None
-) -> bytes:
-    """The worker's stdin for running ``staged`` with ``config``.
+) -> Envelope:
+    """The envelope for running ``staged`` with ``config``.
 
     The task's limits (:mod:`teaclave.core.limits`) move from its arguments into
     the settings; INVALID_ARGUMENT if one is bad. ``module``: the task's Wasm
     module compiled by the caller (:mod:`teaclave.executor.wasm`), if any;
     ``view``: what its sandbox may read (:func:`~teaclave.executor.task.sandbox_view`,
-    which the caller may keep from task to task). The header, settings and module
-    hold no secret, so the worker forks the task's sandbox before it reads the keys.
+    which the caller may keep from task to task). The header holds no secret, so
+    the worker forks the task's sandbox before it reads the keys.
     """
     task_limits, arguments = limits.split(
         staged.function_arguments,
@@ -91,9 +124,9 @@ def encode_envelope(
     task.CopyFrom(staged)
     task.function_arguments = arguments
     settings = codec.encode(Settings(config.with_limits(task_limits), sandbox_kind(task), view))
-    header = _HEADER.pack(len(settings), len(module))
+    header = HEADER + _HEADER.pack(len(settings), len(module)) + settings + module
     serialized = task.SerializeToString()
-    return header + settings + module + _TASK_LENGTH.pack(len(serialized)) + serialized
+    return Envelope(header, TASK + _TASK_LENGTH.pack(len(serialized)) + serialized)
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -114,7 +147,7 @@ class Header:
 
 
 def read_header(stream: BinaryIO) -> Header:
-    """The header of the envelope on ``stream`` (ValueError if it is malformed).
+    """The header on ``stream``, after its kind byte (ValueError if it is malformed).
 
     Reads exactly the header: from an unbuffered stream, nothing of the task
     (its keys) is read ahead.
@@ -127,8 +160,13 @@ def read_header(stream: BinaryIO) -> Header:
     return Header(settings, _read_exactly(stream, module_size))
 
 
+def read_kind(stream: BinaryIO) -> bytes:
+    """The kind of the next frame on ``stream`` (ValueError if there is none)."""
+    return _read_exactly(stream, 1)
+
+
 def read_task(stream: BinaryIO) -> StagedTask:
-    """The staged task after the header (ValueError if malformed)."""
+    """The staged task on ``stream``, after its kind byte (ValueError if malformed)."""
     (size,) = _TASK_LENGTH.unpack(_read_exactly(stream, _TASK_LENGTH.size))
     serialized = _read_exactly(stream, size)
     staged = StagedTask()
@@ -175,12 +213,19 @@ def read_result(returncode: int, stdout: bytes | None) -> TaskResult:
 def main() -> None:
     """Rehearse, then run the task of the envelope on stdin and write its result to stdout."""
     rehearse()
+    _name(SPARE)
     # Only the result goes to stdout: anything else printed lands on stderr.
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     stdin = open(0, "rb", buffering=0, closefd=False)  # unbuffered: no read-ahead  # noqa: SIM115
     with result_out:
-        _serve(stdin, io.BufferedReader(stdin), result_out)
+        _serve(stdin, io.BufferedReader(stdin), result_out, lambda: _name(TAKEN))
+
+
+def _name(name: str) -> None:
+    """Name this process ``name`` (its ``comm``)."""
+    with open("/proc/self/comm", "w") as comm:
+        comm.write(name)
 
 
 def rehearse() -> TaskResult:
@@ -203,24 +248,56 @@ def rehearse() -> TaskResult:
 
 @functools.cache
 def _rehearsal_envelope() -> bytes:
-    return encode_envelope(ExecutionConfig(), _REHEARSAL)
+    return bytes(encode_envelope(ExecutionConfig(), _REHEARSAL))
 
 
-def _serve(stdin: BinaryIO, answers: BinaryIO, result_out: BinaryIO) -> None:
-    """Run the task of the envelope on ``stdin``, asking to upload its outputs on
-    ``result_out`` (``answers``: ``stdin``, buffered), and write its result there."""
-    header = read_header(stdin)
+def _fork(header: Header) -> SandboxedFunction | None:
+    """The sandbox ``header`` names, forked now (None for no sandbox)."""
     settings = header.settings
-    with stages.recording() as report:  # from the moment the task came
-        # Fork the task's sandbox now: before any thread exists and before the task,
-        # with its file keys, is in this process's memory.
-        with stages.stage("sandbox"):
-            sandbox = fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
-        with sandbox or contextlib.nullcontext():
-            staged = read_task(stdin)
+    return fork_sandbox(settings.sandbox, settings.config, header.module, settings.view)
+
+
+def _fork_ahead(header: Header) -> SandboxedFunction | None:
+    """The sandbox ``header`` names, forked while waiting for the task; None if it has
+    none or cannot be forked (the task's own attempt then says why)."""
+    try:
+        return _fork(header)
+    except (TeaclaveError, SandboxError, OSError):
+        return None
+
+
+def _serve(
+    stdin: BinaryIO,
+    answers: BinaryIO,
+    result_out: BinaryIO,
+    on_task: Callable[[], None] = lambda: None,
+) -> None:
+    """Run the task of the envelope on ``stdin``, asking to upload its outputs on
+    ``result_out`` (``answers``: ``stdin``, buffered), and write its result there.
+    ``on_task``: called once the task's frames begin."""
+    kind, header, sandbox = read_kind(stdin), None, None
+    with contextlib.ExitStack() as sandboxes:  # each killed, if it still runs, at the end
+        if kind == AHEAD:
+            header = read_header(stdin)
+            if (sandbox := _fork_ahead(header)) is not None:
+                sandboxes.enter_context(sandbox)
+            kind = read_kind(stdin)
+        on_task()
+        with stages.recording() as report:  # from the moment the task came
+            if kind == HEADER:  # not the header sent ahead: not its sandbox either
+                header, sandbox = read_header(stdin), None
+                kind = read_kind(stdin)
+            if kind != TASK or header is None:
+                raise ValueError("malformed envelope")
+            # Fork the task's sandbox now, unless it was forked ahead: before any thread
+            # exists and before the task, with its file keys, is in this process's memory.
+            with stages.stage("sandbox", ahead=sandbox is not None):
+                if sandbox is None and (sandbox := _fork(header)) is not None:
+                    sandboxes.enter_context(sandbox)
             gate = uploads.ServiceGate(result_out, answers)
+            config, module = header.settings.config, header.module
             result = run_staged_task(
-                staged, settings.config, sandbox, module=header.module, start_upload=gate
+                read_task(stdin), config, sandbox, module=module, start_upload=gate
             )
             uploads.write_frame(result_out, uploads.STAGES, report.encode())
-            uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())
+        uploads.write_frame(result_out, uploads.RESULT, result.SerializeToString())

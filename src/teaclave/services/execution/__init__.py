@@ -9,7 +9,9 @@ the scheduler can fail a task whose reply was lost; a call in flight beside it
 would list its tasks without the one the other call was just handed. The
 executor has its zygote fork a task process
 (:mod:`teaclave.executor.launcher`), which runs the worker
-(:mod:`teaclave.executor.worker`) in its own session. A thread per task feeds
+(:mod:`teaclave.executor.worker`) in its own session; each task's header goes
+ahead to the next spare, which forks that sandbox while it waits (a task like
+the last one finds its sandbox ready). A thread per task feeds
 the task process, asks the scheduler to record each upload before it may begin
 (``StartUpload``), and reports the result. Every
 ``scheduler.heartbeat_interval_secs`` another thread reports the running tasks
@@ -292,7 +294,7 @@ class _Executor:
         try:
             view = sandbox_view(sandbox_kind(staged), self._settings)
             envelope = worker.encode_envelope(self._settings, staged, self._module(staged), view)
-            process = self._launcher.start()
+            process = self._launcher.start(ahead=envelope.ahead())  # the next is likely alike
         except (TeaclaveError, LauncherError) as exc:
             reason = exc.message if isinstance(exc, TeaclaveError) else str(exc)
             with run.active():
@@ -301,7 +303,7 @@ class _Executor:
             return
         task = _Task(
             staged.task_id,
-            envelope,
+            envelope.after(process.ahead),
             process,
             report=self._finish,
             start_upload=self._start_upload,
