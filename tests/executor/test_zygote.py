@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -124,6 +125,22 @@ def test_a_task_takes_the_process_the_zygote_forked_ahead(launcher: Launcher) ->
             second.kill()
         first.kill()
     assert first.wait().returncode == second.wait().returncode == -signal.SIGKILL
+
+
+def test_reaping_kills_a_process_that_does_not_end_in_its_grace(launcher: Launcher) -> None:
+    """What the execution service does once a task process sent its result: wait for its
+    end, and kill it if the grace runs out (this one waits for an envelope forever)."""
+    ended: list[int] = []
+    with launcher.start() as process:
+        reaper = threading.Thread(target=lambda: ended.append(process.reap(0.2).returncode))
+        reaper.start()
+        reaper.join(5)
+        alive = reaper.is_alive()
+        if alive:  # the test failed: let the reaper end
+            process.kill()
+            reaper.join()
+    assert not alive, "the process was not killed when its grace ran out"
+    assert ended == [-signal.SIGKILL]
 
 
 def test_killing_a_task_process_kills_only_that_task(launcher: Launcher, tmp_path: Path) -> None:

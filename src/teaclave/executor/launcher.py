@@ -98,6 +98,13 @@ class TaskProcess:
             raise self._failure
         return self._exit
 
+    def reap(self, grace_secs: float) -> Exit:
+        """Its end, killing it if it has not ended within ``grace_secs`` (LauncherError if
+        it was lost with the zygote)."""
+        if not self.ended(grace_secs):
+            self.kill()
+        return self.wait()
+
     def close(self) -> None:
         """Close the pipes and the pidfd."""
         with self._lock:

@@ -133,7 +133,8 @@ class _Task:
                 result = worker.reported(output)
                 if result is not None:
                     self._report(report, result)
-                    self._reap(process)
+                    with contextlib.suppress(LauncherError):  # lost with the zygote: it is over
+                        process.reap(EXIT_GRACE_SECS)  # changes nothing but the free slot
                 else:
                     self._report(report, self._ended(process, output))
         finally:
@@ -142,14 +143,6 @@ class _Task:
     def _report(self, report: Callable[[_Task, TaskResult], None], result: TaskResult) -> None:
         if not self.canceled.is_set():
             report(self, result)
-
-    @staticmethod
-    def _reap(process: TaskProcess) -> None:
-        """Let a process that sent its result end; kill it after :data:`EXIT_GRACE_SECS`."""
-        if not process.ended(EXIT_GRACE_SECS):
-            process.kill()
-        with contextlib.suppress(LauncherError):  # lost with the zygote: it is over anyway
-            process.wait()
 
     @staticmethod
     def _ended(process: TaskProcess, output: bytes | None) -> TaskResult:
