@@ -14,10 +14,10 @@ recently used are forgotten.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from teaclave.core.lru import Lru
 from teaclave.storage.api import Changes
 
 V = TypeVar("V")
@@ -27,18 +27,14 @@ class RecordCache(Generic[V]):
     """Decoded records by key, at most ``max_entries``."""
 
     def __init__(self, max_entries: int) -> None:
-        self._max = max_entries
-        self._entries: OrderedDict[str, V] = OrderedDict()
+        self._entries = Lru[str, V](max_entries)
         self._epoch = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> V | None:
         """The record at ``key`` if it is kept here."""
         with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            return value
+            return self._entries.get(key)
 
     def epoch(self) -> int:
         """Taken before reading a record from storage or committing one; for
@@ -51,7 +47,7 @@ class RecordCache(Generic[V]):
         since."""
         with self._lock:
             if epoch == self._epoch:
-                self._keep(key, value)
+                self._entries.put(key, value)
 
     def put(self, key: str, value: V, epoch: int) -> None:
         """Keep ``value``, just committed at ``key`` by this service (the commit began at
@@ -59,16 +55,16 @@ class RecordCache(Generic[V]):
         may have come after this one), forget the key instead."""
         with self._lock:
             if epoch == self._epoch:
-                self._keep(key, value)
+                self._entries.put(key, value)
             else:
-                self._entries.pop(key, None)
+                self._entries.pop(key)
             self._epoch += 1
 
     def forget(self, keys: Iterable[str]) -> None:
         """Forget these keys (they changed, or may have)."""
         with self._lock:
             for key in keys:
-                self._entries.pop(key, None)
+                self._entries.pop(key)
             self._epoch += 1
 
     def changed(self, changes: Changes) -> None:
@@ -79,9 +75,3 @@ class RecordCache(Generic[V]):
         with self._lock:
             self._entries.clear()
             self._epoch += 1
-
-    def _keep(self, key: str, value: V) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from teaclave.core.access import Subject
 from teaclave.core.codec import decode, encode
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.lru import Lru
 from teaclave.storage import keys
 from teaclave.storage.api import Changes, Conflict, Store, Write
 
@@ -39,9 +39,8 @@ class Remembered:
     """
 
     def __init__(self, size: int = MAX_REMEMBERED) -> None:
-        self._size = size
         self._lock = threading.Lock()
-        self._records: OrderedDict[str, tuple[bytes | None, int]] = OrderedDict()
+        self._records = Lru[str, tuple[bytes | None, int]](size)
 
     def get(self, key: str) -> tuple[bytes | None, int] | None:
         """The value (None: absent) and version last seen of ``key``, if remembered."""
@@ -55,12 +54,9 @@ class Remembered:
             for key, value in records.items():
                 known = self._records.get(key)
                 if value is None:  # storage reads an absent key at version 0: not worth it
-                    self._records.pop(key, None)
+                    self._records.pop(key)
                 elif key.startswith(REMEMBERED) and (known is None or known[1] <= version):
-                    self._records[key] = (value, version)
-                    self._records.move_to_end(key)
-            while len(self._records) > self._size:
-                self._records.popitem(last=False)
+                    self._records.put(key, (value, version))
 
     def changed(self, changes: Changes) -> None:
         """A batch of the watch (with values): its records as they were sent."""

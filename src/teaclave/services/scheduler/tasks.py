@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from functools import partial
@@ -26,6 +25,7 @@ from google.protobuf.message import DecodeError
 from teaclave.core import tasks as rules
 from teaclave.core.codec import CodecError, decode, encode
 from teaclave.core.errors import Status, TeaclaveError
+from teaclave.core.lru import Lru
 from teaclave.core.model import OutputFile, Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.services.scheduler import observe
@@ -87,7 +87,7 @@ class Scheduler:
         self._queue = queue
         self._started = liveness.now()
         self._orphans: set[tuple[str, str]] = set()
-        self._claimed: OrderedDict[str, tuple[Task, int]] = OrderedDict()
+        self._claimed = Lru[str, tuple[Task, int]](MAX_REMEMBERED)
         self._claimed_lock = threading.Lock()
 
     def _load(self, task_uuid: str) -> tuple[Task | None, int]:
@@ -97,18 +97,16 @@ class Scheduler:
     def _remember(self, task: Task, version: int | None) -> None:
         """Keep ``task`` as this scheduler committed it at ``version`` (None: forget it)."""
         with self._claimed_lock:
-            self._claimed.pop(task.uuid, None)
+            self._claimed.pop(task.uuid)
             if version is not None:
-                self._claimed[task.uuid] = (task, version)
-                while len(self._claimed) > MAX_REMEMBERED:
-                    self._claimed.popitem(last=False)
+                self._claimed.put(task.uuid, (task, version))
 
     def _reads(self, task_uuid: str) -> Callable[[], tuple[Task | None, int]]:
         """Reads of ``task_uuid`` for the attempts of one step: the first gives the task as
         this scheduler claimed it, if it did (the step's commit checks that version: any
         change since makes it conflict), every later one reads storage."""
         with self._claimed_lock:
-            first = self._claimed.pop(task_uuid, None)
+            first = self._claimed.pop(task_uuid)
 
         def read() -> tuple[Task | None, int]:
             nonlocal first
