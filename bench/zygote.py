@@ -64,8 +64,8 @@ def _check(returncode: int, output: bytes | None) -> None:
 
 
 def _forked(launcher: Launcher, envelope: worker.Envelope) -> None:
-    with launcher.start(envelope.ahead()) as process:  # as the execution service does
-        output = uploads.serve(process.stdin, process.stdout, envelope.after(process.ahead), _grant)
+    with launcher.start(envelope) as process:  # as the execution service does
+        output = uploads.serve(process.stdin, process.stdout, process.unsent, _grant)
         _check(process.wait().returncode, output)
 
 

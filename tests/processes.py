@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sys
+import termios
 from pathlib import Path
 
 from teaclave.executor.worker import SPARE, TAKEN
@@ -44,6 +48,19 @@ def is_spare(pid: int) -> bool:
 def took_task(pid: int) -> bool:
     """Whether process ``pid`` is a task process that has read its task."""
     return _name(pid) == TAKEN
+
+
+def unread_input(pid: int) -> int:
+    """Bytes written to the stdin (a pipe) of process ``pid`` that it has not read (0 if
+    it is gone)."""
+    try:
+        pipe = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(pipe, termios.FIONREAD, bytes(4)), sys.byteorder)
+    finally:
+        os.close(pipe)
 
 
 def _name(pid: int) -> str:

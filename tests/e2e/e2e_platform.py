@@ -8,14 +8,12 @@ import io
 import os
 import secrets
 import signal
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from processes import children, gone, is_spare
+from processes import children, gone, is_spare, unread_input
 from waiting import wait_until
 
 from teaclave.cli.demo import write_config
@@ -79,12 +77,12 @@ class Platform:
 
     def spare(self) -> int:
         """The zygote's spare: the process the next task will take, forked ahead and
-        waiting for its task."""
+        waiting for its task, having read all it was given."""
         found: list[int] = []
 
         def one() -> bool:
             zygote = self.zygote()
-            found[:] = [c for c in children(zygote) if is_spare(c)] if zygote else []
+            found[:] = [c for c in children(zygote) if waiting(c)] if zygote else []
             return len(found) == 1
 
         wait_for(one, what="the zygote's spare task process")
@@ -93,28 +91,13 @@ class Platform:
     def next_task(self) -> Callable[[], int]:
         """A function that waits until the next task took its process and gives its pid.
 
-        The next task takes the spare (:meth:`spare`); the zygote then forks the next
-        spare: that is what a thread, reading the zygote's children as often as it
-        can, waits for.
+        The next task takes the spare (:meth:`spare`): its task is then written to the
+        spare's stdin (read, unless the spare is held), or the spare ended.
         """
         taker = self.spare()
-        taken = threading.Event()
-
-        def watch() -> None:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                zygote = self.zygote()
-                if zygote is not None and any(c != taker and is_spare(c) for c in children(zygote)):
-                    taken.set()
-                    return
-                time.sleep(0)
-
-        thread = threading.Thread(target=watch, daemon=True)
-        thread.start()
 
         def wait() -> int:
-            thread.join(35)
-            assert taken.is_set(), "no task took the spare task process"
+            wait_for(lambda: not waiting(taker), what="a task to take the spare task process")
             return taker
 
         return wait
@@ -124,6 +107,11 @@ class Platform:
         task stays Running until canceled. Returns :meth:`next_task`'s function."""
         os.kill(self.spare(), signal.SIGSTOP)
         return self.next_task()
+
+
+def waiting(pid: int) -> bool:
+    """Whether ``pid`` is a spare task process with nothing unread on its stdin."""
+    return is_spare(pid) and unread_input(pid) == 0
 
 
 def alive(pid: int) -> bool:

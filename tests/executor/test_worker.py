@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from executor_helpers import decrypt_file, descendants, psi_task
+from processes import children, is_spare, parent
 from waiting import wait_until
 
 from teaclave.config import ExecutionConfig
@@ -270,20 +271,21 @@ def python_echo(arguments: str = '{"message":"hi"}') -> StagedTask:
     )
 
 
-def serve(process: TaskProcess, envelope: worker.Envelope) -> tuple[TaskResult, Report]:
-    """Feed ``process`` as the execution service does: its result and stage report."""
+def serve(process: TaskProcess) -> tuple[TaskResult, Report]:
+    """Feed ``process`` the rest of its envelope as the execution service does: its
+    result and stage report."""
     reports: list[bytes] = []
-    output = uploads.serve(
-        process.stdin, process.stdout, envelope.after(process.ahead), grant, reports.append
-    )
+    output = uploads.serve(process.stdin, process.stdout, process.unsent, grant, reports.append)
     result = worker.read_result(process.wait().returncode, output)
     return result, Report.decode(reports[0]) if reports else Report(0, [])
 
 
-def prime(launcher: Launcher, envelope: worker.Envelope) -> None:
-    """Run ``envelope``'s task: the next spare gets its header ahead."""
-    with launcher.start(envelope.ahead()) as process:
-        assert serve(process, envelope)[0].WhichOneof("result") == "Ok"
+def prime(launcher: Launcher, envelope: worker.Envelope) -> int:
+    """Run ``envelope``'s task: the next spare gets its header ahead. The zygote's pid."""
+    with launcher.start(envelope) as process:
+        zygote = parent(process.pid)
+        assert serve(process)[0].WhichOneof("result") == "Ok"
+    return zygote
 
 
 def forked_ahead(report: Report) -> object:
@@ -293,17 +295,20 @@ def forked_ahead(report: Report) -> object:
 
 def test_a_spare_forks_the_sandbox_of_the_header_sent_ahead() -> None:
     """The next spare gets the header ahead and forks its sandbox while it waits; the
-    task then comes without a header and runs in that sandbox."""
+    task then comes without a header, all of it written at once, and runs there."""
     config = ExecutionConfig()
     envelope = worker.encode_envelope(config, python_echo(), view=sandbox_view("python", config))
     with closing(Launcher()) as launcher:
-        prime(launcher, envelope)
-        with launcher.start() as second:
-            assert second.ahead == envelope.ahead()
-            wait_until(lambda: descendants(second.pid), "the spare to fork the sandbox")
-            result, report = serve(second, envelope)
-        assert (result.Ok.return_value, forked_ahead(report)) == (b"hi", True)
-        assert envelope.after(second.ahead) == envelope.task
+        zygote = prime(launcher, envelope)
+        (spare,) = wait_until(
+            lambda: [c for c in children(zygote) if is_spare(c) and descendants(c)],
+            "the spare to fork the sandbox",
+        )
+        with launcher.start(envelope) as process:
+            assert (process.pid, process.ahead, process.unsent) == (spare, envelope.ahead(), b"")
+            result, report = serve(process)
+    assert (result.Ok.return_value, forked_ahead(report)) == (b"hi", True)
+    assert envelope.after(envelope.ahead()) == envelope.task
 
 
 def test_a_task_unlike_the_header_sent_ahead_runs_in_a_sandbox_of_its_own() -> None:
@@ -315,26 +320,47 @@ def test_a_task_unlike_the_header_sent_ahead_runs_in_a_sandbox_of_its_own() -> N
     hungry = python_echo('{"teaclave.memory_mb":64}')
     hungry.function_payload = b"def entrypoint(argv):\n    return len(bytearray(128 << 20))\n"
     envelope = worker.encode_envelope(config, hungry, view=view)
+    assert envelope.after(expected.ahead()) == bytes(envelope)
     with closing(Launcher()) as launcher:
         prime(launcher, expected)
-        with launcher.start() as process:
+        with launcher.start(envelope) as process:
             assert process.ahead == expected.ahead()
-            wait_until(lambda: descendants(process.pid), "the spare to fork the sandbox")
-            assert envelope.after(process.ahead) == bytes(envelope)
-            result, report = serve(process, envelope)
+            result, report = serve(process)
     assert result.Err.reason.startswith("memory limit (64 MiB) exceeded"), result
     assert forked_ahead(report) is False
 
 
-def test_a_header_the_pipe_cannot_hold_is_not_sent_ahead() -> None:
+def test_an_envelope_the_pipe_cannot_hold_goes_in_parts() -> None:
     """Ahead of its reader, a pipe holds at most ``fs.pipe-max-size``: a larger header
-    stays with its task (writing it ahead would block)."""
+    is not sent ahead (writing it would block), and the part of the envelope the pipe
+    does not take at once is left to the caller."""
     largest = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     config = ExecutionConfig()
     envelope = worker.encode_envelope(config, python_echo(), module=bytes(largest))
     with closing(Launcher()) as launcher:
         prime(launcher, envelope)
-        with launcher.start() as process:
+        with launcher.start(envelope) as process:
             assert process.ahead == b""
-            result, _ = serve(process, envelope)
+            assert 0 < len(process.unsent) < len(bytes(envelope))
+            result, _ = serve(process)
     assert result.Ok.return_value == b"hi"
+
+
+def test_the_next_spare_may_wait_until_the_caller_asks() -> None:
+    """``spare=False``: the zygote forks no spare beside the task (the next start forks
+    a process of its own, given nothing ahead) until the caller asks (``replenish``)."""
+    config = ExecutionConfig()
+    first = worker.encode_envelope(config, python_echo('{"message":"first"}'))
+    second = worker.encode_envelope(config, python_echo('{"message":"second"}'))
+    with closing(Launcher()) as launcher:
+        prime(launcher, first)  # the next spare has first's header ahead
+        with launcher.start(first, spare=False) as taken:
+            assert taken.ahead == first.ahead()  # the spare
+            with launcher.start(second, spare=False) as forked:
+                assert forked.ahead == b""  # no spare: a fork of its own
+                results = [serve(p)[0].Ok.return_value for p in (taken, forked)]
+        assert results == [b"first", b"second"]
+        launcher.replenish()  # a spare, with the last start's header ahead
+        with launcher.start(second) as process:
+            assert process.ahead == second.ahead()
+            assert serve(process)[0].Ok.return_value == b"second"

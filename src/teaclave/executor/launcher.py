@@ -8,9 +8,11 @@ processes whose end it had not reported (they died with it) and starts another.
 pidfd kills without any pid-reuse race and whose :meth:`~TaskProcess.wait` gives its
 end as the zygote reported it. The zygote keeps one task process forked ahead (the
 spare, waiting for its envelope, untouched by any task): a task takes it and the
-zygote forks the next, so starting a task costs no fork. Each spare may be given
-a header ahead (:meth:`Launcher.start`'s ``ahead``): it forks that header's sandbox
-while it waits (:mod:`teaclave.executor.worker`).
+zygote forks the next (at once, or when the caller asks: :meth:`Launcher.replenish`),
+so starting a task costs no fork. Given the task's envelope (:meth:`Launcher.start`),
+the launcher writes what of it the spare's stdin takes at once, and gives each next
+spare the envelope's header ahead: it forks that header's sandbox while it waits
+(:mod:`teaclave.executor.worker`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from teaclave.executor import zygote as protocol
+
+if TYPE_CHECKING:
+    from teaclave.executor.worker import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,8 @@ class TaskProcess:
         self.stdout = stdout
         self.ahead = ahead
         """What it was given ahead on its stdin, before its envelope (b"" if nothing)."""
+        self.unsent = b""
+        """What of its envelope is still to be written to its stdin (:meth:`Launcher.start`)."""
         self.pid = 0
         self._pidfd = -1
         self._lock = threading.Lock()  # the pidfd is closed once, never signalled after
@@ -85,6 +92,19 @@ class TaskProcess:
             if self._pidfd >= 0:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _send(self, data: bytes) -> None:
+        """Write what of ``data`` its stdin takes without waiting; keep the rest in
+        :attr:`unsent`."""
+        pipe = self.stdin.fileno()
+        os.set_blocking(pipe, False)
+        try:
+            sent = os.write(pipe, data)
+        except (BlockingIOError, BrokenPipeError):  # full; or it died: its end tells
+            sent = 0
+        finally:
+            os.set_blocking(pipe, True)
+        self.unsent = data[sent:]
 
     def ended(self, timeout: float = 0.0) -> bool:
         """Whether it ended, or could not be forked, within ``timeout`` seconds."""
@@ -184,11 +204,11 @@ class _Zygote:
         self._how = ""  # set once it is gone: how it ended
         self._gone = threading.Event()
 
-    def fork(self, ahead: bytes = b"") -> TaskProcess:
+    def fork(self, envelope: Envelope | None, spare: bool) -> TaskProcess:
         """A started task process: the spare forked ahead of time, unless it could not
-        fork or died since; then a new one. Either way the zygote forks the next spare at
-        once, given ``ahead``, so a task waits for no fork (_Died if the zygote died first,
-        LauncherError otherwise)."""
+        fork or died since; then a new one. It gets what of ``envelope`` its stdin takes
+        at once; then, if ``spare``, the zygote forks the next spare (_Died if the zygote
+        died first, LauncherError otherwise)."""
         with self._lock:
             process, self._spare = self._spare, None
         if process is None or process.ended():  # a spare may have died while it waited
@@ -198,12 +218,22 @@ class _Zygote:
         if process is None:
             self._gone.wait()  # it died: the reader finds out at once
             raise _Died(f"cannot start executor process: the zygote {self._how}")
-        self.fork_spare(ahead)
+        if envelope is not None:
+            process._send(envelope.after(process.ahead))
+        if spare:
+            self.fork_spare(envelope.ahead() if envelope is not None else b"")
         process._started.wait()
         if process._failure is not None:
             process.close()
             raise process._failure
         return process
+
+    def replenish(self, ahead: bytes) -> None:
+        """Have the zygote fork a spare, given ``ahead``, unless one waits."""
+        with self._lock:
+            missing = self._spare is None
+        if missing:
+            self.fork_spare(ahead)
 
     def fork_spare(self, ahead: bytes) -> None:
         """Have the zygote fork the next spare, given ``ahead`` (if it cannot, the next
@@ -372,17 +402,31 @@ class Launcher:
         self._thread = threading.Thread(target=self._keep, name="zygote", daemon=True)
         self._thread.start()
 
-    def start(self, ahead: bytes = b"") -> TaskProcess:
-        """A new task process, forked by the zygote (LauncherError if there can be none).
+    def start(self, envelope: Envelope | None = None, *, spare: bool = True) -> TaskProcess:
+        """A new task process, forked by the zygote (LauncherError if there can be none),
+        given ``envelope`` if any: what its stdin does not take at once is left in its
+        :attr:`~TaskProcess.unsent` for the caller to write. The spares forked from now on
+        get its header ahead (a task like this one finds its sandbox forked).
 
-        Waits for the zygote to be ready; if it dies before it answers, asks its successor.
-        ``ahead``: what the spares forked from now on read first, before their envelope.
+        ``spare``: whether the zygote forks the next spare at once; if not, the caller
+        asks for it later (:meth:`replenish`), so that the spare's fork and rehearsal do
+        not compete with this task for the CPU. Waits for the zygote to be ready; if it
+        dies before it answers, asks its successor.
         """
-        self._ahead = ahead
+        if envelope is not None:
+            self._ahead = envelope.ahead()
         try:
-            return self._zygote().fork(ahead)
+            return self._zygote().fork(envelope, spare)
         except _Died:
-            return self._zygote().fork(ahead)
+            return self._zygote().fork(envelope, spare)
+
+    def replenish(self) -> None:
+        """Have the zygote fork a spare unless one waits (nothing if no zygote is ready:
+        a new one forks its first spare itself)."""
+        with self._state:
+            zygote = self._ready
+        if zygote is not None:
+            zygote.replenish(self._ahead)
 
     def _zygote(self) -> _Zygote:
         with self._state:

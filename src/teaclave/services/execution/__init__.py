@@ -9,9 +9,12 @@ the scheduler can fail a task whose reply was lost; a call in flight beside it
 would list its tasks without the one the other call was just handed. The
 executor has its zygote fork a task process
 (:mod:`teaclave.executor.launcher`), which runs the worker
-(:mod:`teaclave.executor.worker`) in its own session; each task's header goes
-ahead to the next spare, which forks that sandbox while it waits (a task like
-the last one finds its sandbox ready). A thread per task feeds
+(:mod:`teaclave.executor.worker`) in its own session: the launcher hands it the
+envelope (as much as its stdin takes at once), and the task's header goes ahead
+to the next spare, which forks that sandbox while it waits (a task like the
+last one finds its sandbox ready). A task that runs alone has the next spare
+forked once it ended, not beside it (the two cores are its); with others
+running, at once. A thread per task feeds
 the task process, asks the scheduler to record each upload before it may begin
 (``StartUpload``), and reports the result. Every
 ``scheduler.heartbeat_interval_secs`` another thread reports the running tasks
@@ -87,7 +90,6 @@ class _Task:
     def __init__(
         self,
         task_id: str,
-        envelope: bytes,
         process: TaskProcess,
         *,
         report: Callable[[_Task, TaskResult], None],
@@ -102,29 +104,30 @@ class _Task:
         self._on_end = on_end
         self._thread = threading.Thread(
             target=self._wait,
-            args=(envelope, report, start_upload),
+            args=(report, start_upload),
             name=f"task-{self.task_id}",
             daemon=True,
         )
 
     def start(self) -> None:
-        """Hand the task to its process and wait for it in the background."""
+        """Feed the task process (it has the part of its envelope its stdin took at once)
+        and wait for it in the background."""
         self._thread.start()
 
     def _wait(
         self,
-        envelope: bytes,
         report: Callable[[_Task, TaskResult], None],
         start_upload: Callable[[_Task, str], str],
     ) -> None:
-        """Feed the task process; ``report`` its result as soon as it sent one (how the
-        process ends changes nothing after that), else once it ended."""
+        """Feed the task process the rest of its envelope; ``report`` its result as soon
+        as it sent one (how the process ends changes nothing after that), else once it
+        ended."""
         try:
             with self.run.active(), self._process as process:  # the report is in the trace too
                 output = uploads.serve(
                     process.stdin,
                     process.stdout,
-                    envelope,
+                    process.unsent,
                     lambda name: start_upload(self, name),
                     self.run.stages,
                 )
@@ -287,7 +290,9 @@ class _Executor:
         try:
             view = sandbox_view(sandbox_kind(staged), self._settings)
             envelope = worker.encode_envelope(self._settings, staged, self._module(staged), view)
-            process = self._launcher.start(ahead=envelope.ahead())  # the next is likely alike
+            with self._lock:  # alone, the task runs without the next spare's fork beside it
+                alone = not self._tasks
+            process = self._launcher.start(envelope, spare=not alone)
         except (TeaclaveError, LauncherError) as exc:
             reason = exc.message if isinstance(exc, TeaclaveError) else str(exc)
             with run.active():
@@ -296,7 +301,6 @@ class _Executor:
             return
         task = _Task(
             staged.task_id,
-            envelope.after(process.ahead),
             process,
             report=self._finish,
             start_upload=self._start_upload,
@@ -357,11 +361,12 @@ class _Executor:
         log.info("task %s reported (%s)", task_id, result.WhichOneof("result"))
 
     def _clear(self, task: _Task) -> None:
-        """``task``'s process ended: its slot is free."""
+        """``task``'s process ended: its slot is free, and a spare is forked if none waits."""
         with self._changed:
             if self._tasks.get(task.task_id) is task:
                 del self._tasks[task.task_id]
             self._changed.notify_all()
+        self._launcher.replenish()
 
 
 def prepare(config: Config) -> None:
