@@ -344,23 +344,3 @@ def test_an_envelope_the_pipe_cannot_hold_goes_in_parts() -> None:
             assert 0 < len(process.unsent) < len(bytes(envelope))
             result, _ = serve(process)
     assert result.Ok.return_value == b"hi"
-
-
-def test_the_next_spare_may_wait_until_the_caller_asks() -> None:
-    """``spare=False``: the zygote forks no spare beside the task (the next start forks
-    a process of its own, given nothing ahead) until the caller asks (``replenish``)."""
-    config = ExecutionConfig()
-    first = worker.encode_envelope(config, python_echo('{"message":"first"}'))
-    second = worker.encode_envelope(config, python_echo('{"message":"second"}'))
-    with closing(Launcher()) as launcher:
-        prime(launcher, first)  # the next spare has first's header ahead
-        with launcher.start(first, spare=False) as taken:
-            assert taken.ahead == first.ahead()  # the spare
-            with launcher.start(second, spare=False) as forked:
-                assert forked.ahead == b""  # no spare: a fork of its own
-                results = [serve(p)[0].Ok.return_value for p in (taken, forked)]
-        assert results == [b"first", b"second"]
-        launcher.replenish()  # a spare, with the last start's header ahead
-        with launcher.start(second) as process:
-            assert process.ahead == second.ahead()
-            assert serve(process)[0].Ok.return_value == b"second"

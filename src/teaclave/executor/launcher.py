@@ -8,10 +8,10 @@ processes whose end it had not reported (they died with it) and starts another.
 pidfd kills without any pid-reuse race and whose :meth:`~TaskProcess.wait` gives its
 end as the zygote reported it. The zygote keeps one task process forked ahead (the
 spare, waiting for its envelope, untouched by any task): a task takes it and the
-zygote forks the next (at once, or when the caller asks: :meth:`Launcher.replenish`),
-so starting a task costs no fork. Given the task's envelope (:meth:`Launcher.start`),
-the launcher writes what of it the spare's stdin takes at once, and gives each next
-spare the envelope's header ahead: it forks that header's sandbox while it waits
+zygote forks the next, so starting a task costs no fork. Given the task's envelope
+(:meth:`Launcher.start`), the launcher writes what of it the spare's stdin takes at
+once before the zygote forks the next spare, and gives each next spare the
+envelope's header ahead: it forks that header's sandbox while it waits
 (:mod:`teaclave.executor.worker`).
 """
 
@@ -204,11 +204,12 @@ class _Zygote:
         self._how = ""  # set once it is gone: how it ended
         self._gone = threading.Event()
 
-    def fork(self, envelope: Envelope | None, spare: bool) -> TaskProcess:
+    def fork(self, envelope: Envelope | None) -> TaskProcess:
         """A started task process: the spare forked ahead of time, unless it could not
         fork or died since; then a new one. It gets what of ``envelope`` its stdin takes
-        at once; then, if ``spare``, the zygote forks the next spare (_Died if the zygote
-        died first, LauncherError otherwise)."""
+        at once; then the zygote forks the next spare (given ``envelope``'s header
+        ahead), so a task waits for no fork (_Died if the zygote died first,
+        LauncherError otherwise)."""
         with self._lock:
             process, self._spare = self._spare, None
         if process is None or process.ended():  # a spare may have died while it waited
@@ -220,20 +221,12 @@ class _Zygote:
             raise _Died(f"cannot start executor process: the zygote {self._how}")
         if envelope is not None:
             process._send(envelope.after(process.ahead))
-        if spare:
-            self.fork_spare(envelope.ahead() if envelope is not None else b"")
+        self.fork_spare(envelope.ahead() if envelope is not None else b"")
         process._started.wait()
         if process._failure is not None:
             process.close()
             raise process._failure
         return process
-
-    def replenish(self, ahead: bytes) -> None:
-        """Have the zygote fork a spare, given ``ahead``, unless one waits."""
-        with self._lock:
-            missing = self._spare is None
-        if missing:
-            self.fork_spare(ahead)
 
     def fork_spare(self, ahead: bytes) -> None:
         """Have the zygote fork the next spare, given ``ahead`` (if it cannot, the next
@@ -402,31 +395,20 @@ class Launcher:
         self._thread = threading.Thread(target=self._keep, name="zygote", daemon=True)
         self._thread.start()
 
-    def start(self, envelope: Envelope | None = None, *, spare: bool = True) -> TaskProcess:
+    def start(self, envelope: Envelope | None = None) -> TaskProcess:
         """A new task process, forked by the zygote (LauncherError if there can be none),
         given ``envelope`` if any: what its stdin does not take at once is left in its
         :attr:`~TaskProcess.unsent` for the caller to write. The spares forked from now on
         get its header ahead (a task like this one finds its sandbox forked).
 
-        ``spare``: whether the zygote forks the next spare at once; if not, the caller
-        asks for it later (:meth:`replenish`), so that the spare's fork and rehearsal do
-        not compete with this task for the CPU. Waits for the zygote to be ready; if it
-        dies before it answers, asks its successor.
+        Waits for the zygote to be ready; if it dies before it answers, asks its successor.
         """
         if envelope is not None:
             self._ahead = envelope.ahead()
         try:
-            return self._zygote().fork(envelope, spare)
+            return self._zygote().fork(envelope)
         except _Died:
-            return self._zygote().fork(envelope, spare)
-
-    def replenish(self) -> None:
-        """Have the zygote fork a spare unless one waits (nothing if no zygote is ready:
-        a new one forks its first spare itself)."""
-        with self._state:
-            zygote = self._ready
-        if zygote is not None:
-            zygote.replenish(self._ahead)
+            return self._zygote().fork(envelope)
 
     def _zygote(self) -> _Zygote:
         with self._state:

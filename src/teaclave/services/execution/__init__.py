@@ -10,11 +10,9 @@ would list its tasks without the one the other call was just handed. The
 executor has its zygote fork a task process
 (:mod:`teaclave.executor.launcher`), which runs the worker
 (:mod:`teaclave.executor.worker`) in its own session: the launcher hands it the
-envelope (as much as its stdin takes at once), and the task's header goes ahead
-to the next spare, which forks that sandbox while it waits (a task like the
-last one finds its sandbox ready). A task that runs alone has the next spare
-forked once it ended, not beside it (the two cores are its); with others
-running, at once. A thread per task feeds
+envelope (as much as its stdin takes at once) before the zygote forks the next
+spare, and the task's header goes ahead to that spare, which forks that sandbox
+while it waits (a task like the last one finds its sandbox ready). A thread per task feeds
 the task process, asks the scheduler to record each upload before it may begin
 (``StartUpload``), and reports the result. Every
 ``scheduler.heartbeat_interval_secs`` another thread reports the running tasks
@@ -290,9 +288,7 @@ class _Executor:
         try:
             view = sandbox_view(sandbox_kind(staged), self._settings)
             envelope = worker.encode_envelope(self._settings, staged, self._module(staged), view)
-            with self._lock:  # alone, the task runs without the next spare's fork beside it
-                alone = not self._tasks
-            process = self._launcher.start(envelope, spare=not alone)
+            process = self._launcher.start(envelope)
         except (TeaclaveError, LauncherError) as exc:
             reason = exc.message if isinstance(exc, TeaclaveError) else str(exc)
             with run.active():
@@ -361,12 +357,11 @@ class _Executor:
         log.info("task %s reported (%s)", task_id, result.WhichOneof("result"))
 
     def _clear(self, task: _Task) -> None:
-        """``task``'s process ended: its slot is free, and a spare is forked if none waits."""
+        """``task``'s process ended: its slot is free."""
         with self._changed:
             if self._tasks.get(task.task_id) is task:
                 del self._tasks[task.task_id]
             self._changed.notify_all()
-        self._launcher.replenish()
 
 
 def prepare(config: Config) -> None:
