@@ -46,7 +46,7 @@ def is_spare(pid: int) -> bool:
 
 
 def took_task(pid: int) -> bool:
-    """Whether process ``pid`` is a task process that has read its task."""
+    """Whether process ``pid`` is a task process whose task has begun to come."""
     return _name(pid) == TAKEN
 
 

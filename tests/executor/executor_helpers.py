@@ -62,6 +62,17 @@ def protected(key: bytes = KEY) -> FileCryptoInfo:
     return FileCryptoInfo(schema="teaclave-file-128", key=key)
 
 
+def python_echo(arguments: str = '{"message":"hi"}') -> StagedTask:
+    """A Python function returning its second argument (the message's value)."""
+    return StagedTask(
+        function_name="echo",
+        executor_type="python",
+        executor="python",
+        function_payload=b"def entrypoint(argv):\n    return argv[1]\n",
+        function_arguments=arguments,
+    )
+
+
 def psi_task(root: Path, key: bytes = KEY) -> StagedTask:
     """builtin-ordered-set-intersect on the PSI fixture, aes-gcm encrypted below ``root``."""
     cmac0 = encrypt_file((PSI / "psi0.txt").read_bytes(), root / "psi0.enc", key)
@@ -109,7 +120,7 @@ def zygotes(pid: int) -> list[int]:
 def task_processes(pid: int) -> list[int]:
     """The live task processes of the zygotes of process ``pid`` that took a task (not
     the spare, which waits for one)."""
-    return [c for z in zygotes(pid) for c in children(z) if took_task(c)]
+    return [c for z in zygotes(pid) for c in children(z) if not gone(c) and took_task(c)]
 
 
 def descendants(pid: int) -> list[int]:
@@ -140,20 +151,23 @@ def single_threaded() -> bool:
 
 
 @contextlib.contextmanager
-def started_task(envelope: bytes) -> Iterator[TaskProcess]:
+def started_task(envelope: worker.Envelope, *, ahead: bool = False) -> Iterator[TaskProcess]:
     """A task process forked by a zygote, as the execution service starts one, fed
-    ``envelope``; killed after, with its zygote."""
-    with (
-        closing(Launcher(ExecutionConfig().python_modules)) as launcher,
-        launcher.start() as process,
-    ):
-        try:
-            process.stdin.write(envelope)
-            process.stdin.close()
-            yield process
-        finally:
-            process.kill()
-            process.wait()
+    ``envelope``; killed after, with its zygote. ``ahead``: a spare that got the
+    envelope's header ahead (and so forked its sandbox before the task came)."""
+    with closing(Launcher(ExecutionConfig().python_modules)) as launcher:
+        if ahead:
+            with launcher.start(envelope) as first:  # the next spare gets its header ahead
+                first.kill()
+        with launcher.start(envelope if ahead else None) as process:
+            assert process.ahead == (envelope.ahead if ahead else b"")
+            try:
+                process.stdin.write(process.unsent if ahead else bytes(envelope))
+                process.stdin.close()
+                yield process
+            finally:
+                process.kill()
+                process.wait()
     # The launcher's thread has ended: this process may fork sandboxes again.
     wait_until(single_threaded, "the launcher's thread to end")
 
@@ -185,13 +199,15 @@ def assert_sandbox_never_holds_the_key(
     key = encrypt_first_input(staged, input_path)
     kind = sandbox_kind(staged)
     module = compile_module(staged.function_payload, kind) if kind in ABIS else b""
-    with started_task(bytes(worker.encode_envelope(config, staged, module))) as process:
-        # The task process has read the task (so the search works) and forked the sandbox.
-        wait_until(lambda: memory_holds(process.pid, key), "the task process to read the task")
-        sandboxed = wait_for_sandbox(process)
-        for pid in sandboxed:
-            assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"
-        assert not memory_holds(parent(process.pid), key), "the zygote holds the file key"
+    envelope = worker.encode_envelope(config, staged, module)
+    for ahead in (False, True):  # the sandbox forked with the task, or ahead of it
+        with started_task(envelope, ahead=ahead) as process:
+            # The task process has read the task (so the search works) and forked the sandbox.
+            wait_until(lambda: memory_holds(process.pid, key), "the task process to read it")
+            sandboxed = wait_for_sandbox(process)
+            for pid in sandboxed:
+                assert not memory_holds(pid, key), f"sandbox process {pid} holds the file key"
+            assert not memory_holds(parent(process.pid), key), "the zygote holds the file key"
 
 
 class Uploads:

@@ -16,6 +16,7 @@ from executor_helpers import (
     decrypt_file,
     descendants,
     psi_task,
+    python_echo,
     task_processes,
     zygotes,
 )
@@ -201,14 +202,7 @@ def test_the_next_spare_forks_the_sandbox_the_last_task_needed(store: RemoteStor
     """Each task's header goes ahead to the next spare: after a Python task, the spare
     waits with a Python sandbox forked for the next one."""
     (zygote,) = wait_for(lambda: zygotes(os.getpid()))
-    echo = StagedTask(
-        function_name="echo",
-        executor_type="python",
-        executor="python",
-        function_payload=b"def entrypoint(argv):\n    return argv[1]\n",
-        function_arguments='{"message":"hi"}',
-    )
-    assert wait_for(ended(store, stage(store, echo, 1))).result.return_value == b"hi"
+    assert wait_for(ended(store, stage(store, python_echo(), 1))).result.return_value == b"hi"
     wait_for(lambda: [c for c in children(zygote) if is_spare(c) and descendants(c)])
 
 

@@ -334,7 +334,7 @@ def test_killing_the_task_process_kills_its_sandbox(
     tmp_path: Path, config: ExecutionConfig
 ) -> None:
     staged = python_task(tmp_path, "def entrypoint(argv):\n    while True: pass\n")
-    with started_task(bytes(worker.encode_envelope(config, staged))) as process:
+    with started_task(worker.encode_envelope(config, staged)) as process:
         sandboxed = wait_for_sandbox(process)
         process.kill()  # only the task process: the sandbox must follow
         assert process.wait().returncode == -signal.SIGKILL

@@ -6,7 +6,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from executor_helpers import decrypt_file, descendants, psi_task
+from executor_helpers import decrypt_file, descendants, psi_task, python_echo
 from processes import children, is_spare, parent
 from waiting import wait_until
 
@@ -14,7 +14,7 @@ from teaclave.config import ExecutionConfig
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.core.limits import Limits
 from teaclave.executor import uploads, worker
-from teaclave.executor.launcher import Launcher, TaskProcess
+from teaclave.executor.launcher import MAX_AHEAD_BYTES, Launcher, TaskProcess
 from teaclave.executor.sandbox import View
 from teaclave.executor.task import sandbox_view
 from teaclave.executor.zygote import ENVIRONMENT
@@ -261,16 +261,6 @@ def test_limits_above_the_executors_maxima_are_refused(tmp_path: Path) -> None:
 # --- the header sent ahead ---------------------------------------------------------------
 
 
-def python_echo(arguments: str = '{"message":"hi"}') -> StagedTask:
-    return StagedTask(
-        function_name="echo",
-        executor_type="python",
-        executor="python",
-        function_payload=b"def entrypoint(argv):\n    return argv[1]\n",
-        function_arguments=arguments,
-    )
-
-
 def serve(process: TaskProcess) -> tuple[TaskResult, Report]:
     """Feed ``process`` the rest of its envelope as the execution service does: its
     result and stage report."""
@@ -305,10 +295,10 @@ def test_a_spare_forks_the_sandbox_of_the_header_sent_ahead() -> None:
             "the spare to fork the sandbox",
         )
         with launcher.start(envelope) as process:
-            assert (process.pid, process.ahead, process.unsent) == (spare, envelope.ahead(), b"")
+            assert (process.pid, process.ahead, process.unsent) == (spare, envelope.ahead, b"")
             result, report = serve(process)
     assert (result.Ok.return_value, forked_ahead(report)) == (b"hi", True)
-    assert envelope.after(envelope.ahead()) == envelope.task
+    assert envelope.after(envelope.ahead) == envelope.task
 
 
 def test_a_task_unlike_the_header_sent_ahead_runs_in_a_sandbox_of_its_own() -> None:
@@ -320,23 +310,21 @@ def test_a_task_unlike_the_header_sent_ahead_runs_in_a_sandbox_of_its_own() -> N
     hungry = python_echo('{"teaclave.memory_mb":64}')
     hungry.function_payload = b"def entrypoint(argv):\n    return len(bytearray(128 << 20))\n"
     envelope = worker.encode_envelope(config, hungry, view=view)
-    assert envelope.after(expected.ahead()) == bytes(envelope)
+    assert envelope.after(expected.ahead) == bytes(envelope)
     with closing(Launcher()) as launcher:
         prime(launcher, expected)
         with launcher.start(envelope) as process:
-            assert process.ahead == expected.ahead()
+            assert process.ahead == expected.ahead
             result, report = serve(process)
     assert result.Err.reason.startswith("memory limit (64 MiB) exceeded"), result
     assert forked_ahead(report) is False
 
 
 def test_an_envelope_the_pipe_cannot_hold_goes_in_parts() -> None:
-    """Ahead of its reader, a pipe holds at most ``fs.pipe-max-size``: a larger header
-    is not sent ahead (writing it would block), and the part of the envelope the pipe
-    does not take at once is left to the caller."""
-    largest = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    """A header above ``MAX_AHEAD_BYTES`` is not sent ahead, and the part of an envelope
+    the pipe does not take at once is left to the caller."""
     config = ExecutionConfig()
-    envelope = worker.encode_envelope(config, python_echo(), module=bytes(largest))
+    envelope = worker.encode_envelope(config, python_echo(), module=bytes(MAX_AHEAD_BYTES))
     with closing(Launcher()) as launcher:
         prime(launcher, envelope)
         with launcher.start(envelope) as process:

@@ -45,6 +45,9 @@ _EXIT_TIMEOUT_SECS = 5.0
 _RETRY_SECS = (0.5, 30.0)
 """The wait before starting again a zygote that died before it was ready: first, longest."""
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED)
+MAX_AHEAD_BYTES = 1 << 20
+"""The largest header sent ahead to a spare (one with a larger Wasm module stays with its
+task): what a spare's stdin pipe may hold unread."""
 
 
 class LauncherError(Exception):
@@ -162,7 +165,10 @@ class TaskProcess:
 
 
 def _holds(pipe: int, size: int) -> bool:
-    """Whether ``pipe`` holds ``size`` bytes unread (its capacity raised if need be)."""
+    """Whether ``pipe`` holds ``size`` bytes unread (its capacity raised if need be, up to
+    :data:`MAX_AHEAD_BYTES`)."""
+    if size > MAX_AHEAD_BYTES:
+        return False
     try:
         if fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= size:
             return True
@@ -204,12 +210,11 @@ class _Zygote:
         self._how = ""  # set once it is gone: how it ended
         self._gone = threading.Event()
 
-    def fork(self, envelope: Envelope | None) -> TaskProcess:
+    def fork(self, envelope: Envelope | None, ahead: bytes) -> TaskProcess:
         """A started task process: the spare forked ahead of time, unless it could not
         fork or died since; then a new one. It gets what of ``envelope`` its stdin takes
-        at once; then the zygote forks the next spare (given ``envelope``'s header
-        ahead), so a task waits for no fork (_Died if the zygote died first,
-        LauncherError otherwise)."""
+        at once; then the zygote forks the next spare, given ``ahead``, so a task waits
+        for no fork (_Died if the zygote died first, LauncherError otherwise)."""
         with self._lock:
             process, self._spare = self._spare, None
         if process is None or process.ended():  # a spare may have died while it waited
@@ -221,7 +226,7 @@ class _Zygote:
             raise _Died(f"cannot start executor process: the zygote {self._how}")
         if envelope is not None:
             process._send(envelope.after(process.ahead))
-        self.fork_spare(envelope.ahead() if envelope is not None else b"")
+        self.fork_spare(ahead)
         process._started.wait()
         if process._failure is not None:
             process.close()
@@ -404,11 +409,11 @@ class Launcher:
         Waits for the zygote to be ready; if it dies before it answers, asks its successor.
         """
         if envelope is not None:
-            self._ahead = envelope.ahead()
+            self._ahead = envelope.ahead
         try:
-            return self._zygote().fork(envelope)
+            return self._zygote().fork(envelope, self._ahead)
         except _Died:
-            return self._zygote().fork(envelope)
+            return self._zygote().fork(envelope, self._ahead)
 
     def _zygote(self) -> _Zygote:
         with self._state:

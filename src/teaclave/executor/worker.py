@@ -31,10 +31,9 @@ from google.protobuf.message import DecodeError
 
 from teaclave.config import ExecutionConfig
 from teaclave.core import codec, limits
-from teaclave.core.errors import TeaclaveError
 from teaclave.core.model import parse_executor_type
 from teaclave.executor import uploads
-from teaclave.executor.sandbox import SandboxError, View
+from teaclave.executor.sandbox import View
 from teaclave.executor.sandboxed import SandboxedFunction
 from teaclave.executor.task import fork_sandbox, run_staged_task, sandbox_kind
 from teaclave.functions import registry
@@ -48,7 +47,7 @@ _HEADER = struct.Struct(">II")  # settings length, module length
 _TASK_LENGTH = struct.Struct(">I")
 SPARE, TAKEN = "teaclave-spare", "teaclave-task"
 """A task process's name (``comm``, as ``ps`` shows it) while it waits for its task, and
-once it has read it."""
+once its task's frames began to come (its sandbox, forked before, keeps the first)."""
 _MALFORMED = "executor process returned a malformed result"
 _REHEARSAL = StagedTask(
     function_name="builtin-echo",
@@ -93,13 +92,14 @@ class Envelope:
     def __bytes__(self) -> bytes:
         return self.header + self.task
 
+    @functools.cached_property
     def ahead(self) -> bytes:
         """The header as a spare process gets it ahead of its task."""
         return AHEAD + self.header[len(HEADER) :]
 
     def after(self, ahead: bytes) -> bytes:
-        """What a task process that got ``ahead`` (:meth:`ahead`, or b"") still needs."""
-        return self.task if ahead == self.ahead() else bytes(self)
+        """What a task process that got ``ahead`` (:attr:`ahead`, or b"") still needs."""
+        return self.task if ahead == self.ahead else bytes(self)
 
 
 def encode_envelope(
@@ -223,8 +223,8 @@ def main() -> None:
 
 
 def _name(name: str) -> None:
-    """Name this process ``name`` (its ``comm``)."""
-    with open("/proc/self/comm", "w") as comm:
+    """Name this process ``name`` (its ``comm``), where /proc lets it."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
         comm.write(name)
 
 
@@ -259,10 +259,11 @@ def _fork(header: Header) -> SandboxedFunction | None:
 
 def _fork_ahead(header: Header) -> SandboxedFunction | None:
     """The sandbox ``header`` names, forked while waiting for the task; None if it has
-    none or cannot be forked (the task's own attempt then says why)."""
+    none or cannot be forked, whyever (the task's own attempt then says why: the task
+    that comes may not even be the one the header was sent for)."""
     try:
         return _fork(header)
-    except (TeaclaveError, SandboxError, OSError):
+    except Exception:
         return None
 
 
