@@ -379,3 +379,30 @@ def test_a_killed_zygote_fails_its_task_and_another_serves(
     served = wait_for(ended(store, stage(store, psi_task(second), 2)))
     assert served.result.return_value == b"3 common items"
     assert not (first / "out1.enc").exists()
+
+
+def test_a_task_handed_out_again_while_it_runs_here_runs_once(
+    config: Config, service_runner: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scheduler restarted before it committed the task's claim (no heartbeat came:
+    they are an hour apart) and hands the task out again, to the executor running it:
+    that executor keeps the one task process it has, whose result is recorded."""
+    config = dataclasses.replace(config, scheduler=SchedulerConfig(heartbeat_interval_secs=3600))
+    with Services(config, service_runner) as services:
+        staged = python_echo()
+        staged.function_payload = (
+            b"import time\ndef entrypoint(argv):\n    time.sleep(3)\n    return argv[1]\n"
+        )
+        task_uuid = stage(services.store, staged, time.time_ns())  # just staged
+        [process] = wait_for(our_task_processes)
+        assert load(services.store, task_uuid).status is TaskStatus.STAGED  # not committed
+        services.restart("scheduler")
+        wait_for(
+            lambda: (
+                "handed out again while it runs here" in caplog.text
+                or len(our_task_processes()) > 1
+            )
+        )
+        assert our_task_processes() == [process]
+        task = wait_for(ended(services.store, task_uuid))
+        assert (task.status, task.result.return_value) == (TaskStatus.FINISHED, b"hi")

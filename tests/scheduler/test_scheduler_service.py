@@ -2,6 +2,7 @@
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
@@ -124,14 +125,20 @@ class Platform:
         return peer
 
     def start_scheduler(self) -> pb_grpc.TeaclaveSchedulerStub:
-        self._stack.enter_context(
-            self._runner(
-                functools.partial(scheduler.main, clock=self.clock),
-                self._env("scheduler"),
-                ("scheduler",),
-            )
+        running = self._runner(
+            functools.partial(scheduler.main, clock=self.clock),
+            self._env("scheduler"),
+            ("scheduler",),
         )
+        running.__enter__()
+        self._scheduler = running
+        self._stack.callback(lambda: self._scheduler.__exit__(None, None, None))
         return pb_grpc.TeaclaveSchedulerStub(self._peer("execution", "scheduler").channel())
+
+    def restart_scheduler(self) -> pb_grpc.TeaclaveSchedulerStub:
+        """Stop the scheduler and start another (nothing of it kept but what it committed)."""
+        self._scheduler.__exit__(None, None, None)
+        return self.start_scheduler()
 
     def put_task(self, status: TaskStatus, **changes: object) -> Task:
         task = new_task(status, **changes)
@@ -139,11 +146,18 @@ class Platform:
         return task
 
     def stage(
-        self, *, reserve: bool = True, record: bytes | None = None, **changes: object
+        self,
+        *,
+        reserve: bool = True,
+        record: bytes | None = None,
+        now: bool = False,
+        **changes: object,
     ) -> Task:
         """A Staged task and its queue entry, committed together as InvokeTask does
         (``reserve``: its outputs reserved for it, as staged by earlier versions without;
-        ``record``: what the entry carries as the task record, None: the task's)."""
+        ``record``: what the entry carries as the task record, None: the task's; ``now``:
+        its queue key carries the time, as InvokeTask's do, so it is handed out before its
+        claim is committed, else it is long staged and claimed first)."""
         task = new_task(TaskStatus.STAGED, **changes)
         if reserve:
             for output in task.assigned_outputs.values():
@@ -161,7 +175,7 @@ class Platform:
             user_id=task.creator,
             task_record=encode(task) if record is None else record,
         )
-        key = keys.staged_key(self._sequence, task.uuid)
+        key = keys.staged_key(time.time_ns() if now else self._sequence, task.uuid)
         self.store.commit(
             [],
             [Write(keys.TASK + task.uuid, encode(task)), Write(key, staged.SerializeToString())],
@@ -804,3 +818,109 @@ def test_a_task_that_ends_frees_the_outputs_it_never_began_uploading(
     assert pull(executor, "e1") is None  # canceled as it is dequeued
     assert platform.task(canceled.uuid).status is TaskStatus.CANCELED
     assert freed(first)
+
+
+def storage_commits() -> float:
+    """Commits the storage service made so far (services run in this process)."""
+    counter = metrics.RPC_SERVER_HANDLED.labels("storage", "TeaclaveStorage/Commit", "OK")
+    return float(counter._value.get())
+
+
+def test_a_task_just_staged_is_handed_out_and_its_claim_committed_with_its_result(
+    platform: Platform, executor
+) -> None:
+    task = platform.stage(now=True)
+    before = storage_commits()
+    assert await_task(executor, "e1", 0).task_id == task.uuid
+    assert platform.task(task.uuid) == task  # still Staged: the claim is not committed
+    assert [r.key for r in platform.store.scan(keys.STAGED)] != []
+    assert pull(executor, "e2") is None  # but it is handed out once
+    report(executor, "e1", task.uuid, ok({}))
+    assert storage_commits() == before + 1  # the claim and the result in one commit
+    finished = platform.task(task.uuid)
+    assert finished == replace(
+        task,
+        status=TaskStatus.FINISHED,
+        executor_id="e1",
+        result=TaskResult.success(b"done", {}, ("line",)),
+    )
+    assert platform.store.scan(keys.STAGED) == []
+    assert refusal(lambda: report(executor, "e1", task.uuid, ok({}))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"task {task.uuid} is not running on executor e1",
+    )
+
+
+def test_another_executor_cannot_report_a_task_handed_out_uncommitted(
+    platform: Platform, executor
+) -> None:
+    task = platform.stage(now=True)
+    assert pull(executor, "e1").task_id == task.uuid
+    assert refusal(lambda: report(executor, "e2", task.uuid, ok({}))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"task {task.uuid} is not running on executor e2",
+    )
+    assert platform.task(task.uuid).status is TaskStatus.STAGED
+    report(executor, "e1", task.uuid, ok({}))
+    assert platform.task(task.uuid).status is TaskStatus.FINISHED
+
+
+@pytest.mark.parametrize("first", ["heartbeat", "upload", "lost"])
+def test_a_claim_handed_out_is_committed_before_anything_else_about_its_task(
+    platform: Platform, executor, first: str
+) -> None:
+    """A heartbeat that lists the task, an upload, or the executor losing it: each
+    finds the task Running on its executor first, as if the claim had been committed."""
+    output = platform.put_output()
+    task = platform.stage(now=True, assigned_outputs={"out": output})
+    assert pull(executor, "e1").task_id == task.uuid
+    running = replace(task, status=TaskStatus.RUNNING, executor_id="e1")
+    if first == "heartbeat":
+        assert heartbeat(executor, "e1", task.uuid) == []
+        assert platform.task(task.uuid) == running
+    elif first == "upload":
+        start_upload(executor, "e1", task.uuid, "out")
+        assert platform.task(task.uuid) == running
+        assert platform.output(output.uuid).upload_started
+    else:
+        assert pull(executor, "e1") is None  # not among its running tasks: lost
+        failed = platform.task(task.uuid)
+        assert (failed.status, failed.executor_id) == (TaskStatus.FAILED, "e1")
+        assert failed.result == TaskResult.failure("Runtime Error: executor lost the task")
+        assert platform.output(output.uuid) == output  # freed
+    assert platform.store.scan(keys.STAGED) == []
+
+
+def test_a_task_canceled_before_its_claim_was_committed_gets_no_result(
+    platform: Platform, executor
+) -> None:
+    task = platform.stage(now=True)
+    assert pull(executor, "e1").task_id == task.uuid
+    canceled = replace(task, status=TaskStatus.CANCELED, result=CANCELED)  # as CancelTask does
+    platform.put(keys.TASK + task.uuid, canceled)
+    assert refusal(lambda: report(executor, "e1", task.uuid, ok({}))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"task {task.uuid} changed before it was claimed",
+    )
+    assert platform.task(task.uuid) == canceled
+    assert pull(executor, "e2") is None  # its entry goes back to the queue, and is dropped
+    assert platform.store.scan(keys.STAGED) == []
+    assert heartbeat(executor, "e1", task.uuid) == [task.uuid]
+    assert platform.task(task.uuid) == canceled
+
+
+def test_a_claim_not_committed_before_a_restart_is_handed_out_again(
+    platform: Platform, executor
+) -> None:
+    """Only the executor the restarted scheduler handed the task to may report it."""
+    task = platform.stage(now=True)
+    assert pull(executor, "e1").task_id == task.uuid
+    restarted = platform.restart_scheduler()
+    assert pull(restarted, "e2").task_id == task.uuid
+    assert refusal(lambda: report(restarted, "e1", task.uuid, ok({}))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"task {task.uuid} is not running on executor e1",
+    )
+    report(restarted, "e2", task.uuid, ok({}))
+    finished = platform.task(task.uuid)
+    assert (finished.status, finished.executor_id) == (TaskStatus.FINISHED, "e2")

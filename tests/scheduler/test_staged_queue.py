@@ -142,3 +142,42 @@ def test_a_forget_during_a_read_leaves_the_queue_to_be_read_again(
     assert head(queue) is None  # read before staged/1 was
     assert head(queue) == "staged/1"
     assert reads.count == 2
+
+
+def test_an_entry_held_stays_out_until_given_back(
+    queue: StagedQueue, reads: Reads, store: SqliteStore
+) -> None:
+    """Handed out before its claim was committed: not in the queue, even when it is
+    read again; given back (its task changed), it is in it again, marked released."""
+    queue.changed(Changes(1, lost=True))
+    put(store, "staged/1")
+    put(store, "staged/2")
+    assert head(queue) == "staged/1"
+    queue.hold("staged/1")
+    assert head(queue) == "staged/2"
+    queue.forget()
+    assert head(queue) == "staged/2"  # read again: still held
+    assert not queue.released("staged/1")
+    queue.release("staged/1")
+    assert head(queue) == "staged/1"
+    assert queue.released("staged/1")
+    queue.changed(put(store, "staged/1", None))  # it left the queue
+    assert not queue.released("staged/1")
+    assert reads.count == 3
+
+
+def test_an_entry_taken_here_stays_out_of_a_read_that_began_before_its_removal(
+    queue: StagedQueue, reads: Reads, store: SqliteStore
+) -> None:
+    queue.changed(Changes(1, lost=True))
+    put(store, "staged/1")
+    put(store, "staged/2")
+
+    def meanwhile() -> None:  # the read found staged/1; then this scheduler's commit took it
+        reads.during = lambda: None
+        store.commit([], [Write("staged/1", None)])
+        queue.taken("staged/1")
+
+    reads.during = meanwhile
+    assert head(queue) == "staged/2"
+    assert reads.count == 1

@@ -38,6 +38,12 @@ def staged_key(sequence: int, task_uuid: str) -> str:
     return f"{STAGED}{sequence:020d}-{task_uuid}"
 
 
+def staged_at(queue_key: str) -> int | None:
+    """The sequence of a :func:`staged_key` (when the task was staged, ns), if it has one."""
+    sequence = queue_key.removeprefix(STAGED).partition("-")[0]
+    return int(sequence) if sequence.isdigit() else None
+
+
 def audit_key(namespace: str, sequence: int) -> str:
     """Key of the audit record or checkpoint ``sequence``; keys sort in sequence order."""
     return f"{namespace}{sequence:020d}"

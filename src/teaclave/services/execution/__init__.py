@@ -283,6 +283,11 @@ class _Executor:
         return response.staged_task if response.HasField("staged_task") else None
 
     def _start(self, staged: StagedTask) -> None:
+        if staged.task_id in self._running():  # handed out again (the scheduler restarted)
+            log.warning(
+                "task %s handed out again while it runs here: left as it is", staged.task_id
+            )
+            return
         log.info("executor %s runs task %s", self.executor_id, staged.task_id)
         run = TaskRun(staged.task_id, staged.trace_context)
         try:

@@ -10,18 +10,12 @@ from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.storage import keys
 
 
-def _staged_at(queue_key: str) -> int | None:
-    """When the task of a queue key (:func:`~teaclave.storage.keys.staged_key`) was staged, ns."""
-    sequence = queue_key.removeprefix(keys.STAGED).partition("-")[0]
-    return int(sequence) if sequence.isdigit() else None
-
-
 def task_pulled(staged: pb.StagedTask, queue_key: str, began: int) -> None:
     """``staged`` was handed out (its pull began at ``began``, ns): count it Running, time
     how long it waited, and add ``task.staged`` (the wait) and ``task.pull`` to its trace."""
     now = time.time_ns()
     metrics.TASK_TRANSITIONS.labels(TaskStatus.RUNNING.name).inc()
-    staged_at = _staged_at(queue_key)
+    staged_at = keys.staged_at(queue_key)
     attributes = {"teaclave.task_id": staged.task_id}
     if staged_at is not None and staged_at <= now:
         metrics.TASK_STAGE_SECONDS.labels("staged").observe((now - staged_at) / 1e9)

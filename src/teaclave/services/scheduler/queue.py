@@ -8,7 +8,10 @@ while that watch delivers: before its first batch, after a batch that lost chang
 or once :meth:`StagedQueue.forget` was called, the next :meth:`StagedQueue.head`
 reads the queue again. What it holds may lag behind storage, never more than the
 watch does: every claim is a commit that checks the entry's version, and the
-scheduler forgets what it holds when one conflicts.
+scheduler forgets what it holds when one conflicts. An entry handed out before its
+claim was committed is held out of the queue meanwhile (:meth:`StagedQueue.hold`),
+and an entry this scheduler's commit removed stays out, even of a read of the queue
+that began before that commit.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from __future__ import annotations
 import heapq
 import threading
 
+from teaclave.core.lru import Lru
 from teaclave.storage import keys
 from teaclave.storage.api import Changes, Record, Store, Watchable
 from teaclave.storage.watch import Watcher
+
+MAX_TAKEN = 4096
+"""Most removed entries remembered (each is out of storage by the time a read ends)."""
 
 
 class StagedQueue:
@@ -42,6 +49,9 @@ class StagedQueue:
         self._known = False  # the entries are storage's, as far as the watch brought
         self._during: list[Changes] | None = None  # the batches that came during a read
         self._forgotten = 0  # calls of forget(): one during a read leaves the read unknown
+        self._held: set[str] = set()  # handed out, their claims not committed yet
+        self._released: set[str] = set()  # held, then given back: their tasks changed
+        self._taken = Lru[str, bool](MAX_TAKEN)  # removed by this scheduler's commits
 
     def changed(self, changes: Changes) -> None:
         """Apply a batch of the watch."""
@@ -63,6 +73,9 @@ class StagedQueue:
     def _put(self, record: Record) -> None:
         if not record.exists:
             self._entries.pop(record.key, None)
+            self._released.discard(record.key)
+            return
+        if record.key in self._held or self._taken.get(record.key):
             return
         if record.key not in self._entries:
             heapq.heappush(self._order, record.key)
@@ -82,7 +95,30 @@ class StagedQueue:
     def taken(self, key: str) -> None:
         """A commit of this scheduler removed the entry ``key``."""
         with self._lock:
+            self._held.discard(key)
+            self._released.discard(key)
+            self._taken.put(key, True)
             self._entries.pop(key, None)
+
+    def hold(self, key: str) -> None:
+        """Keep the entry ``key`` out of the queue until it is :meth:`taken` or
+        :meth:`released <release>`: it was handed out, its claim not committed yet."""
+        with self._lock:
+            self._held.add(key)
+            self._entries.pop(key, None)
+
+    def release(self, key: str) -> None:
+        """The held entry ``key`` was not claimed after all (its task changed): the
+        queue is read again, with it if it is still there (:meth:`released`)."""
+        with self._lock:
+            self._held.discard(key)
+            self._released.add(key)
+        self.forget()
+
+    def released(self, key: str) -> bool:
+        """Whether the entry ``key`` was held and given back (until it leaves the queue)."""
+        with self._lock:
+            return key in self._released
 
     def forget(self) -> None:
         """What is kept may be out of date: the next :meth:`head` reads the queue."""
@@ -107,6 +143,7 @@ class StagedQueue:
             with self._lock:
                 during, self._during = self._during or [], None
                 self._entries, self._order = {}, []
+                self._released.intersection_update(record.key for record in records)
                 for record in records:
                     self._put(record)
                 self._known = following and forgotten == self._forgotten  # none forgot since

@@ -8,6 +8,17 @@ retried, a bounded number of times. A task ends in the same
 commit that frees its outputs whose upload never began
 (:func:`teaclave.core.tasks.release`); an executor records that an output's
 upload begins before its first byte leaves (:meth:`Scheduler.start_upload`).
+
+A claim is handed out before it is committed (:class:`_Handed`; its queue entry
+is held meanwhile) and committed, Running on its executor, before anything else
+is decided about its task: an upload, a heartbeat or a lost executor
+(:meth:`Scheduler._settle`). A result that comes first is committed with the
+claim, in one commit that checks the task and its queue entry as they were
+handed out. So no executor's effect (an upload, a result) is ever recorded unless
+its claim is, and a task that ends within a heartbeat costs no commit of its
+own to claim. If the scheduler restarts before the claim was committed, the task
+is still staged and is handed out again; an executor's result for it is then
+refused unless that executor got it again.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -44,6 +55,10 @@ MAX_REMEMBERED = 4096
 """Most claimed tasks a scheduler remembers as it committed them (a report of one
 needs no read of storage first)."""
 WATCH_INTERVAL_SECS = 0.5
+HAND_OUT_SECS = 1.0
+"""A task staged less than this long ago is handed out before its claim is committed;
+one staged earlier (which may have been canceled since), or handed out before and
+given back (it changed), is claimed first."""
 CANCELED_REASON = "Task Canceled by the user"
 TIMEOUT_REASON = "Runtime Error: Executor Timeout"
 LOST_REASON = "Runtime Error: executor lost the task"
@@ -57,6 +72,18 @@ def _retrying(step: Callable[[], T]) -> T:
         except Conflict as exc:
             log.debug("retrying after a concurrent update of %s", exc.key)
     return step()
+
+
+@dataclass(frozen=True)
+class _Handed:
+    """A task handed to an executor whose claim is not committed yet."""
+
+    entry: Record
+    """Its queue entry, as read."""
+    task: Task
+    """The task as the claim commits it: Running on the executor."""
+    version: int
+    """The task's version when it was read (the commit checks it)."""
 
 
 def _parse_staged(value: bytes, task_uuid: str) -> pb.StagedTask | None:
@@ -89,6 +116,7 @@ class Scheduler:
         self._orphans: set[tuple[str, str]] = set()
         self._claimed = Lru[str, tuple[Task, int]](MAX_REMEMBERED)
         self._claimed_lock = threading.Lock()
+        self._handed: dict[str, _Handed] = {}  # by task, under the lock
 
     def _load(self, task_uuid: str) -> tuple[Task | None, int]:
         record = self._store.get([keys.TASK + task_uuid])[0]
@@ -114,6 +142,48 @@ class Scheduler:
             return known or self._load(task_uuid)
 
         return read
+
+    def _just_staged(self, queue_key: str) -> bool:
+        """Whether the task of ``queue_key`` was staged less than :data:`HAND_OUT_SECS` ago."""
+        staged_at = keys.staged_at(queue_key)
+        return staged_at is not None and 0 <= time.time_ns() - staged_at < HAND_OUT_SECS * 1e9
+
+    def _hand(self, handed: _Handed) -> None:
+        """Hand ``handed`` out, its claim to be committed later (:meth:`_settle`)."""
+        with self._claimed_lock:
+            self._handed[handed.task.uuid] = handed
+        self._queue.hold(handed.entry.key)
+
+    def _take_handed(self, task_uuid: str, executor_id: str | None = None) -> _Handed | None:
+        """The uncommitted claim of ``task_uuid`` (if ``executor_id``: only its), now no
+        longer kept here."""
+        with self._claimed_lock:
+            handed = self._handed.get(task_uuid)
+            if handed is None or executor_id not in (None, handed.task.executor_id):
+                return None
+            return self._handed.pop(task_uuid)
+
+    def _settle(self, task_uuid: str) -> None:
+        """Commit the claim of ``task_uuid`` if it was handed out uncommitted. If the task
+        changed since (canceled), the claim is dropped and its entry, if still queued,
+        claimed anew; if the commit's outcome is unknown, it is settled again next time."""
+        handed = self._take_handed(task_uuid)
+        if handed is None:
+            return
+        entry, task_key = handed.entry, keys.TASK + task_uuid
+        try:
+            version = self._store.commit(
+                [(entry.key, entry.version), (task_key, handed.version)],
+                [Write(entry.key, None), Write(task_key, encode(handed.task))],
+            )
+        except Conflict:
+            self._queue.release(entry.key)
+            return
+        except BaseException:
+            self._hand(handed)
+            raise
+        self._queue.taken(entry.key)
+        self._remember(handed.task, version)
 
     def await_task(
         self,
@@ -194,6 +264,10 @@ class Scheduler:
                 else:
                     task = replace(task, status=TaskStatus.RUNNING, executor_id=executor_id)
                     handed_out = staged
+                    if self._just_staged(entry.key) and not self._queue.released(entry.key):
+                        self._hand(_Handed(entry, task, version))
+                        observe.task_pulled(handed_out, entry.key, began)
+                        return handed_out
                 writes.append(Write(task_key, encode(task)))
                 if task.status.ended:
                     self._add_output_writes(task, self._output_records(task), {}, checks, writes)
@@ -224,6 +298,7 @@ class Scheduler:
 
     def _must_stop(self, executor_id: str, task_uuid: str) -> bool:
         """Whether the executor must stop the task; cancels it if that was requested."""
+        self._settle(task_uuid)
         task, version = self._load(task_uuid)
         if task is None:
             return True
@@ -235,11 +310,33 @@ class Scheduler:
         return True
 
     def report(self, executor_id: str, task_uuid: str, result: TaskResult) -> None:
-        """Record the outcome ``executor_id`` reports for ``task_uuid``."""
+        """Record the outcome ``executor_id`` reports for ``task_uuid`` (with its claim, if
+        that was not committed yet)."""
         self._liveness.seen(executor_id)
-        read = self._reads(task_uuid)
-        _retrying(lambda: self._report_once(executor_id, task_uuid, result, read))
+        if (handed := self._take_handed(task_uuid, executor_id)) is not None:
+            self._report_handed(handed, result)
+        else:
+            read = self._reads(task_uuid)
+            _retrying(lambda: self._report_once(executor_id, task_uuid, result, read))
         self._liveness.release(executor_id, task_uuid)
+
+    def _report_handed(self, handed: _Handed, result: TaskResult) -> None:
+        """Commit the result of a task handed out uncommitted, with its claim: once. If
+        the task changed since (canceled), the result is refused and the entry claimed anew."""
+        task = handed.task
+        try:
+            self._report_once(
+                task.executor_id, task.uuid, result, lambda: (task, handed.version), handed.entry
+            )
+        except Conflict:
+            self._queue.release(handed.entry.key)
+            raise TeaclaveError(
+                Status.FAILED_PRECONDITION, f"task {task.uuid} changed before it was claimed"
+            ) from None
+        except BaseException:
+            self._hand(handed)  # the outcome is unknown: a report again tries again
+            raise
+        self._queue.taken(handed.entry.key)
 
     def _report_once(
         self,
@@ -247,7 +344,9 @@ class Scheduler:
         task_uuid: str,
         result: TaskResult,
         read: Callable[[], tuple[Task | None, int]],
+        queued: Record | None = None,
     ) -> None:
+        """``queued``: the task's queue entry, if its claim is committed with the result."""
         task, version = read()
         if task is None:
             raise TeaclaveError(Status.NOT_FOUND, f"task {task_uuid} not found")
@@ -264,7 +363,7 @@ class Scheduler:
             ended, written = rules.finish(task, result, current)
         else:
             ended, written = replace(task, status=TaskStatus.FINISHED, result=result), {}
-        self._commit_end(ended, version, records, written)
+        self._commit_end(ended, version, records, written, queued)
 
     def start_upload(self, executor_id: str, task_uuid: str, output_name: str) -> None:
         """Record that ``executor_id`` begins uploading ``task_uuid``'s output ``output_name``.
@@ -277,6 +376,7 @@ class Scheduler:
         _retrying(lambda: self._start_upload_once(executor_id, task_uuid, output_name))
 
     def _start_upload_once(self, executor_id: str, task_uuid: str, output_name: str) -> None:
+        self._settle(task_uuid)
         task, version = self._load(task_uuid)
         if task is None:
             raise rules.upload_refused("no such task")
@@ -322,12 +422,17 @@ class Scheduler:
         version: int,
         records: Mapping[str, Record] | None = None,
         written: Mapping[str, OutputFile] | None = None,
+        queued: Record | None = None,
     ) -> None:
         """Commit the ended task (read at ``version``) with its outputs' writes
-        (``records``: its outputs if already read)."""
+        (``records``: its outputs if already read) and the removal of its queue entry
+        ``queued``, if any."""
         task_key = keys.TASK + ended.uuid
         checks: Checks = [(task_key, version)]
         writes = [Write(task_key, encode(ended))]
+        if queued is not None:
+            checks.append((queued.key, queued.version))
+            writes.append(Write(queued.key, None))
         if records is None:
             records = self._output_records(ended)
         self._add_output_writes(ended, records, written or {}, checks, writes)
@@ -339,6 +444,7 @@ class Scheduler:
         """Fail ``task_uuid`` if it is still Running on the lost ``executor_id``."""
 
         def step() -> bool:
+            self._settle(task_uuid)
             task, version = self._load(task_uuid)
             if task is None or task.status is not TaskStatus.RUNNING:
                 return False
