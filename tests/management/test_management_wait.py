@@ -1,5 +1,6 @@
 """WaitTask (our extension): GetTask once the task has ended, answered from a storage watch."""
 
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as first_of
 from dataclasses import replace
@@ -57,6 +58,17 @@ def test_an_ended_task_is_answered_at_once(owner: User, alice: User) -> None:
     task_id = staged_task(owner, alice)
     alice.CancelTask(fe.CancelTaskRequest(task_id=task_id))
     assert wait(alice, task_id).status == common.Canceled
+
+
+def test_a_cancel_made_here_ends_a_wait(owner: User, alice: User) -> None:
+    """The service's own commits are left out of its watch of storage: it wakes the
+    calls waiting for them itself."""
+    task_id = staged_task(owner, alice)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(wait, alice, task_id)
+        time.sleep(0.2)  # the call waits (had it not begun, it would find the task ended)
+        alice.CancelTask(fe.CancelTaskRequest(task_id=task_id))
+        assert waiting.result(timeout=10).status == common.Canceled
 
 
 def test_a_wait_that_runs_out_answers_with_the_task_as_it_stands(owner: User, alice: User) -> None:

@@ -163,6 +163,26 @@ def test_watch_streams_commits_as_they_are_made(clients: Callable[[str], RemoteS
     assert caught.value.status is Status.CANCELLED
 
 
+def test_a_watch_may_leave_out_its_own_clients_commits(
+    clients: Callable[[str], RemoteStore],
+) -> None:
+    """A client's watch ``unless_writer`` its own :attr:`RemoteStore.writer` misses its
+    own commits only: another client's of the same service, or another service's
+    commits naming the same writer, still come."""
+    scheduler, other, management = clients("scheduler"), clients("scheduler"), clients("management")
+    watch = scheduler.watch(["staged/"], 0, 60, unless_writer=scheduler.writer)
+    stream = iter(watch)
+    assert next(stream) == Changes(0)
+    scheduler.commit([], [Write("staged/1", b"")])
+    management.writer = scheduler.writer  # a peer cannot hide its commits from another's watch
+    foreign = management.commit([], [Write("staged/2", b"")])
+    assert next(stream) == Changes(foreign, ("staged/2",))
+    scheduler.commit([], [Write("staged/1", None)])
+    ours = other.commit([], [Write("staged/3", b"")])
+    assert next(stream) == Changes(ours, ("staged/3",))
+    watch.cancel()
+
+
 def test_a_watch_with_values_brings_the_records_of_its_keys(
     clients: Callable[[str], RemoteStore],
 ) -> None:

@@ -141,6 +141,24 @@ def test_a_stream_answers_at_once_then_with_each_batch() -> None:
     assert next(iter(log.watch(["task/"], 6, LONG))) == Changes(6)  # none since: at once
 
 
+def test_a_stream_leaves_out_the_commits_of_the_writer_it_names() -> None:
+    """Its own commits, which a watcher knows already: as if they touched nothing
+    watched; another writer's keys, in the same batch or not, still come."""
+    log = ChangeLog(0)
+    stream = iter(log.watch(["task/"], 0, LONG, unless_writer="me"))
+    assert next(stream) == Changes(0)
+    log.publish(1, ["task/1"], "me")
+    log.publish(2, ["task/2"], "other")
+    log.publish(3, ["task/1", "task/3"], "me")
+    assert next(stream) == Changes(3, ("task/2",))
+    join = in_thread(next, stream)
+    log.publish(4, ["task/4"], "me")  # no answer for this one: the stream waits on
+    log.publish(5, ["task/5"])
+    assert join() == Changes(5, ("task/5",))
+    everything = log.watch(["task/"], 0, LONG)  # a watch naming no writer sees all
+    assert next(iter(everything)) == Changes(5, tuple(f"task/{i}" for i in range(1, 6)))
+
+
 def test_a_stream_ends_with_its_lifetime_saying_the_version_then() -> None:
     clock = Clock()
     log = ChangeLog(0, clock=clock)
@@ -217,14 +235,20 @@ class Source:
         self.stream_opened = threading.Semaphore(0)
 
     def watch(
-        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+        self,
+        prefixes: Sequence[str],
+        since: int,
+        lifetime: float,
+        *,
+        with_values: bool = False,
+        unless_writer: str = "",
     ) -> Stream:
         assert not with_values  # a change log alone has no records
         if len(self.opened) < self.failures:
             self.opened.append(-1)
             raise TeaclaveError(Status.UNAVAILABLE, "storage unreachable")
         self.opened.append(since)
-        stream = Stream(self.log.watch(prefixes, since, lifetime))
+        stream = Stream(self.log.watch(prefixes, since, lifetime, unless_writer=unless_writer))
         self.streams.append(stream)
         self.stream_opened.release()
         return stream
@@ -415,11 +439,15 @@ def test_a_restarted_store_wakes_every_waiter() -> None:
 class Delivered:
     """A watcher of ``task/`` over ``store`` that tells when it delivered a version."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, unless_writer: str = "") -> None:
         self.version = 0
         self._changed = threading.Condition()
         self.watcher = Watcher(
-            Source(store.changes), ["task/"], max_waiters=2, on_changes=self._seen
+            Source(store.changes),
+            ["task/"],
+            max_waiters=2,
+            on_changes=self._seen,
+            unless_writer=unless_writer,
         )
 
     def _seen(self, changes: Changes) -> None:
@@ -475,9 +503,16 @@ class Valued:
         self.store = store
 
     def watch(
-        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+        self,
+        prefixes: Sequence[str],
+        since: int,
+        lifetime: float,
+        *,
+        with_values: bool = False,
+        unless_writer: str = "",
     ) -> "ValuedStream":
-        return ValuedStream(self.store, self.store.changes.watch(prefixes, since, lifetime))
+        following = self.store.changes.watch(prefixes, since, lifetime, unless_writer=unless_writer)
+        return ValuedStream(self.store, following)
 
 
 class ValuedStream:
@@ -508,3 +543,32 @@ def test_a_waiter_on_a_key_takes_its_value_from_the_change(store: SqliteStore) -
         store.commit([], [Write("task/1", b"2")])
         assert join() == b"2"
         assert reads.values == [b"0"]  # each later value came with its change
+
+
+def test_the_owners_own_commits_wake_its_waiters_though_its_watch_leaves_them_out(
+    store: SqliteStore,
+) -> None:
+    """Told of by the owner (:meth:`Watcher.committed`), in whatever order against the
+    watch's batches: a waiter wakes with the value committed, and a value read before
+    a commit of its key, own or not, does not stand."""
+    watching = Delivered(store, unless_writer="me")
+    with following(watching.watcher, store) as watcher:
+        seen = store.commit([], [Write("task/1", b"0")])
+        watching.through(seen)
+        reads = Reads(store)
+        join = in_thread(
+            lambda: watcher.follow(
+                "task/1", reads, lambda v: v == b"1", LONG, from_record=lambda r: r.value
+            )
+        )
+        assert reads.first.wait(LONG)
+        own = store.commit([], [Write("task/1", b"1")], writer="me")  # not in the watch
+        watcher.committed(own, {"task/1": b"1", "staged/1": b""})
+        assert join() == b"1"
+        assert reads.values == [b"0"]  # the value came with the owner's word
+        assert watcher.follow("task/1", reads, lambda v: False, 0, first=(b"0", seen)) == b"1"
+        own = store.commit([], [Write("task/2", b"own")], writer="me")
+        watching.through(store.commit([], [Write("task/1", b"2")]))  # a later version, first
+        watcher.committed(own, {"task/2": b"own"})
+        assert watcher.follow("task/1", reads, lambda v: False, 0, first=(b"1", own)) == b"2"
+        assert reads.values == [b"0", b"1", b"2"]

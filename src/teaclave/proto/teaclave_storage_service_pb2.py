@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-teaclave/proto/teaclave_storage_service.proto\x12\x1eteaclave_storage_service_proto\"5\n\x06Record\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x1a\n\nGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"F\n\x0bGetResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"A\n\x0bScanRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x13\n\x0bstart_after\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"G\n\x0cScanResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"%\n\x05\x43heck\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x05Write\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x03 \x01(\x08\"}\n\rCommitRequest\x12\x35\n\x06\x63hecks\x18\x01 \x03(\x0b\x32%.teaclave_storage_service_proto.Check\x12\x35\n\x06writes\x18\x02 \x03(\x0b\x32%.teaclave_storage_service_proto.Write\"!\n\x0e\x43ommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"X\n\x0cWatchRequest\x12\x10\n\x08prefixes\x18\x01 \x03(\t\x12\r\n\x05since\x18\x02 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\x12\x13\n\x0bwith_values\x18\x04 \x01(\x08\"u\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0c\n\x04lost\x18\x03 \x01(\x08\x12\x37\n\x07records\x18\x04 \x03(\x0b\x32&.teaclave_storage_service_proto.Record2\xa5\x03\n\x0fTeaclaveStorage\x12^\n\x03Get\x12*.teaclave_storage_service_proto.GetRequest\x1a+.teaclave_storage_service_proto.GetResponse\x12\x61\n\x04Scan\x12+.teaclave_storage_service_proto.ScanRequest\x1a,.teaclave_storage_service_proto.ScanResponse\x12g\n\x06\x43ommit\x12-.teaclave_storage_service_proto.CommitRequest\x1a..teaclave_storage_service_proto.CommitResponse\x12\x66\n\x05Watch\x12,.teaclave_storage_service_proto.WatchRequest\x1a-.teaclave_storage_service_proto.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-teaclave/proto/teaclave_storage_service.proto\x12\x1eteaclave_storage_service_proto\"5\n\x06Record\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x1a\n\nGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"F\n\x0bGetResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"A\n\x0bScanRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x13\n\x0bstart_after\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"G\n\x0cScanResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.teaclave_storage_service_proto.Record\"%\n\x05\x43heck\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"3\n\x05Write\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0e\n\x06\x64\x65lete\x18\x03 \x01(\x08\"\x8d\x01\n\rCommitRequest\x12\x35\n\x06\x63hecks\x18\x01 \x03(\x0b\x32%.teaclave_storage_service_proto.Check\x12\x35\n\x06writes\x18\x02 \x03(\x0b\x32%.teaclave_storage_service_proto.Write\x12\x0e\n\x06writer\x18\x03 \x01(\t\"!\n\x0e\x43ommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"o\n\x0cWatchRequest\x12\x10\n\x08prefixes\x18\x01 \x03(\t\x12\r\n\x05since\x18\x02 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\x12\x13\n\x0bwith_values\x18\x04 \x01(\x08\x12\x15\n\runless_writer\x18\x05 \x01(\t\"u\n\rWatchResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x0c\n\x04lost\x18\x03 \x01(\x08\x12\x37\n\x07records\x18\x04 \x03(\x0b\x32&.teaclave_storage_service_proto.Record2\xa5\x03\n\x0fTeaclaveStorage\x12^\n\x03Get\x12*.teaclave_storage_service_proto.GetRequest\x1a+.teaclave_storage_service_proto.GetResponse\x12\x61\n\x04Scan\x12+.teaclave_storage_service_proto.ScanRequest\x1a,.teaclave_storage_service_proto.ScanResponse\x12g\n\x06\x43ommit\x12-.teaclave_storage_service_proto.CommitRequest\x1a..teaclave_storage_service_proto.CommitResponse\x12\x66\n\x05Watch\x12,.teaclave_storage_service_proto.WatchRequest\x1a-.teaclave_storage_service_proto.WatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,14 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECK']._serialized_end=413
   _globals['_WRITE']._serialized_start=415
   _globals['_WRITE']._serialized_end=466
-  _globals['_COMMITREQUEST']._serialized_start=468
-  _globals['_COMMITREQUEST']._serialized_end=593
-  _globals['_COMMITRESPONSE']._serialized_start=595
-  _globals['_COMMITRESPONSE']._serialized_end=628
-  _globals['_WATCHREQUEST']._serialized_start=630
-  _globals['_WATCHREQUEST']._serialized_end=718
-  _globals['_WATCHRESPONSE']._serialized_start=720
-  _globals['_WATCHRESPONSE']._serialized_end=837
-  _globals['_TEACLAVESTORAGE']._serialized_start=840
-  _globals['_TEACLAVESTORAGE']._serialized_end=1261
+  _globals['_COMMITREQUEST']._serialized_start=469
+  _globals['_COMMITREQUEST']._serialized_end=610
+  _globals['_COMMITRESPONSE']._serialized_start=612
+  _globals['_COMMITRESPONSE']._serialized_end=645
+  _globals['_WATCHREQUEST']._serialized_start=647
+  _globals['_WATCHREQUEST']._serialized_end=758
+  _globals['_WATCHRESPONSE']._serialized_start=760
+  _globals['_WATCHRESPONSE']._serialized_end=877
+  _globals['_TEACLAVESTORAGE']._serialized_start=880
+  _globals['_TEACLAVESTORAGE']._serialized_end=1301
 # @@protoc_insertion_point(module_scope)

@@ -63,12 +63,14 @@ class Write(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., delete: _Optional[bool] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
-    __slots__ = ("checks", "writes")
+    __slots__ = ("checks", "writes", "writer")
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
     checks: _containers.RepeatedCompositeFieldContainer[Check]
     writes: _containers.RepeatedCompositeFieldContainer[Write]
-    def __init__(self, checks: _Optional[_Iterable[_Union[Check, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[Write, _Mapping]]] = ...) -> None: ...
+    writer: str
+    def __init__(self, checks: _Optional[_Iterable[_Union[Check, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[Write, _Mapping]]] = ..., writer: _Optional[str] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
     __slots__ = ("version",)
@@ -77,16 +79,18 @@ class CommitResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("prefixes", "since", "timeout_ms", "with_values")
+    __slots__ = ("prefixes", "since", "timeout_ms", "with_values", "unless_writer")
     PREFIXES_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     WITH_VALUES_FIELD_NUMBER: _ClassVar[int]
+    UNLESS_WRITER_FIELD_NUMBER: _ClassVar[int]
     prefixes: _containers.RepeatedScalarFieldContainer[str]
     since: int
     timeout_ms: int
     with_values: bool
-    def __init__(self, prefixes: _Optional[_Iterable[str]] = ..., since: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., with_values: _Optional[bool] = ...) -> None: ...
+    unless_writer: str
+    def __init__(self, prefixes: _Optional[_Iterable[str]] = ..., since: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., with_values: _Optional[bool] = ..., unless_writer: _Optional[str] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("version", "keys", "lost", "records")

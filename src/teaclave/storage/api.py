@@ -103,8 +103,15 @@ class Watchable(Protocol):
     """Commits, watched by key prefix (a stream)."""
 
     def watch(
-        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+        self,
+        prefixes: Sequence[str],
+        since: int,
+        lifetime: float,
+        *,
+        with_values: bool = False,
+        unless_writer: str = "",
     ) -> ChangeStream:
         """The changes under ``prefixes`` after version ``since``, followed for about
-        ``lifetime`` seconds (``with_values``: with their keys' records)."""
+        ``lifetime`` seconds (``with_values``: with their keys' records), leaving out the
+        commits of ``unless_writer`` (a watcher's own, which it knows already)."""
         ...

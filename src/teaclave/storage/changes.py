@@ -1,9 +1,10 @@
 """Recent commits in memory, so that a watcher learns of one the moment it is made.
 
-The store that owns the database publishes each commit (its version and the keys
-it wrote or deleted) in version order. :meth:`ChangeLog.wait` answers with the
-keys under the watched prefixes that commits after ``since`` touched, waiting for
-such a commit if there is none yet; :meth:`ChangeLog.watch` follows them as a
+The store that owns the database publishes each commit (its version, the keys
+it wrote or deleted, and who made it) in version order. :meth:`ChangeLog.wait` answers with the
+keys under the watched prefixes that commits after ``since`` touched (leaving out
+those of one writer, if asked: a watcher's own), waiting for such a commit if
+there is none yet; :meth:`ChangeLog.watch` follows them as a
 stream of such answers. Only the newest commits are kept: a watcher further
 behind, or one whose ``since`` comes from before this process started, is told
 that its changes were ``lost`` and re-reads what it watches.
@@ -24,6 +25,11 @@ MAX_REPORTED = 1000
 """Most keys one answer names; a watcher with more changes is told they were lost."""
 
 
+def _left_out(writer: str, unless_writer: str) -> bool:
+    """Whether a commit of ``writer`` is left out of a watch ``unless_writer``."""
+    return bool(unless_writer) and writer == unless_writer
+
+
 class ChangeLog:
     """The commits after ``version`` (the store's version when it opened), newest kept."""
 
@@ -38,32 +44,34 @@ class ChangeLog:
         self._clock = clock
         self._floor = version  # commits up to this version are not known
         self._version = version  # the newest commit published
-        self._entries: deque[tuple[int, tuple[str, ...]]] = deque()
+        self._entries: deque[tuple[int, tuple[str, ...], str]] = deque()  # version, keys, writer
         self._kept = 0
         self._max_keys = max_keys
         self._closed = False
         self._changed = threading.Condition()
 
-    def publish(self, version: int, keys: Sequence[str]) -> None:
-        """Record that commit ``version`` wrote or deleted ``keys``; wake the watchers."""
+    def publish(self, version: int, keys: Sequence[str], writer: str = "") -> None:
+        """Record that commit ``version`` of ``writer`` ("": unnamed) wrote or deleted
+        ``keys``; wake the watchers."""
         with self._changed:
-            self._entries.append((version, tuple(keys)))
+            self._entries.append((version, tuple(keys), writer))
             self._version = version
             self._kept += len(keys)
             while self._kept > self._max_keys and len(self._entries) > 1:
-                forgotten, old = self._entries.popleft()
+                forgotten, old, _ = self._entries.popleft()
                 self._kept -= len(old)
                 self._floor = forgotten
             self._changed.notify_all()
 
-    def _after(self, prefixes: tuple[str, ...], since: int) -> Changes:
+    def _after(self, prefixes: tuple[str, ...], since: int, unless_writer: str) -> Changes:
         if not self._floor <= since <= self._version:
             return Changes(self._version, lost=True)
         found: dict[str, None] = {}
-        for version, keys in reversed(self._entries):
+        for version, keys, writer in reversed(self._entries):
             if version <= since:
                 break
-            found.update(dict.fromkeys(k for k in keys if k.startswith(prefixes)))
+            if not _left_out(writer, unless_writer):
+                found.update(dict.fromkeys(k for k in keys if k.startswith(prefixes)))
         if len(found) > MAX_REPORTED:
             return Changes(self._version, lost=True)
         return Changes(self._version, tuple(sorted(found)))
@@ -75,10 +83,11 @@ class ChangeLog:
         timeout: float,
         *,
         active: Callable[[], bool] = lambda: True,
+        unless_writer: str = "",
     ) -> Changes:
-        """The changes under ``prefixes`` after ``since``, once there are any, or none
-        after ``timeout`` seconds, when ``active()`` turns false (checked whenever
-        :meth:`interrupt` is called) or once the log is closed."""
+        """The changes under ``prefixes`` after ``since`` (but those of ``unless_writer``),
+        once there are any, or none after ``timeout`` seconds, when ``active()`` turns
+        false (checked whenever :meth:`interrupt` is called) or once the log is closed."""
         wanted = tuple(prefixes)
         checked = since  # commits up to here touched nothing watched
 
@@ -86,26 +95,37 @@ class ChangeLog:
             nonlocal checked
             if self._closed or not active() or not self._floor <= since <= self._version:
                 return True
-            for version, keys in reversed(self._entries):  # only the commits not checked yet
+            for version, keys, writer in reversed(self._entries):  # the commits not checked yet
                 if version <= checked:
                     break
-                if any(key.startswith(wanted) for key in keys):
+                if not _left_out(writer, unless_writer) and any(
+                    key.startswith(wanted) for key in keys
+                ):
                     return True
             checked = self._version
             return False
 
         with self._changed:
             self._changed.wait_for(answer_now, timeout)
-            return self._after(wanted, since)
+            return self._after(wanted, since, unless_writer)
 
     def watch(
-        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+        self,
+        prefixes: Sequence[str],
+        since: int,
+        lifetime: float,
+        *,
+        with_values: bool = False,
+        unless_writer: str = "",
     ) -> Following:
-        """The changes under ``prefixes`` after ``since``, followed for ``lifetime`` seconds
-        (a log holds no values: ``with_values`` is the storage service's to serve)."""
+        """The changes under ``prefixes`` after ``since`` (but those of ``unless_writer``),
+        followed for ``lifetime`` seconds (a log holds no values: ``with_values`` is the
+        storage service's to serve)."""
         if with_values:
             raise ValueError("a change log holds no values")
-        return Following(self, tuple(prefixes), since, lifetime, self._clock)
+        return Following(
+            self, tuple(prefixes), since, lifetime, self._clock, unless_writer=unless_writer
+        )
 
     @property
     def closed(self) -> bool:
@@ -141,9 +161,12 @@ class Following:
         since: int,
         lifetime: float,
         clock: Callable[[], float],
+        *,
+        unless_writer: str = "",
     ) -> None:
         self._log = log
         self._prefixes = prefixes
+        self._unless_writer = unless_writer
         self._since = since
         self._clock = clock
         self._deadline = clock() + lifetime
@@ -155,7 +178,13 @@ class Following:
     def __iter__(self) -> Iterator[Changes]:
         since, remaining, first = self._since, 0.0, True  # the first answer at once
         while True:
-            changes = self._log.wait(self._prefixes, since, remaining, active=self._active)
+            changes = self._log.wait(
+                self._prefixes,
+                since,
+                remaining,
+                active=self._active,
+                unless_writer=self._unless_writer,
+            )
             if self._log.closed or not self._active():
                 return
             remaining = max(self._deadline - self._clock(), 0.0)

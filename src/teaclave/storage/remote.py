@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ class RemoteStore:
 
     def __init__(self, peer: Peer) -> None:
         self._peer = peer
+        self.writer = uuid.uuid4().hex
+        """Who this client's commits are of (a watch may leave them out: ``unless_writer``)."""
 
     def _call(self, fn: Callable[[pb_grpc.TeaclaveStorageStub], T], *, repeatable: bool) -> T:
         with _translated():
@@ -92,6 +95,7 @@ class RemoteStore:
         Returns the new version; raises :class:`Conflict` (nothing written) otherwise.
         """
         request = pb.CommitRequest(
+            writer=self.writer,
             checks=[pb.Check(key=k, version=v) for k, v in checks],
             writes=[
                 pb.Write(key=w.key, delete=True)
@@ -107,16 +111,24 @@ class RemoteStore:
         return version
 
     def watch(
-        self, prefixes: Sequence[str], since: int, lifetime: float, *, with_values: bool = False
+        self,
+        prefixes: Sequence[str],
+        since: int,
+        lifetime: float,
+        *,
+        with_values: bool = False,
+        unless_writer: str = "",
     ) -> ChangeStream:
         """The changes under ``prefixes`` after version ``since``, as the service streams
         them for about ``lifetime`` seconds (it may end the stream sooner; ``with_values``:
-        with the records of their keys)."""
+        with the records of their keys; ``unless_writer``: without the commits of that
+        :attr:`writer` of this service)."""
         request = pb.WatchRequest(
             prefixes=prefixes,
             since=since,
             timeout_ms=int(lifetime * 1000),
             with_values=with_values,
+            unless_writer=unless_writer,
         )
         channel = self._peer.channel()
         stub = pb_grpc.TeaclaveStorageStub(channel)  # type: ignore[no-untyped-call]

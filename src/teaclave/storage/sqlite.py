@@ -132,10 +132,13 @@ class SqliteStore:
             (found,) = db.execute(sql, params).fetchone()
         return int(found)
 
-    def commit(self, checks: Sequence[tuple[str, int]], writes: Sequence[Write]) -> int:
+    def commit(
+        self, checks: Sequence[tuple[str, int]], writes: Sequence[Write], *, writer: str = ""
+    ) -> int:
         """Apply ``writes`` atomically if every ``(key, version)`` check holds.
 
         Returns the new version; raises :class:`Conflict` (nothing written) otherwise.
+        ``writer``: who commits, as the change log publishes it (watches may leave it out).
         """
         sealed = [
             (w.key, None if w.value is None else self._sealer.seal(w.key, w.value)) for w in writes
@@ -159,7 +162,7 @@ class SqliteStore:
                             " SET value = excluded.value, version = excluded.version",
                             (key, value, version),
                         )
-            self.changes.publish(version, [key for key, _ in sealed])
+            self.changes.publish(version, [key for key, _ in sealed], writer)
         result: int = version
         return result
 

@@ -9,7 +9,8 @@ waits for, so no commit after that read goes unnoticed. At most ``max_waiters``
 wait at once (each holds a server thread of its service); one more gets its
 answer at once if it is ready, else RESOURCE_EXHAUSTED. A waiter whose caller is
 gone stops at once, without reading again. ``on_changes`` is told of every change
-first (a cache invalidates what it holds).
+first (a cache invalidates what it holds). A watcher may leave its owner's own
+commits out of its watch: the owner then tells it of each (:meth:`Watcher.committed`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -65,11 +66,16 @@ class Watcher:
         max_waiters: int,
         on_changes: Callable[[Changes], None] = lambda _: None,
         with_values: bool = False,
+        unless_writer: str = "",
     ) -> None:
         """``with_values``: the store sends the records of the keys that changed, so a
-        waiter on one key (:meth:`follow` with ``from_record``) need not read it again."""
+        waiter on one key (:meth:`follow` with ``from_record``) need not read it again;
+        ``unless_writer``: the commits of that writer, its owner's, are left out of the
+        watch: the owner tells of them itself (:meth:`committed`), if any waiter may wait
+        for them."""
         self._source = source
         self._with_values = with_values
+        self._unless_writer = unless_writer
         self._prefixes = tuple(prefixes)
         self._max_waiters = max_waiters
         self._on_changes = on_changes
@@ -187,11 +193,35 @@ class Watcher:
                 return True
         return False
 
+    def committed(self, version: int, written: Mapping[str, bytes | None]) -> None:
+        """The owner committed ``written`` (None: deleted) at ``version``, which the watch
+        leaves out (``unless_writer``): wake the waiters it concerns, as the watch would."""
+        records = tuple(
+            Record(key, value or b"", 0 if value is None else version)
+            for key, value in written.items()
+            if key.startswith(self._prefixes)
+        )
+        if records:
+            changes = Changes(version, tuple(r.key for r in records), records=records)
+            self._deliver(version - 1, changes)
+
     def _wake(self, since: int, changes: Changes) -> None:
         if changes.any:
             self._on_changes(changes)
+        self._deliver(since, changes)
+
+    def _deliver(self, since: int, changes: Changes) -> None:
+        """Remember the batch of commits after ``since`` (in version order: the owner's
+        own may come before the watch's of earlier versions) and wake its waiters."""
         with self._lock:
-            self._history.append((since, changes.version, None if changes.lost else changes.keys))
+            if len(self._history) == self._history.maxlen:
+                self._history.popleft()
+            at = len(self._history)
+            while at and self._history[at - 1][1] > changes.version:
+                at -= 1
+            self._history.insert(
+                at, (since, changes.version, None if changes.lost else changes.keys)
+            )
             records = {record.key: record for record in changes.records}
             for waiter in self._waiters:
                 if changes.lost or any(key.startswith(waiter.prefix) for key in changes.keys):
@@ -201,7 +231,11 @@ class Watcher:
     def _open(self) -> ChangeStream | None:
         """A watch stream from the last version seen, unless the watcher stopped."""
         stream = self._source.watch(
-            self._prefixes, self._since, WATCH_SECS, with_values=self._with_values
+            self._prefixes,
+            self._since,
+            WATCH_SECS,
+            with_values=self._with_values,
+            unless_writer=self._unless_writer,
         )
         with self._lock:
             stopped = self._stop.is_set()

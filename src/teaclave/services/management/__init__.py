@@ -30,13 +30,15 @@ def main(env: ServiceEnv, stop: threading.Event) -> None:
     """
     peer = env.peer("storage")
     store = RemoteStore(peer)
-    remembered = Remembered()
+    task_changes: Watcher  # made below: its own commits, left out of its watch, wake its waiters
+    remembered = Remembered(on_commit=lambda *commit: task_changes.committed(*commit))  # noqa: PLW0108
     task_changes = Watcher(
         store,
         [keys.TASK],
         max_waiters=MAX_WAITING_CALLS,
         on_changes=remembered.changed,
         with_values=True,
+        unless_writer=store.writer,
     )
     servicer = ManagementServicer(
         store, env.config.execution.max_limits(), task_changes, remembered

@@ -38,9 +38,17 @@ class Remembered:
     costs a second attempt, never a wrong answer.
     """
 
-    def __init__(self, size: int = MAX_REMEMBERED) -> None:
+    def __init__(
+        self,
+        size: int = MAX_REMEMBERED,
+        *,
+        on_commit: Callable[[int, Mapping[str, bytes | None]], None] = lambda *_: None,
+    ) -> None:
+        """``on_commit``: told of each commit of this service's transactions (its version,
+        its writes), after they are remembered."""
         self._lock = threading.Lock()
         self._records = Lru[str, tuple[bytes | None, int]](size)
+        self._on_commit = on_commit
 
     def get(self, key: str) -> tuple[bytes | None, int] | None:
         """The value (None: absent) and version last seen of ``key``, if remembered."""
@@ -57,6 +65,11 @@ class Remembered:
                     self._records.pop(key)
                 elif key.startswith(REMEMBERED) and (known is None or known[1] <= version):
                     self._records.put(key, (value, version))
+
+    def committed(self, writes: Mapping[str, bytes | None], version: int) -> None:
+        """This service committed ``writes`` at ``version``."""
+        self.saw(writes, version)
+        self._on_commit(version, writes)
 
     def changed(self, changes: Changes) -> None:
         """A batch of the watch (with values): its records as they were sent."""
@@ -145,7 +158,7 @@ class Txn:
                 [Write(key, value) for key, value in self._writes.items()],
             )
             if self._remembered is not None:
-                self._remembered.saw(self._writes, version)
+                self._remembered.committed(self._writes, version)
 
 
 def transact(

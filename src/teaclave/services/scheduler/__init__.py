@@ -30,7 +30,7 @@ def main(
     """
     storage = env.peer("storage")
     store = RemoteStore(storage)
-    queue = StagedQueue(store, store, max_waiters=MAX_WAITING_EXECUTORS)
+    queue = StagedQueue(store, store, max_waiters=MAX_WAITING_EXECUTORS, writer=store.writer)
     timeout = env.config.scheduler.executor_timeout_secs
     scheduler = Scheduler(store, Liveness(timeout, clock), queue)
     servicer = SchedulerServicer(scheduler)

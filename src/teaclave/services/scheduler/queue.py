@@ -30,9 +30,13 @@ MAX_TAKEN = 4096
 
 class StagedQueue:
     """The queue's entries, read from ``store`` and followed by a watch of ``source``
-    (:attr:`watcher`, for up to ``max_waiters`` waiting executors; to start and close)."""
+    (:attr:`watcher`, for up to ``max_waiters`` waiting executors; to start and close)
+    that leaves out the commits of ``writer``: the scheduler's own, which only remove
+    entries, and tell the queue so themselves (:meth:`taken`)."""
 
-    def __init__(self, store: Store, source: Watchable, *, max_waiters: int) -> None:
+    def __init__(
+        self, store: Store, source: Watchable, *, max_waiters: int, writer: str = ""
+    ) -> None:
         self._store = store
         self.watcher = Watcher(
             source,
@@ -40,6 +44,7 @@ class StagedQueue:
             max_waiters=max_waiters,
             on_changes=self.changed,
             with_values=True,
+            unless_writer=writer,
         )
         self._lock = threading.Lock()
         self._reading = threading.Lock()  # one read of the whole queue at a time

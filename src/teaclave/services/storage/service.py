@@ -13,8 +13,9 @@ from teaclave.proto import teaclave_storage_service_pb2 as pb
 from teaclave.proto import teaclave_storage_service_pb2_grpc as pb_grpc
 from teaclave.rpc.server import peer_service
 from teaclave.storage import keys
-from teaclave.storage.api import Record, Store, Write
+from teaclave.storage.api import Record, Write
 from teaclave.storage.changes import ChangeLog
+from teaclave.storage.sqlite import SqliteStore
 
 MAX_ITEMS = 1000
 """Most keys per Get, checks or writes per Commit, prefixes per Watch, records per Scan page."""
@@ -40,17 +41,23 @@ def _check_keys(names: Iterable[str], what: str = "key") -> None:
             raise permission_denied(f"{peer or 'caller'} may not access key {key!r}")
 
 
+def _writer(name: str) -> str:
+    """A writer named by the calling peer, as the change log knows it: only the peer's own
+    commits can be left out of its watches."""
+    return f"{peer_service()}/{name}" if name else ""
+
+
 def _message(record: Record) -> pb.Record:
     return pb.Record(key=record.key, value=record.value, version=record.version)
 
 
 class StorageServicer(pb_grpc.TeaclaveStorageServicer):
-    """Serves one :class:`Store` and the log of its ``changes``; pages are cut at
+    """Serves the database's store and the log of its ``changes``; pages are cut at
     ``page_bytes`` of values; at most ``max_watches`` Watch streams are open at once
     (each holds one of the server's threads)."""
 
     def __init__(
-        self, store: Store, page_bytes: int, changes: ChangeLog, *, max_watches: int
+        self, store: SqliteStore, page_bytes: int, changes: ChangeLog, *, max_watches: int
     ) -> None:
         self._store = store
         self._page_bytes = page_bytes
@@ -90,6 +97,7 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
         version = self._store.commit(
             [(c.key, c.version) for c in request.checks],
             [Write(w.key, None if w.delete else w.value) for w in request.writes],
+            writer=_writer(request.writer),
         )
         return pb.CommitResponse(version=version)
 
@@ -107,7 +115,12 @@ class StorageServicer(pb_grpc.TeaclaveStorageServicer):
             )
         try:
             lifetime = wait_secs(request.timeout_ms, MAX_WATCH_SECS, context.time_remaining())
-            watch = self._changes.watch(list(request.prefixes), request.since, lifetime)
+            watch = self._changes.watch(
+                list(request.prefixes),
+                request.since,
+                lifetime,
+                unless_writer=_writer(request.unless_writer),
+            )
             if not context.add_callback(watch.cancel):  # a caller gone ends the stream
                 return  # gone already
             for changes in watch:
