@@ -26,8 +26,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
@@ -84,6 +85,8 @@ class _Handed:
     """The task as the claim commits it: Running on the executor."""
     version: int
     """The task's version when it was read (the commit checks it)."""
+    committing: threading.Lock = field(default_factory=threading.Lock, compare=False)
+    """Held by whoever commits the claim (settles it, or reports with it)."""
 
 
 def _parse_staged(value: bytes, task_uuid: str) -> pb.StagedTask | None:
@@ -154,36 +157,50 @@ class Scheduler:
             self._handed[handed.task.uuid] = handed
         self._queue.hold(handed.entry.key)
 
-    def _take_handed(self, task_uuid: str, executor_id: str | None = None) -> _Handed | None:
-        """The uncommitted claim of ``task_uuid`` (if ``executor_id``: only its), now no
-        longer kept here."""
+    @contextmanager
+    def _handed_claim(self, task_uuid: str, executor_id: str = "") -> Iterator[_Handed | None]:
+        """The uncommitted claim of ``task_uuid`` (if ``executor_id``: only that executor's),
+        for the block to commit alone; None if there is none (a commit of it in flight
+        elsewhere is over first). The block calls :meth:`_claim_done` once the claim is
+        committed, or given back; if it raises otherwise, the claim stays uncommitted."""
         with self._claimed_lock:
             handed = self._handed.get(task_uuid)
-            if handed is None or executor_id not in (None, handed.task.executor_id):
-                return None
-            return self._handed.pop(task_uuid)
+        if handed is None:
+            yield None
+            return
+        with handed.committing:
+            with self._claimed_lock:
+                current = self._handed.get(task_uuid) is handed
+            yield handed if current and executor_id in ("", handed.task.executor_id) else None
+
+    def _claim_done(self, handed: _Handed, *, committed: bool) -> None:
+        """The claim ``handed`` was committed (its queue entry removed), or not (the task
+        changed since: its entry, if still queued, is claimed anew, by a commit)."""
+        with self._claimed_lock:
+            self._handed.pop(handed.task.uuid, None)
+        if committed:
+            self._queue.taken(handed.entry.key)
+        else:
+            self._queue.release(handed.entry.key)
 
     def _settle(self, task_uuid: str) -> None:
-        """Commit the claim of ``task_uuid`` if it was handed out uncommitted. If the task
-        changed since (canceled), the claim is dropped and its entry, if still queued,
-        claimed anew; if the commit's outcome is unknown, it is settled again next time."""
-        handed = self._take_handed(task_uuid)
-        if handed is None:
-            return
-        entry, task_key = handed.entry, keys.TASK + task_uuid
-        try:
-            version = self._store.commit(
-                [(entry.key, entry.version), (task_key, handed.version)],
-                [Write(entry.key, None), Write(task_key, encode(handed.task))],
-            )
-        except Conflict:
-            self._queue.release(entry.key)
-            return
-        except BaseException:
-            self._hand(handed)
-            raise
-        self._queue.taken(entry.key)
-        self._remember(handed.task, version)
+        """Commit the claim of ``task_uuid`` if it was handed out uncommitted, unless the
+        task changed since (canceled); if the commit's outcome is unknown, it is settled
+        again next time."""
+        with self._handed_claim(task_uuid) as handed:
+            if handed is None:
+                return
+            entry, task_key = handed.entry, keys.TASK + task_uuid
+            try:
+                version = self._store.commit(
+                    [(entry.key, entry.version), (task_key, handed.version)],
+                    [Write(entry.key, None), Write(task_key, encode(handed.task))],
+                )
+            except Conflict:
+                self._claim_done(handed, committed=False)
+                return
+            self._claim_done(handed, committed=True)
+            self._remember(handed.task, version)
 
     def await_task(
         self,
@@ -313,30 +330,29 @@ class Scheduler:
         """Record the outcome ``executor_id`` reports for ``task_uuid`` (with its claim, if
         that was not committed yet)."""
         self._liveness.seen(executor_id)
-        if (handed := self._take_handed(task_uuid, executor_id)) is not None:
-            self._report_handed(handed, result)
-        else:
+        with self._handed_claim(task_uuid, executor_id) as handed:
+            if handed is not None:
+                self._report_handed(handed, result)
+        if handed is None:
             read = self._reads(task_uuid)
             _retrying(lambda: self._report_once(executor_id, task_uuid, result, read))
         self._liveness.release(executor_id, task_uuid)
 
     def _report_handed(self, handed: _Handed, result: TaskResult) -> None:
         """Commit the result of a task handed out uncommitted, with its claim: once. If
-        the task changed since (canceled), the result is refused and the entry claimed anew."""
+        the task changed since (canceled), the result is refused and the entry claimed
+        anew; if the outcome is unknown, the claim stays (a report again tries again)."""
         task = handed.task
         try:
             self._report_once(
                 task.executor_id, task.uuid, result, lambda: (task, handed.version), handed.entry
             )
         except Conflict:
-            self._queue.release(handed.entry.key)
+            self._claim_done(handed, committed=False)
             raise TeaclaveError(
                 Status.FAILED_PRECONDITION, f"task {task.uuid} changed before it was claimed"
             ) from None
-        except BaseException:
-            self._hand(handed)  # the outcome is unknown: a report again tries again
-            raise
-        self._queue.taken(handed.entry.key)
+        self._claim_done(handed, committed=True)
 
     def _report_once(
         self,
