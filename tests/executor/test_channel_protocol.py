@@ -4,6 +4,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -360,3 +361,35 @@ def test_an_ill_formed_skip_count_breaks_the_protocol(
     protocol.send(sandbox, "log_skipped", **fields)
     with pytest.raises(ProtocolError, match=message):
         serve(trusted, log=TaskLog(LogLimits(max_lines=10, max_bytes=100)))
+
+
+@pytest.mark.parametrize("dripped", [False, True], ids=["silent", "a byte at a time"])
+def test_a_sandbox_cannot_keep_the_trusted_end_past_its_deadline(
+    pair: tuple[socket.socket, socket.socket], dripped: bool
+) -> None:
+    """Silent, or sending its result so slowly that each read gets a byte: the wait for
+    the function's next frame ends at the deadline (past it, the result would come
+    whole, or the sandbox would close the channel)."""
+    trusted, sandbox = pair
+    stop = threading.Event()
+
+    def sandbox_end() -> None:
+        frame = raw(b'{"op":"result"}', b"late")  # 1.2 s of it, dripped
+        for byte in frame if dripped else b"":
+            if stop.wait(0.05):
+                return
+            sandbox.sendall(bytes([byte]))
+        if not stop.wait(1.0):
+            sandbox.shutdown(socket.SHUT_WR)
+
+    sending = threading.Thread(target=sandbox_end)
+    sending.start()
+    server = ChannelServer(
+        trusted, MemoryRuntime({}, frozenset()), max_file_bytes=1, max_summary_bytes=10
+    )
+    try:
+        with pytest.raises(TimeoutError):
+            server.serve(deadline=time.monotonic() + 0.3)
+    finally:
+        stop.set()
+        sending.join()

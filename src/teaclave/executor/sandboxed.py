@@ -12,7 +12,6 @@ import dataclasses
 import json
 import signal
 import socket
-import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -84,7 +83,6 @@ class SandboxedFunction:
         finally:
             untrusted.close()
         self._outcome: sandbox.SandboxOutcome | None = None
-        self._expired = threading.Event()
 
     def __enter__(self) -> SandboxedFunction:
         return self
@@ -118,21 +116,18 @@ class SandboxedFunction:
             self._outcome = self._process.wait()
         return self._outcome
 
-    def _expire(self) -> None:
-        self._expired.set()
-        self._process.kill()
-
     def _exceeded(self, limit: str) -> str:
         """The reason for a task the sandbox ended at ``limit`` (as the sandbox names it)."""
         return f"{limit} exceeded"
 
     def _broken(self, exc: ProtocolError | OSError) -> str:
         """Why the channel broke: a limit, the process's end, or a protocol violation."""
+        expired = isinstance(exc, TimeoutError)  # the wall time ran out while it was silent
         violation = isinstance(exc, ProtocolError) and not isinstance(exc, ChannelClosed)
-        if violation:
+        if expired or violation:
             self._process.kill()
-        outcome = self._wait()  # the wall-time timer still runs
-        if self._expired.is_set():
+        outcome = self._wait()  # killed when the wall time runs out, if it still runs
+        if expired:
             return f"wall time limit ({self._limits.wall_secs:g} s) exceeded"
         if outcome.limit is not None:
             return self._exceeded(outcome.limit)
@@ -157,12 +152,11 @@ class SandboxedFunction:
             log=log,
         )
         wanted = {} if log is None else {"log": dataclasses.asdict(log.limits)}
-        timer = threading.Timer(self._limits.wall_secs, self._expire)
-        self._process.start_clock()  # the function's time starts with its task
-        timer.start()
+        deadline = self._process.start_clock()  # the function's time starts with its task
         try:
             protocol.send(self._channel, "go", self._task, **wanted)
-            summary = server.serve()  # the function's last word: its end is left to __exit__
+            # The function's last word: its end is left to __exit__.
+            summary = server.serve(deadline)
         except FunctionFailed as exc:
             error = exc.error
             if error.startswith("MemoryError"):
@@ -170,7 +164,4 @@ class SandboxedFunction:
             raise _failure(f"{error}\n{exc.traceback}".rstrip()) from None
         except (ProtocolError, OSError) as exc:
             raise _failure(self._broken(exc)) from None
-        finally:
-            timer.cancel()
-            timer.join()  # gone before the caller may fork again (spawn wants one thread)
         return summary

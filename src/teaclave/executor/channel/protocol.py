@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,11 +61,18 @@ def send(channel: socket.socket, op: str, body: bytes = b"", **fields: Any) -> N
     channel.sendall(_PREFIX.pack(len(header), len(body)) + header + body)
 
 
-def _exactly(channel: socket.socket, size: int, *, at_start: bool = False) -> bytes:
+def _exactly(
+    channel: socket.socket, size: int, deadline: float | None, *, at_start: bool = False
+) -> bytes:
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0
     while received < size:
+        if deadline is not None:  # each read waits at most until then, however few bytes come
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the deadline passed")
+            channel.settimeout(remaining)
         count = channel.recv_into(view[received:])
         if count == 0:
             if at_start and received == 0:
@@ -74,17 +82,20 @@ def _exactly(channel: socket.socket, size: int, *, at_start: bool = False) -> by
     return bytes(buffer)
 
 
-def receive(channel: socket.socket, max_body: int = CHUNK) -> Frame:
-    """The next frame, whose body may be at most ``max_body`` bytes."""
-    header_size, body_size = _PREFIX.unpack(_exactly(channel, _PREFIX.size, at_start=True))
+def receive(channel: socket.socket, max_body: int = CHUNK, deadline: float | None = None) -> Frame:
+    """The next frame, whose body may be at most ``max_body`` bytes; ``TimeoutError`` if it
+    has not come whole by ``deadline`` (``time.monotonic()``; the channel keeps a timeout)."""
+    header_size, body_size = _PREFIX.unpack(
+        _exactly(channel, _PREFIX.size, deadline, at_start=True)
+    )
     if header_size > MAX_HEADER:
         raise ProtocolError(f"frame header too large ({header_size} bytes)")
     if body_size > max_body:
         raise ProtocolError(f"frame body too large ({body_size} bytes)")
     try:
-        header = json.loads(_exactly(channel, header_size))
+        header = json.loads(_exactly(channel, header_size, deadline))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ProtocolError("frame header is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("op"), str):
         raise ProtocolError("frame header must be an object with a string 'op'")
-    return Frame(header, _exactly(channel, body_size))
+    return Frame(header, _exactly(channel, body_size, deadline))
