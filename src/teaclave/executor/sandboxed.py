@@ -152,11 +152,11 @@ class SandboxedFunction:
             log=log,
         )
         wanted = {} if log is None else {"log": dataclasses.asdict(log.limits)}
-        deadline = self._process.start_clock()  # the function's time starts with its task
+        self._process.start_clock()  # the function's time starts with its task
         try:
             protocol.send(self._channel, "go", self._task, **wanted)
             # The function's last word: its end is left to __exit__.
-            summary = server.serve(deadline)
+            summary = server.serve(self._process.remaining)
         except FunctionFailed as exc:
             error = exc.error
             if error.startswith("MemoryError"):

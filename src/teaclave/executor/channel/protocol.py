@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,18 +60,22 @@ def send(channel: socket.socket, op: str, body: bytes = b"", **fields: Any) -> N
     channel.sendall(_PREFIX.pack(len(header), len(body)) + header + body)
 
 
+Remaining = Callable[[], float]
+"""The seconds left until a deadline (the channel keeps no clock of its own)."""
+
+
 def _exactly(
-    channel: socket.socket, size: int, deadline: float | None, *, at_start: bool = False
+    channel: socket.socket, size: int, remaining: Remaining | None, *, at_start: bool = False
 ) -> bytes:
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0
     while received < size:
-        if deadline is not None:  # each read waits at most until then, however few bytes come
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        if remaining is not None:  # each read waits only until then, however few bytes come
+            left = remaining()
+            if left <= 0:
                 raise TimeoutError("the deadline passed")
-            channel.settimeout(remaining)
+            channel.settimeout(left)
         count = channel.recv_into(view[received:])
         if count == 0:
             if at_start and received == 0:
@@ -82,20 +85,22 @@ def _exactly(
     return bytes(buffer)
 
 
-def receive(channel: socket.socket, max_body: int = CHUNK, deadline: float | None = None) -> Frame:
+def receive(
+    channel: socket.socket, max_body: int = CHUNK, remaining: Remaining | None = None
+) -> Frame:
     """The next frame, whose body may be at most ``max_body`` bytes; ``TimeoutError`` if it
-    has not come whole by ``deadline`` (``time.monotonic()``; the channel keeps a timeout)."""
+    has not come whole when ``remaining()`` runs out (the channel keeps a timeout)."""
     header_size, body_size = _PREFIX.unpack(
-        _exactly(channel, _PREFIX.size, deadline, at_start=True)
+        _exactly(channel, _PREFIX.size, remaining, at_start=True)
     )
     if header_size > MAX_HEADER:
         raise ProtocolError(f"frame header too large ({header_size} bytes)")
     if body_size > max_body:
         raise ProtocolError(f"frame body too large ({body_size} bytes)")
     try:
-        header = json.loads(_exactly(channel, header_size, deadline))
+        header = json.loads(_exactly(channel, header_size, remaining))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ProtocolError("frame header is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("op"), str):
         raise ProtocolError("frame header must be an object with a string 'op'")
-    return Frame(header, _exactly(channel, body_size, deadline))
+    return Frame(header, _exactly(channel, body_size, remaining))

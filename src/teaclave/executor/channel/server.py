@@ -52,17 +52,17 @@ class ChannelServer:
             "close": self._close,
         }
 
-    def serve(self, deadline: float | None = None) -> bytes:
+    def serve(self, remaining: protocol.Remaining | None = None) -> bytes:
         """The function's summary, once it reported it.
 
         Raises :class:`FunctionFailed` if the function raised, :class:`ProtocolError` if
         it broke the protocol or closed the channel, and ``TimeoutError`` once
-        ``deadline`` (``time.monotonic()``) passed while waiting for it. A summary may be
-        one byte longer than ``max_summary_bytes`` (to be refused).
+        ``remaining()`` (seconds) ran out while waiting for it. A summary may be one byte
+        longer than ``max_summary_bytes`` (to be refused).
         """
         max_body = max(protocol.CHUNK, self._max_summary_bytes + 1)
         while True:
-            frame = protocol.receive(self._channel, max_body, deadline)
+            frame = protocol.receive(self._channel, max_body, remaining)
             if frame.op == "result":
                 return frame.body
             if frame.op == "failure":

@@ -112,10 +112,13 @@ class SandboxProcess:
         self._wall_expired = False
         self._outcome: SandboxOutcome | None = None
 
-    def start_clock(self) -> float:
-        """The wall time limit counts from now: its deadline (``time.monotonic()``)."""
+    def start_clock(self) -> None:
+        """The wall time limit counts from now."""
         self._deadline = time.monotonic() + self._limits.wall_secs
-        return self._deadline
+
+    def remaining(self) -> float:
+        """Seconds of wall time left (the limit counts from :meth:`start_clock`)."""
+        return self._deadline - time.monotonic()
 
     def wait(self) -> SandboxOutcome:
         """Wait for the sandbox to end, killing it when the wall time runs out."""
