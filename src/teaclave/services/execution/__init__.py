@@ -288,7 +288,9 @@ class _Executor:
                 "task %s handed out again while it runs here: left as it is", staged.task_id
             )
             return
-        log.info("executor %s runs task %s", self.executor_id, staged.task_id)
+        # One INFO line a task, its report's: each line costs this service and the
+        # supervisor that forwards it CPU beside the task.
+        log.debug("executor %s runs task %s", self.executor_id, staged.task_id)
         run = TaskRun(staged.task_id, staged.trace_context)
         try:
             view = sandbox_view(sandbox_kind(staged), self._settings)
