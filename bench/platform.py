@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from teaclave.cli.demo import write_config
@@ -36,6 +37,14 @@ from teaclave.services.supervisor import Supervisor
 PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
 EXECUTORS = ("builtin", "python")
 CLIENTS = (1, 4, 8)
+RPCS_PER_ROUND = 5
+"""RPCs timed in each round of the latency figures (beside one task of each executor)."""
+RPCS_UNTIMED = 10
+"""RPCs made before those timed in a round: after a pause the first ones are slower (the
+first ~10 ms, the second ~25 % slower than the tenth, on this machine)."""
+SETTLE_SECS = 0.1
+"""The pause before each round of the latency figures: what the last task left to do (its
+process's end, the next spare's fork) is done by then."""
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -88,18 +97,30 @@ class Bench:
         return task_id
 
     def latencies(self, client: FrontendClient, runs: int) -> dict[str, dict[str, float]]:
-        """The ``rpc``, ``echo_task`` and ``python_echo_task`` samples' summaries, after
-        warming up each path once."""
+        """The ``rpc``, ``builtin_echo`` and ``python_echo`` samples' summaries, taken in
+        ``runs`` rounds, so that the machine's drift during the run (10-30 % on this
+        one) weighs on the baseline and the tasks alike. A round begins on a quiet
+        platform (:data:`SETTLE_SECS` after the last call); it times
+        :data:`RPCS_PER_ROUND` RPCs one after another, after :data:`RPCS_UNTIMED`
+        untimed ones, then one task of each executor, each right after an untimed one
+        of the same executor, as in a stream of such tasks (which finds the spare
+        process with its sandbox forked ahead, and the last task's process ending
+        beside it)."""
         functions = {executor: self.register(client, executor) for executor in EXECUTORS}
-        for executor, function_id in functions.items():
-            self.echo_task(client, function_id, executor)
-        builtin = functions["builtin"]
-        figures = {"rpc": summary(timed(lambda: client.get_function(builtin), runs * 5))}
-        for executor, function_id in functions.items():
-            figures[f"{executor}_echo"] = summary(
-                timed(lambda: self.echo_task(client, function_id, executor), runs)  # noqa: B023
-            )
-        return figures
+        rpc = partial(client.get_function, functions["builtin"])
+        tasks = {
+            f"{executor}_echo": partial(self.echo_task, client, function_id, executor)
+            for executor, function_id in functions.items()
+        }
+        samples: dict[str, list[float]] = {"rpc": [], **{name: [] for name in tasks}}
+        for _ in range(runs):
+            time.sleep(SETTLE_SECS)
+            timed(rpc, RPCS_UNTIMED)
+            samples["rpc"] += timed(rpc, RPCS_PER_ROUND)
+            for name, task in tasks.items():
+                task()
+                samples[name] += timed(task, 1)
+        return {name: summary(taken) for name, taken in samples.items()}
 
     def throughput(self, clients: int, seconds: float, executor: str = "builtin") -> float:
         """Tasks per second that ``clients`` concurrent clients get, each one task at a time."""
