@@ -114,3 +114,20 @@ def test_a_result_waits_for_the_claim_a_heartbeat_is_committing(store: HeldStore
         done,
     )
     assert store.scan(keys.STAGED) == []
+
+
+def test_a_heartbeat_waits_for_the_claim_a_result_is_committing(store: HeldStore) -> None:
+    """Else it would find the task still staged, and have the executor stop it."""
+    scheduler = Scheduler(store, Liveness(60.0), StagedQueue(store, store.changes, max_waiters=1))
+    task = just_staged(store)
+    assert scheduler.pull("e1", []).task_id == task.uuid
+    store.hold()
+    report = in_thread(scheduler.report, "e1", task.uuid, TaskResult.success(b"done", {}, ()))
+    assert store.waiting.wait(WAIT_SECS)  # the result commits the claim: held up there
+    heartbeat = in_thread(scheduler.heartbeat, "e1", [task.uuid])
+    time.sleep(0.1)  # the heartbeat is under way (were it not, it would come after anyway)
+    store.go()
+    report()
+    assert heartbeat() == []  # not stopped: it has just finished
+    [record] = store.get([keys.TASK + task.uuid])
+    assert decode(Task, record.value).status is TaskStatus.FINISHED
