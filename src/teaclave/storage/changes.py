@@ -1,10 +1,10 @@
 """Recent commits in memory, so that a watcher learns of one the moment it is made.
 
 The store that owns the database publishes each commit (its version, the keys
-it wrote or deleted, and who made it) in version order. :meth:`ChangeLog.wait` answers with the
-keys under the watched prefixes that commits after ``since`` touched (leaving out
-those of one writer, if asked: a watcher's own), waiting for such a commit if
-there is none yet; :meth:`ChangeLog.watch` follows them as a
+it wrote or deleted, and who made it) in version order. :meth:`ChangeLog.wait`
+answers with the keys under the watched prefixes that commits after ``since``
+touched (leaving out those of one writer, if asked: a watcher's own), waiting for
+such a commit if there is none yet; :meth:`ChangeLog.watch` follows them as a
 stream of such answers. Only the newest commits are kept: a watcher further
 behind, or one whose ``since`` comes from before this process started, is told
 that its changes were ``lost`` and re-reads what it watches.
