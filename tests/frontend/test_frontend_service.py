@@ -11,9 +11,12 @@ from frontend_helpers import FRONTEND, Runner, User, public_channel, refused, ru
 from waiting import wait_until
 
 from teaclave.config import Config
+from teaclave.core.errors import Status, TeaclaveError
 from teaclave.observability import metrics
+from teaclave.proto import teaclave_authentication_service_pb2_grpc as auth_grpc
 from teaclave.proto import teaclave_frontend_service_pb2 as fe
 from teaclave.proto import teaclave_frontend_service_pb2_grpc as fe_grpc
+from teaclave.services.base import ServiceEnv, ServiceMain
 from teaclave.services.frontend.service import FRONTEND as DESCRIPTOR
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -230,3 +233,59 @@ def test_frontend_without_backend_is_unavailable(config: Config, service_runner:
             grpc.StatusCode.UNAVAILABLE,
             "service temporarily unavailable",
         )
+
+
+class _FailingAuthentication(auth_grpc.TeaclaveAuthenticationInternalServicer):
+    """An authentication service whose every answer is a failure with ``status``."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+
+    def UserAuthenticate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        raise TeaclaveError(self.status, "as the test asks")
+
+
+def failing_authentication(status: Status) -> ServiceMain:
+    def main(env: ServiceEnv, stop: Any) -> None:
+        servicer = _FailingAuthentication(status)
+        server = env.serve(
+            "authentication",
+            lambda s: auth_grpc.add_TeaclaveAuthenticationInternalServicer_to_server(servicer, s),
+        )
+        stop.wait()
+        server.stop(None).wait()
+
+    return main
+
+
+OUTAGE = (grpc.StatusCode.UNAVAILABLE, "service temporarily unavailable")
+BAD_CREDENTIAL = (UNAUTHENTICATED, "incorrent credential")
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        (Status.UNAUTHENTICATED, BAD_CREDENTIAL),
+        (Status.INVALID_ARGUMENT, BAD_CREDENTIAL),
+        *(
+            (status, OUTAGE)
+            for status in Status
+            if status not in (Status.OK, Status.UNAUTHENTICATED, Status.INVALID_ARGUMENT)
+        ),
+    ],
+    ids=lambda value: value.name if isinstance(value, Status) else None,
+)
+def test_only_a_refused_credential_is_reported_as_one(
+    config: Config, service_runner: Runner, status: Status, answer: tuple[Any, str]
+) -> None:
+    """Whatever else goes wrong with the authentication service (restarting, overloaded,
+    out of time, failing), a caller learns of an outage, never of a bad credential."""
+    authentication = (failing_authentication(status), "authentication", ("authentication",))
+    with (
+        running(service_runner, config, [authentication, FRONTEND]),
+        public_channel(config, "frontend_api", "frontend") as channel,
+    ):
+        rpc = fe_grpc.TeaclaveFrontendStub(channel).ListFunctions
+        request = fe.ListFunctionsRequest(user_id="x")
+        metadata = (("id", "x"), ("token", "t"))
+        assert refused(lambda: rpc(request, metadata=metadata, timeout=30)) == answer

@@ -45,6 +45,9 @@ AUTHENTICATE = auth.DESCRIPTOR.services_by_name["TeaclaveAuthenticationInternal"
 AUTHORIZE = acs.DESCRIPTOR.services_by_name["TeaclaveAccessControl"].methods_by_name["AuthorizeApi"]
 SAVE_LOGS = MANAGEMENT.methods_by_name["SaveLogs"]
 CALL_TIMEOUT_SECS = 30.0
+CREDENTIAL_REFUSED = frozenset({Status.UNAUTHENTICATED, Status.INVALID_ARGUMENT})
+"""The authentication service's answers that refuse a credential (an id or token it cannot
+accept); every other failure of the call is an outage."""
 MAX_DECISIONS = 1024
 """Most access-control decisions remembered (roles x APIs are far fewer)."""
 _STATUSES = {int(s) for s in Status}
@@ -231,11 +234,12 @@ class Frontend:
                 self._authentication, AUTHENTICATE, request, auth.UserAuthenticateResponse
             )
         except TeaclaveError as exc:
-            if exc.status is Status.UNAVAILABLE:
-                log.warning("authentication service unavailable: %s", exc.message)
+            # Only the authentication service's verdict on the credential is a bad
+            # credential; any other failure (down, restarting, overloaded, out of time,
+            # refused as a peer) is an outage: UNAVAILABLE, which callers retry.
+            if exc.status not in CREDENTIAL_REFUSED:
+                log.warning("authentication service failed (%s): %s", exc.status.name, exc.message)
                 raise TeaclaveError(Status.UNAVAILABLE, "service temporarily unavailable") from None
-            if exc.status is not Status.UNAUTHENTICATED:
-                log.warning("authentication service failed: %s", exc.message)
             raise unauthenticated("incorrent credential") from None  # (sic), as Teaclave
         return response.claims
 
