@@ -1,13 +1,15 @@
 """Everything the platform acknowledged survives a restart of any service."""
 
+import collections
 import signal
+import threading
 
 import pytest
 from e2e_helpers import own_data, psi_task, register_echo, register_psi, slot_held
 from e2e_platform import Platform, wait_for
 from teaclave_fixtures import PSI_DIR
 
-from teaclave.client import FrontendClient, ServiceUnavailable, TaskStatus
+from teaclave.client import FrontendClient, ServiceUnavailable, TaskStatus, TeaclaveException
 from teaclave.config import SERVICES
 
 PSI0 = (PSI_DIR / "psi0.txt").read_bytes()
@@ -68,3 +70,38 @@ def answers(client: FrontendClient, function_id: str) -> bool:
     except ServiceUnavailable:
         return False
     return True
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_valid_token_meets_an_outage_never_a_bad_credential(
+    platform: Platform, service: str
+) -> None:
+    """Calls with a valid token go on while ``service`` is killed (-9) and the supervisor
+    starts it again: each one succeeds or fails UNAVAILABLE, never UNAUTHENTICATED."""
+    with platform.admin() as admin:
+        function_id = register_echo(admin)
+        answered: collections.Counter[str] = collections.Counter()
+        stop = threading.Event()
+
+        def calls() -> None:
+            while not stop.is_set():
+                try:
+                    admin.get_function(function_id)
+                except TeaclaveException as exc:
+                    answered[exc.status.name] += 1
+                else:
+                    answered["OK"] += 1
+
+        caller = threading.Thread(target=calls)
+        caller.start()
+        try:
+            wait_for(lambda: answered["OK"] >= 3, what="calls answered")
+            killed = platform.supervisor.pid(service)
+            platform.supervisor.kill(service, signal.SIGKILL)
+            wait_for(lambda: platform.supervisor.pid(service) not in (None, killed), what="restart")
+            after = answered["OK"]
+            wait_for(lambda: answered["OK"] >= after + 3, what=f"calls answered after {service}")
+        finally:
+            stop.set()
+            caller.join()
+    assert set(answered) <= {"OK", "UNAVAILABLE"}, answered

@@ -231,3 +231,35 @@ def test_a_channel_dropped_as_unavailable_lets_its_calls_in_flight_end(
         assert list(answers) == [True] * (STREAMED - 1)
     finally:
         peer.close()
+
+
+def test_a_call_on_a_channel_replaced_twice_meanwhile_still_gets_its_answer(
+    server: ServiceEnv, config: Config
+) -> None:
+    """Calls that found the peer unavailable replaced the channel twice (which closes the
+    first one replaced) while a call on the first was still under way: it is closed only
+    once that call has ended, which gets the peer's answer (not CANCELLED)."""
+    frontend = ServiceEnv.create(config, "frontend")
+    peer = frontend.peer("access_control")
+    under_way, go_on = threading.Event(), threading.Event()
+    answers: list[bool] = []
+
+    def slow(channel: grpc.Channel) -> bool:
+        under_way.set()
+        assert go_on.wait(10)
+        request = pb.AuthorizeApiRequest(api="x", user_role="frontend")
+        return bool(pb_grpc.TeaclaveAccessControlStub(channel).AuthorizeApi(request).accept)
+
+    caller = threading.Thread(target=lambda: answers.append(peer.call(slow)))
+    try:
+        caller.start()
+        assert under_way.wait(10)
+        for _ in range(2):
+            assert peer.failed(_Unavailable(), peer.channel())
+            assert ask(peer, "x", "frontend")  # on a new channel
+        go_on.set()
+        caller.join(10)
+        assert answers == [True]
+    finally:
+        go_on.set()
+        peer.close()

@@ -13,7 +13,8 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -132,9 +133,10 @@ class Peer:
     A new channel is also dialed when this service's identity was renewed
     (its client certificate changes) and when the peer's evidence was last
     verified :data:`RECHECK_SECS` ago (so a peer whose evidence grew too old
-    is refused). The replaced channel is closed at the next replacement, so
-    calls still running on it finish. Its calls are counted, timed and traced
-    (:func:`teaclave.observability.calls.observed`).
+    is refused). The replaced channel is closed at the next replacement, once
+    the calls of :meth:`call` still running on it have ended (closing it under
+    them would cancel them: CANCELLED, not the peer's answer). Its calls are
+    counted, timed and traced (:func:`teaclave.observability.calls.observed`).
     """
 
     def __init__(
@@ -157,30 +159,53 @@ class Peer:
         self._retired: grpc.Channel | None = None
         self._dialed_as: ServiceIdentity | None = None
         self._verified = datetime.min.replace(tzinfo=UTC)
+        self._calls: dict[grpc.Channel, int] = {}  # calls of call() running, by channel
+        self._closing: set[grpc.Channel] = set()  # closed once their calls have ended
         self._lock = threading.Lock()
 
     def channel(self) -> grpc.Channel:
         """The current channel, dialing (and verifying) if needed."""
         with self._lock:
-            identity = self._identity() if self._identity else None
-            now = self._clock()
-            if (
-                self._channel is None
-                or identity is not self._dialed_as
-                or not timedelta(0) <= now - self._verified < timedelta(seconds=RECHECK_SECS)
-            ):
-                self._retire()
-                channel, _ = attested_channel(
-                    self.address,
-                    self.service,
-                    policy=self._policy,
-                    identity=identity,
-                    max_message_bytes=self._max,
-                    now=now,
-                )
-                self._channel = calls.observed(channel, self.service)
-                self._dialed_as, self._verified = identity, now
-            return self._channel
+            return self._current()
+
+    def _current(self) -> grpc.Channel:
+        """:meth:`channel`, under the lock."""
+        identity = self._identity() if self._identity else None
+        now = self._clock()
+        if (
+            self._channel is None
+            or identity is not self._dialed_as
+            or not timedelta(0) <= now - self._verified < timedelta(seconds=RECHECK_SECS)
+        ):
+            self._retire()
+            channel, _ = attested_channel(
+                self.address,
+                self.service,
+                policy=self._policy,
+                identity=identity,
+                max_message_bytes=self._max,
+                now=now,
+            )
+            self._channel = calls.observed(channel, self.service)
+            self._dialed_as, self._verified = identity, now
+        return self._channel
+
+    @contextmanager
+    def _using(self) -> Iterator[grpc.Channel]:
+        """The current channel, not closed before the block ends."""
+        with self._lock:
+            channel = self._current()
+            self._calls[channel] = self._calls.get(channel, 0) + 1
+        try:
+            yield channel
+        finally:
+            with self._lock:
+                self._calls[channel] -= 1
+                if not self._calls[channel]:
+                    del self._calls[channel]
+                    if channel in self._closing:
+                        self._closing.discard(channel)
+                        channel.close()
 
     def call(self, fn: Callable[[grpc.Channel], T], *, repeatable: bool = False) -> T:
         """Run ``fn`` on the channel.
@@ -190,13 +215,14 @@ class Peer:
         reached the peer, or is ``repeatable`` (changes nothing); otherwise its
         effect is unknown and the error is raised.
         """
-        channel = self.channel()
-        try:
+        with self._using() as channel:
+            try:
+                return fn(channel)
+            except grpc.RpcError as exc:
+                if not (self.failed(exc, channel) and (repeatable or never_sent(exc))):
+                    raise
+        with self._using() as channel:
             return fn(channel)
-        except grpc.RpcError as exc:
-            if not (self.failed(exc, channel) and (repeatable or never_sent(exc))):
-                raise
-            return fn(self.channel())
 
     def failed(self, error: grpc.RpcError, channel: grpc.Channel) -> bool:
         """Note that a call on ``channel`` failed with ``error`` (for calls not made by
@@ -212,11 +238,15 @@ class Peer:
 
     def _retire(self) -> None:
         """Keep the current channel (if any) until the next replacement, so the calls in
-        flight on it end as the peer answers them; close the one retired before."""
+        flight on it end as the peer answers them; close the one retired before (once
+        the calls of :meth:`call` on it have ended)."""
         if self._channel is None:
             return
-        if self._retired is not None:
-            self._retired.close()
+        if (retired := self._retired) is not None:
+            if retired in self._calls:
+                self._closing.add(retired)
+            else:
+                retired.close()
         self._retired, self._channel = self._channel, None
 
     def reset(self) -> None:
@@ -227,7 +257,8 @@ class Peer:
     def close(self) -> None:
         """Close the channels."""
         with self._lock:
-            for channel in (self._channel, self._retired):
+            for channel in (self._channel, self._retired, *self._closing):
                 if channel is not None:
                     channel.close()
             self._channel = self._retired = None
+            self._closing.clear()
