@@ -1,4 +1,4 @@
-"""Race tests: calls started at the same moment, one thread each."""
+"""Race tests: calls started at the same moment, one thread each, or one call in a thread."""
 
 import threading
 from collections.abc import Callable, Sequence
@@ -23,3 +23,20 @@ def at_once(calls: Sequence[Callable[[], object]]) -> list[Exception | None]:
     for thread in threads:
         thread.join()
     return outcomes
+
+
+def in_thread(
+    fn: Callable[..., object], *args: object, within: float = 60.0
+) -> Callable[[], object]:
+    """Run ``fn(*args)`` in a thread; a function that joins it (waiting up to ``within``
+    seconds) and returns its result."""
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)))
+    thread.start()
+
+    def join() -> object:
+        thread.join(within)
+        assert result, "the call did not return"
+        return result[0]
+
+    return join

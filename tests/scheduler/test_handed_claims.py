@@ -7,10 +7,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from at_once import in_thread
+from scheduler_helpers import new_task
 
 from teaclave.core.codec import decode, encode
-from teaclave.core.ids import new_uuid
-from teaclave.core.model import Executor, Task, TaskResult, TaskStatus
+from teaclave.core.model import Task, TaskResult, TaskStatus
 from teaclave.proto import teaclave_scheduler_service_pb2 as pb
 from teaclave.services.scheduler.liveness import Liveness
 from teaclave.services.scheduler.queue import StagedQueue
@@ -57,18 +58,7 @@ def store(tmp_path: Path) -> Iterator[HeldStore]:
 
 def just_staged(store: SqliteStore) -> Task:
     """A task staged now, as InvokeTask stages one."""
-    task = Task(
-        uuid=new_uuid(),
-        creator="alice",
-        function_id=new_uuid(),
-        function_owner="alice",
-        function_arguments="{}",
-        executor=Executor.BUILTIN,
-        inputs_ownership={},
-        outputs_ownership={},
-        participants=frozenset({"alice"}),
-        status=TaskStatus.STAGED,
-    )
+    task = new_task(TaskStatus.STAGED)
     staged = pb.StagedTask(task_id=task.uuid, task_record=encode(task))
     store.commit(
         [],
@@ -78,19 +68,6 @@ def just_staged(store: SqliteStore) -> Task:
         ],
     )
     return task
-
-
-def in_thread(fn, *args):
-    result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(fn(*args)))
-    thread.start()
-
-    def join() -> object:
-        thread.join(WAIT_SECS)
-        assert not thread.is_alive()
-        return result[0]
-
-    return join
 
 
 def test_a_result_waits_for_the_claim_a_heartbeat_is_committing(store: HeldStore) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from at_once import at_once
+from scheduler_helpers import new_task
 from waiting import wait_until
 
 from teaclave.config import Config, Endpoints, SchedulerConfig
@@ -19,7 +20,6 @@ from teaclave.core.codec import decode, encode
 from teaclave.core.ids import new_uuid
 from teaclave.core.model import (
     CryptoSchema,
-    Executor,
     FileCrypto,
     OutputFile,
     Task,
@@ -73,24 +73,6 @@ class LivenessClock:
         with self._changed:
             wanted = self._reads + 2  # the check after the next reading ran completely
             assert self._changed.wait_for(lambda: self._reads >= wanted, WAIT_SECS)
-
-
-def new_task(status: TaskStatus, **changes: object) -> Task:
-    return replace(
-        Task(
-            uuid=new_uuid(),
-            creator="alice",
-            function_id=new_uuid(),
-            function_owner="alice",
-            function_arguments='{"k":"v"}',
-            executor=Executor.BUILTIN,
-            inputs_ownership={},
-            outputs_ownership={},
-            participants=frozenset({"alice"}),
-            status=status,
-        ),
-        **changes,
-    )
 
 
 class Platform:

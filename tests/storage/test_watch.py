@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from at_once import in_thread
 
 from teaclave.core.errors import Status, TeaclaveError
 from teaclave.storage.api import Changes, Write
@@ -24,20 +25,6 @@ def store(tmp_path: Path):
     s = SqliteStore(tmp_path / "db", KEY)
     yield s
     s.close()
-
-
-def in_thread(fn, *args):
-    """Run ``fn(*args)`` in a thread; a function that joins it and returns its result."""
-    result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(fn(*args)))
-    thread.start()
-
-    def join() -> object:
-        thread.join(LONG)
-        assert result, "the call did not return"
-        return result[0]
-
-    return join
 
 
 # --- the change log: one answer (wait) -------------------------------------------
