@@ -143,6 +143,13 @@ def test_invalid_requests(clients: Callable[[str], RemoteStore]) -> None:
     _refused(lambda: store.get(["task/" + "x" * 2000]), Status.INVALID_ARGUMENT)
     assert _refused(lambda: answer(store, [], 0), Status.INVALID_ARGUMENT) == "no prefix to watch"
     _refused(lambda: answer(store, ["task/"] * 1001, 0), Status.INVALID_ARGUMENT)
+    too_long = "writer longer than 128 characters"
+    long_writer = "w" * 129
+    watch = lambda: list(store.watch(["task/"], 0, 0, unless_writer=long_writer))  # noqa: E731
+    assert _refused(watch, Status.INVALID_ARGUMENT) == too_long
+    store.writer = long_writer
+    commit = lambda: store.commit([], [Write("task/1", b"")])  # noqa: E731
+    assert _refused(commit, Status.INVALID_ARGUMENT) == too_long
 
 
 def test_watch_streams_commits_as_they_are_made(clients: Callable[[str], RemoteStore]) -> None:

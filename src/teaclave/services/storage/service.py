@@ -20,6 +20,8 @@ from teaclave.storage.sqlite import SqliteStore
 MAX_ITEMS = 1000
 """Most keys per Get, checks or writes per Commit, prefixes per Watch, records per Scan page."""
 MAX_KEY_CHARS = 1024
+MAX_WRITER_CHARS = 128
+"""Longest writer name of a Commit or Watch (a client's id: a store client sends 32)."""
 MAX_WATCH_SECS = 60.0
 """Longest life of one Watch stream (the watcher then opens another)."""
 
@@ -43,7 +45,9 @@ def _check_keys(names: Iterable[str], what: str = "key") -> None:
 
 def _writer(name: str) -> str:
     """A writer named by the calling peer, as the change log knows it: only the peer's own
-    commits can be left out of its watches."""
+    commits can be left out of its watches. INVALID_ARGUMENT for a name too long."""
+    if len(name) > MAX_WRITER_CHARS:
+        raise invalid_argument(f"writer longer than {MAX_WRITER_CHARS} characters")
     return f"{peer_service()}/{name}" if name else ""
 
 
